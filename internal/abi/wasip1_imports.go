@@ -1,0 +1,84 @@
+//go:build wasip1 && !tinygo
+
+package abi
+
+import "unsafe"
+
+// Host functions of the proxy-wasm ABI v0.2.1, module "env". Every one returns a status
+// (see statusError). Pointers are addresses in this module's linear memory; a "ret" pointer
+// names a 32-bit slot the host writes into. Buffers the host returns are allocated through
+// proxy_on_memory_allocate and found again by address in takeAllocation.
+//
+// Spec: https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1
+
+// proxy_log(level, message_data, message_size) writes a message to the host's log.
+//
+//go:wasmimport env proxy_log
+func proxyLog(level uint32, msg unsafe.Pointer, size uint32) uint32
+
+// proxy_set_tick_period_milliseconds(period) starts (or with 0 stops) proxy_on_tick calls on
+// the calling root context.
+//
+//go:wasmimport env proxy_set_tick_period_milliseconds
+func proxySetTickPeriodMilliseconds(period uint32) uint32
+
+// proxy_get_buffer_bytes(buffer_type, start, max_size, ret_data, ret_size) copies part of a
+// host buffer (request body 0, HTTP call response body 4, VM config 6, plugin config 7, …).
+//
+//go:wasmimport env proxy_get_buffer_bytes
+func proxyGetBufferBytes(bufferType, start, maxSize uint32, retData, retSize unsafe.Pointer) uint32
+
+// proxy_get_header_map_pairs(map_type, ret_data, ret_size) copies a whole header map in the
+// wire format of encodeHeaderMap.
+//
+//go:wasmimport env proxy_get_header_map_pairs
+func proxyGetHeaderMapPairs(mapType uint32, retData, retSize unsafe.Pointer) uint32
+
+// proxy_get_header_map_value(map_type, key_data, key_size, ret_data, ret_size) copies the first
+// value of one header.
+//
+//go:wasmimport env proxy_get_header_map_value
+func proxyGetHeaderMapValue(mapType uint32, key unsafe.Pointer, keySize uint32, retData, retSize unsafe.Pointer) uint32
+
+// proxy_send_local_response(status, details, details_size, body, body_size, headers,
+// headers_size, grpc_status) replaces the upstream with a reply of our own; it takes effect
+// when the current callback returns.
+//
+//go:wasmimport env proxy_send_local_response
+func proxySendLocalResponse(status uint32, details unsafe.Pointer, detailsSize uint32, body unsafe.Pointer, bodySize uint32,
+	headers unsafe.Pointer, headersSize uint32, grpcStatus int32) uint32
+
+// proxy_http_call(cluster, cluster_size, headers, headers_size, body, body_size, trailers,
+// trailers_size, timeout_ms, ret_call_id) sends a request to a configured cluster; the reply
+// arrives in proxy_on_http_call_response.
+//
+//go:wasmimport env proxy_http_call
+func proxyHTTPCall(cluster unsafe.Pointer, clusterSize uint32, headers unsafe.Pointer, headersSize uint32,
+	body unsafe.Pointer, bodySize uint32, trailers unsafe.Pointer, trailersSize uint32, timeoutMillis uint32, retCallID unsafe.Pointer) uint32
+
+// proxy_get_shared_data(key, key_size, ret_value, ret_size, ret_cas) copies a shared value and
+// its CAS token.
+//
+//go:wasmimport env proxy_get_shared_data
+func proxyGetSharedData(key unsafe.Pointer, keySize uint32, retValue, retSize, retCas unsafe.Pointer) uint32
+
+// proxy_set_shared_data(key, key_size, value, value_size, cas) stores a shared value if cas
+// still matches (0: unconditionally).
+//
+//go:wasmimport env proxy_set_shared_data
+func proxySetSharedData(key unsafe.Pointer, keySize uint32, value unsafe.Pointer, valueSize uint32, cas uint32) uint32
+
+// proxy_define_metric(type, name, name_size, ret_id): counter 0, gauge 1, histogram 2.
+//
+//go:wasmimport env proxy_define_metric
+func proxyDefineMetric(metricType uint32, name unsafe.Pointer, nameSize uint32, retID unsafe.Pointer) uint32
+
+// proxy_increment_metric(id, offset) adds to a counter or gauge.
+//
+//go:wasmimport env proxy_increment_metric
+func proxyIncrementMetric(id uint32, offset int64) uint32
+
+// proxy_record_metric(id, value) sets a gauge or records a histogram sample.
+//
+//go:wasmimport env proxy_record_metric
+func proxyRecordMetric(id uint32, value uint64) uint32

@@ -1,0 +1,62 @@
+package sharedtest
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+func TestEnvoyCASRules(t *testing.T) {
+	s := New()
+	if _, _, err := s.GetSharedData("k"); !errors.Is(err, types.ErrorStatusNotFound) {
+		t.Fatalf("get absent = %v; want not found", err)
+	}
+	if err := s.SetSharedData("k", []byte("a"), 12345); err != nil {
+		t.Fatalf("set absent with any cas = %v; want ok", err)
+	}
+	_, cas, _ := s.GetSharedData("k")
+	if err := s.SetSharedData("k", []byte("b"), cas+1); !errors.Is(err, types.ErrorStatusCasMismatch) {
+		t.Fatalf("set stale cas = %v; want cas mismatch", err)
+	}
+	if v, _, _ := s.GetSharedData("k"); string(v) != "a" {
+		t.Fatalf("value after failed set = %q; want %q", v, "a")
+	}
+	if err := s.SetSharedData("k", []byte("c"), 0); err != nil {
+		t.Fatalf("set cas 0 = %v; want ok", err)
+	}
+	if err := s.SetSharedData("k", []byte("d"), cas); !errors.Is(err, types.ErrorStatusCasMismatch) {
+		t.Fatalf("set with cas from before an unconditional set = %v; want mismatch", err)
+	}
+}
+
+// TestHammerCASIncrement runs P goroutines × N read-modify-write loops; with correct CAS
+// no increment is lost.
+func TestHammerCASIncrement(t *testing.T) {
+	const P, N = 8, 500
+	s := New()
+	_ = s.SetSharedData("n", binary.LittleEndian.AppendUint64(nil, 0), 0)
+	var wg sync.WaitGroup
+	for p := 0; p < P; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < N; i++ {
+				for {
+					v, cas, _ := s.GetSharedData("n")
+					next := binary.LittleEndian.AppendUint64(nil, binary.LittleEndian.Uint64(v)+1)
+					if s.SetSharedData("n", next, cas) == nil {
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	v, _, _ := s.GetSharedData("n")
+	if got := binary.LittleEndian.Uint64(v); got != P*N {
+		t.Fatalf("counter = %d; want %d", got, P*N)
+	}
+}
