@@ -1,0 +1,585 @@
+package revocationsource
+
+import (
+	"container/heap"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// DefaultMaxLog is the default number of changes the index remembers for
+// deltas. A poller further behind than that gets a snapshot.
+const DefaultMaxLog = 100_000
+
+// Index is the in-memory mirror of a store plus a bounded change log.
+//
+// Versions are a digest of the content rather than a counter: two replicas
+// (or one replica before and after a restart) that hold the same content name
+// it the same way, so a filter load-balanced across stateless replicas still
+// gets 304s and deltas instead of a full snapshot on every switch, and a
+// version can never be mistaken for a different state after a restart — a
+// version only ever names one content. A delta is served only from a version
+// that this process has itself passed through since it started (it is in the
+// change log), so it is always exact.
+type Index struct {
+	now    func() time.Time
+	maxLog int
+	// OnInvalid is called (under the index lock, keep it cheap) for each item
+	// dropped because it breaks the feed's limits.
+	OnInvalid func()
+
+	mu       sync.RWMutex
+	entries  map[EntryKey]int64
+	cutoffs  map[CutoffKey]cutoffVal
+	sumA     uint64
+	sumB     uint64
+	seq      uint64
+	log      []logged
+	versions map[string]uint64
+	vring    []versionAt
+	version  string
+	exps     expHeap
+	hbuf     []byte
+
+	nextExp atomic.Int64
+}
+
+type cutoffVal struct{ revokedBefore, exp int64 }
+
+type logged struct {
+	seq uint64
+	ch  Change
+}
+
+type versionAt struct {
+	seq     uint64
+	version string
+}
+
+// NewIndex returns an empty index. now is the clock (inject a fake one in
+// tests); maxLog bounds the change log (<= 0 means DefaultMaxLog).
+func NewIndex(now func() time.Time, maxLog int) *Index {
+	if now == nil {
+		now = time.Now
+	}
+	if maxLog <= 0 {
+		maxLog = DefaultMaxLog
+	}
+	x := &Index{
+		now:      now,
+		maxLog:   maxLog,
+		entries:  make(map[EntryKey]int64),
+		cutoffs:  make(map[CutoffKey]cutoffVal),
+		versions: make(map[string]uint64),
+	}
+	x.nextExp.Store(math.MaxInt64)
+	x.recordVersionLocked()
+	return x
+}
+
+// Version is the name of the current content.
+func (x *Index) Version() string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.version
+}
+
+// Seq is the number of changes applied so far.
+func (x *Index) Seq() uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.seq
+}
+
+// Len returns the number of entries and cutoffs.
+func (x *Index) Len() (entries, cutoffs int) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.entries), len(x.cutoffs)
+}
+
+// Apply applies changes as one step and returns the resulting version.
+func (x *Index) Apply(changes []Change) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.applyBatchLocked(changes)
+	return x.version
+}
+
+// MaybeExpire drops entries and cutoffs whose exp has passed. It is cheap
+// when nothing is due, so the HTTP handler calls it on every request.
+func (x *Index) MaybeExpire() {
+	now := x.now().Unix()
+	if now < x.nextExp.Load() {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.expireLocked(now)
+}
+
+func (x *Index) expireLocked(now int64) {
+	var changes []Change
+	for x.exps.Len() > 0 && x.exps[0].exp <= now {
+		it := heap.Pop(&x.exps).(expItem)
+		if it.cutoff {
+			k := CutoffKey{Iss: it.a, Sub: it.b}
+			if v, ok := x.cutoffs[k]; ok && v.exp == it.exp {
+				changes = append(changes, Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Iss: k.Iss, Sub: k.Sub}})
+			}
+			continue
+		}
+		k := EntryKey{Iss: it.a, JTI: it.b}
+		if exp, ok := x.entries[k]; ok && exp == it.exp {
+			changes = append(changes, Change{Op: OpRemoveEntry, Entry: Entry{Iss: k.Iss, JTI: k.JTI}})
+		}
+	}
+	if len(changes) > 0 {
+		x.applyBatchLocked(changes)
+	}
+	x.updateNextExpLocked()
+}
+
+func (x *Index) updateNextExpLocked() {
+	if x.exps.Len() == 0 {
+		x.nextExp.Store(math.MaxInt64)
+		return
+	}
+	x.nextExp.Store(x.exps[0].exp)
+}
+
+// applyBatchLocked applies changes; a batch with at least one effective
+// change becomes one new version.
+func (x *Index) applyBatchLocked(changes []Change) {
+	now := x.now().Unix()
+	bulk := len(changes) > x.maxLog
+	before := x.seq
+	for _, ch := range changes {
+		if x.applyOneLocked(ch, now) && !bulk {
+			x.log = append(x.log, logged{seq: x.seq, ch: x.logFormLocked(ch)})
+		}
+	}
+	if x.seq == before {
+		return
+	}
+	if bulk {
+		// Logging a bulk load would only push out everything else: no
+		// poller can be at a version inside it anyway.
+		x.log = nil
+		x.versions = make(map[string]uint64)
+		x.vring = nil
+	}
+	x.recordVersionLocked()
+	x.trimLocked()
+	if x.exps.Len() > 2*(len(x.entries)+len(x.cutoffs))+1024 {
+		x.rebuildHeapLocked()
+	}
+	x.updateNextExpLocked()
+}
+
+// logFormLocked returns the change as it now stands in the index (a merged
+// put logs the resulting expiry).
+func (x *Index) logFormLocked(ch Change) Change {
+	switch ch.Op {
+	case OpPutEntry:
+		if exp, ok := x.entries[ch.Entry.Key()]; ok {
+			ch.Entry.Exp = exp
+			ch.Merge = false
+			return ch
+		}
+		// The put removed an entry because it was already expired.
+		return Change{Op: OpRemoveEntry, Entry: Entry{Iss: ch.Entry.Iss, JTI: ch.Entry.JTI}}
+	case OpPutCutoff:
+		if v, ok := x.cutoffs[ch.Cutoff.Key()]; ok {
+			ch.Cutoff.RevokedBefore, ch.Cutoff.Exp = v.revokedBefore, v.exp
+			return ch
+		}
+		return Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Iss: ch.Cutoff.Iss, Sub: ch.Cutoff.Sub}}
+	}
+	return ch
+}
+
+func longerExp(a, b int64) int64 {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return max(a, b)
+}
+
+// applyOneLocked returns whether the change had an effect.
+func (x *Index) applyOneLocked(ch Change, now int64) bool {
+	switch ch.Op {
+	case OpPutEntry:
+		e := ch.Entry
+		if e.Validate() != nil {
+			x.invalid()
+			return false
+		}
+		k := e.Key()
+		old, had := x.entries[k]
+		if had && ch.Merge {
+			e.Exp = longerExp(old, e.Exp)
+		}
+		if e.Exp != 0 && e.Exp <= now {
+			if !had {
+				return false
+			}
+			return x.removeEntryLocked(k)
+		}
+		if had && old == e.Exp {
+			return false
+		}
+		if had {
+			x.subLocked(x.entryHash(k, old))
+		}
+		x.entries[k] = e.Exp
+		x.addLocked(x.entryHash(k, e.Exp))
+		if e.Exp != 0 {
+			heap.Push(&x.exps, expItem{exp: e.Exp, a: k.Iss, b: k.JTI})
+		}
+		x.seq++
+		return true
+	case OpRemoveEntry:
+		return x.removeEntryLocked(ch.Entry.Key())
+	case OpPutCutoff:
+		c := ch.Cutoff
+		if c.Validate() != nil {
+			x.invalid()
+			return false
+		}
+		k := c.Key()
+		old, had := x.cutoffs[k]
+		if c.Exp != 0 && c.Exp <= now {
+			if !had {
+				return false
+			}
+			return x.removeCutoffLocked(k)
+		}
+		nv := cutoffVal{revokedBefore: c.RevokedBefore, exp: c.Exp}
+		if had && old == nv {
+			return false
+		}
+		if had {
+			x.subLocked(x.cutoffHash(k, old))
+		}
+		x.cutoffs[k] = nv
+		x.addLocked(x.cutoffHash(k, nv))
+		if c.Exp != 0 {
+			heap.Push(&x.exps, expItem{exp: c.Exp, cutoff: true, a: k.Iss, b: k.Sub})
+		}
+		x.seq++
+		return true
+	case OpRemoveCutoff:
+		return x.removeCutoffLocked(ch.Cutoff.Key())
+	}
+	return false
+}
+
+func (x *Index) invalid() {
+	if x.OnInvalid != nil {
+		x.OnInvalid()
+	}
+}
+
+func (x *Index) removeEntryLocked(k EntryKey) bool {
+	old, had := x.entries[k]
+	if !had {
+		return false
+	}
+	x.subLocked(x.entryHash(k, old))
+	delete(x.entries, k)
+	x.seq++
+	return true
+}
+
+func (x *Index) removeCutoffLocked(k CutoffKey) bool {
+	old, had := x.cutoffs[k]
+	if !had {
+		return false
+	}
+	x.subLocked(x.cutoffHash(k, old))
+	delete(x.cutoffs, k)
+	x.seq++
+	return true
+}
+
+// The content digest is a sum of per-item hashes, so it is independent of
+// order and updated in O(1) per change. Two 64-bit lanes make an accidental
+// collision negligible.
+func (x *Index) addLocked(a, b uint64) { x.sumA += a; x.sumB += b }
+func (x *Index) subLocked(a, b uint64) { x.sumA -= a; x.sumB -= b }
+
+func (x *Index) itemHash(kind byte, s1, s2 string, v1, v2 int64) (uint64, uint64) {
+	b := append(x.hbuf[:0], 0, kind)
+	b = append(b, s1...)
+	b = append(b, 0)
+	b = append(b, s2...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, v1, 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, v2, 10)
+	x.hbuf = b
+	h1 := xxhash.Sum64(b)
+	b[0] = 1
+	return h1, xxhash.Sum64(b)
+}
+
+func (x *Index) entryHash(k EntryKey, exp int64) (uint64, uint64) {
+	return x.itemHash('e', k.Iss, k.JTI, exp, 0)
+}
+
+func (x *Index) cutoffHash(k CutoffKey, v cutoffVal) (uint64, uint64) {
+	return x.itemHash('c', k.Iss, k.Sub, v.revokedBefore, v.exp)
+}
+
+func (x *Index) recordVersionLocked() {
+	x.version = fmt.Sprintf("c1.%016x%016x", x.sumA, x.sumB)
+	x.versions[x.version] = x.seq
+	x.vring = append(x.vring, versionAt{seq: x.seq, version: x.version})
+}
+
+// trimLocked bounds the log to maxLog changes. It drops a quarter at a time
+// so the copy is amortized.
+func (x *Index) trimLocked() {
+	if len(x.log) <= x.maxLog {
+		return
+	}
+	drop := len(x.log) - x.maxLog*3/4
+	x.log = append([]logged(nil), x.log[drop:]...)
+	// A version at seq s can serve a delta only if every change after s is
+	// still in the log.
+	minSeq := x.log[0].seq - 1
+	i := 0
+	for i < len(x.vring) && x.vring[i].seq < minSeq {
+		v := x.vring[i]
+		if x.versions[v.version] == v.seq {
+			delete(x.versions, v.version)
+		}
+		i++
+	}
+	x.vring = append([]versionAt(nil), x.vring[i:]...)
+}
+
+func (x *Index) rebuildHeapLocked() {
+	h := make(expHeap, 0, len(x.entries)/2)
+	for k, exp := range x.entries {
+		if exp != 0 {
+			h = append(h, expItem{exp: exp, a: k.Iss, b: k.JTI})
+		}
+	}
+	for k, v := range x.cutoffs {
+		if v.exp != 0 {
+			h = append(h, expItem{exp: v.exp, cutoff: true, a: k.Iss, b: k.Sub})
+		}
+	}
+	heap.Init(&h)
+	x.exps = h
+}
+
+// Snapshot returns the current content, sorted so that the same content
+// always encodes to the same bytes.
+func (x *Index) Snapshot() (version string, entries []Entry, cutoffs []Cutoff) {
+	x.MaybeExpire()
+	x.mu.RLock()
+	version = x.version
+	entries = make([]Entry, 0, len(x.entries))
+	for k, exp := range x.entries {
+		entries = append(entries, Entry{JTI: k.JTI, Iss: k.Iss, Exp: exp})
+	}
+	cutoffs = make([]Cutoff, 0, len(x.cutoffs))
+	for k, v := range x.cutoffs {
+		cutoffs = append(cutoffs, Cutoff{Sub: k.Sub, Iss: k.Iss, RevokedBefore: v.revokedBefore, Exp: v.exp})
+	}
+	x.mu.RUnlock()
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].JTI != entries[j].JTI {
+			return entries[i].JTI < entries[j].JTI
+		}
+		return entries[i].Iss < entries[j].Iss
+	})
+	sort.Slice(cutoffs, func(i, j int) bool {
+		if cutoffs[i].Sub != cutoffs[j].Sub {
+			return cutoffs[i].Sub < cutoffs[j].Sub
+		}
+		return cutoffs[i].Iss < cutoffs[j].Iss
+	})
+	return version, entries, cutoffs
+}
+
+// DeltaChanges is the net difference between two versions.
+type DeltaChanges struct {
+	Added          []Entry
+	Removed        []EntryKey
+	CutoffsAdded   []Cutoff
+	CutoffsRemoved []CutoffKey
+}
+
+// Len is the number of items in the delta.
+func (d DeltaChanges) Len() int {
+	return len(d.Added) + len(d.Removed) + len(d.CutoffsAdded) + len(d.CutoffsRemoved)
+}
+
+// Delta returns the net changes from since to the current version. ok is
+// false when since is not a version this process passed through within the
+// log, or when the delta would be larger than a snapshot.
+func (x *Index) Delta(since string) (version string, d DeltaChanges, ok bool) {
+	x.MaybeExpire()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	s, known := x.versions[since]
+	if !known {
+		return x.version, d, false
+	}
+	version = x.version
+	start := sort.Search(len(x.log), func(i int) bool { return x.log[i].seq > s })
+	if len(x.log)-start > 2*(len(x.entries)+len(x.cutoffs))+16 {
+		return version, d, false
+	}
+	lastE := make(map[EntryKey]Change)
+	lastC := make(map[CutoffKey]Change)
+	for _, l := range x.log[start:] {
+		switch l.ch.Op {
+		case OpPutEntry, OpRemoveEntry:
+			lastE[l.ch.Entry.Key()] = l.ch
+		case OpPutCutoff, OpRemoveCutoff:
+			lastC[l.ch.Cutoff.Key()] = l.ch
+		}
+	}
+	if len(lastE)+len(lastC) > len(x.entries)+len(x.cutoffs)+16 {
+		return version, d, false
+	}
+	for k, ch := range lastE {
+		if ch.Op == OpPutEntry {
+			d.Added = append(d.Added, ch.Entry)
+		} else {
+			d.Removed = append(d.Removed, k)
+		}
+	}
+	for k, ch := range lastC {
+		if ch.Op == OpPutCutoff {
+			d.CutoffsAdded = append(d.CutoffsAdded, ch.Cutoff)
+		} else {
+			d.CutoffsRemoved = append(d.CutoffsRemoved, k)
+		}
+	}
+	sort.Slice(d.Added, func(i, j int) bool { return lessEntryKey(d.Added[i].Key(), d.Added[j].Key()) })
+	sort.Slice(d.Removed, func(i, j int) bool { return lessEntryKey(d.Removed[i], d.Removed[j]) })
+	sort.Slice(d.CutoffsAdded, func(i, j int) bool { return lessCutoffKey(d.CutoffsAdded[i].Key(), d.CutoffsAdded[j].Key()) })
+	sort.Slice(d.CutoffsRemoved, func(i, j int) bool { return lessCutoffKey(d.CutoffsRemoved[i], d.CutoffsRemoved[j]) })
+	return version, d, true
+}
+
+func lessEntryKey(a, b EntryKey) bool {
+	if a.JTI != b.JTI {
+		return a.JTI < b.JTI
+	}
+	return a.Iss < b.Iss
+}
+
+func lessCutoffKey(a, b CutoffKey) bool {
+	if a.Sub != b.Sub {
+		return a.Sub < b.Sub
+	}
+	return a.Iss < b.Iss
+}
+
+// Reconcile makes the index equal to st, a full read of the store that
+// started when the index was at since. Keys changed after since are left
+// alone: the read may predate those changes and would otherwise undo them.
+func (x *Index) Reconcile(st State, since uint64) error {
+	return x.reconcile(st, since, true)
+}
+
+// ReconcileCutoffs is Reconcile for the cutoffs only.
+func (x *Index) ReconcileCutoffs(cs []Cutoff, since uint64) error {
+	return x.reconcile(State{Cutoffs: cs}, since, false)
+}
+
+func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.seq > since && (len(x.log) == 0 || x.log[0].seq > since+1) {
+		return fmt.Errorf("%w: read started at change %d, log starts later", ErrStaleReconcile, since)
+	}
+	touchedE := make(map[EntryKey]bool)
+	touchedC := make(map[CutoffKey]bool)
+	start := sort.Search(len(x.log), func(i int) bool { return x.log[i].seq > since })
+	for _, l := range x.log[start:] {
+		switch l.ch.Op {
+		case OpPutEntry, OpRemoveEntry:
+			touchedE[l.ch.Entry.Key()] = true
+		default:
+			touchedC[l.ch.Cutoff.Key()] = true
+		}
+	}
+	var changes []Change
+	if withEntries {
+		want := make(map[EntryKey]int64, len(st.Entries))
+		for _, e := range st.Entries {
+			k := e.Key()
+			if old, ok := want[k]; ok {
+				e.Exp = longerExp(old, e.Exp)
+			}
+			want[k] = e.Exp
+		}
+		for k, exp := range want {
+			if touchedE[k] {
+				continue
+			}
+			if cur, ok := x.entries[k]; !ok || cur != exp {
+				changes = append(changes, Change{Op: OpPutEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss, Exp: exp}})
+			}
+		}
+		for k := range x.entries {
+			if _, ok := want[k]; !ok && !touchedE[k] {
+				changes = append(changes, Change{Op: OpRemoveEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss}})
+			}
+		}
+	}
+	wantC := make(map[CutoffKey]cutoffVal, len(st.Cutoffs))
+	for _, c := range st.Cutoffs {
+		wantC[c.Key()] = cutoffVal{revokedBefore: c.RevokedBefore, exp: c.Exp}
+	}
+	for k, v := range wantC {
+		if touchedC[k] {
+			continue
+		}
+		if cur, ok := x.cutoffs[k]; !ok || cur != v {
+			changes = append(changes, Change{Op: OpPutCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss, RevokedBefore: v.revokedBefore, Exp: v.exp}})
+		}
+	}
+	for k := range x.cutoffs {
+		if _, ok := wantC[k]; !ok && !touchedC[k] {
+			changes = append(changes, Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss}})
+		}
+	}
+	if len(changes) > 0 {
+		x.applyBatchLocked(changes)
+	}
+	return nil
+}
+
+type expItem struct {
+	exp    int64
+	cutoff bool
+	a, b   string
+}
+
+type expHeap []expItem
+
+func (h expHeap) Len() int           { return len(h) }
+func (h expHeap) Less(i, j int) bool { return h[i].exp < h[j].exp }
+func (h expHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expHeap) Push(v any)        { *h = append(*h, v.(expItem)) }
+func (h *expHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}

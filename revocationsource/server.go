@@ -1,0 +1,447 @@
+package revocationsource
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Paths served.
+const (
+	FeedPath  = "/v1/revocations"
+	AdminPath = "/v1/admin/revocations"
+)
+
+// MaxAdminBody bounds an admin request body: one item is well under 2 KiB.
+const MaxAdminBody = 16 << 10
+
+// deltaCacheSize bounds the cache of encoded deltas. A fleet of pollers is
+// mostly at the same one or two versions, so a small cache absorbs them.
+const deltaCacheSize = 256
+
+// Server serves the feed, the admin API and the health endpoints.
+type Server struct {
+	Index   *Index
+	Store   Store
+	Metrics *Metrics
+	Logger  *slog.Logger
+	// Now is the clock for admin validation (nil: time.Now).
+	Now func() time.Time
+	// AdminToken enables the admin API when non-empty.
+	AdminToken string
+	// Ready reports whether the store has answered (nil: always ready).
+	Ready func() bool
+	// Gatherer serves /metrics (nil: no /metrics).
+	Gatherer prometheus.Gatherer
+
+	snapMu sync.Mutex
+	snap   *snapBuild
+
+	deltaMu sync.Mutex
+	deltas  map[[2]string]*encoded
+}
+
+type snapBuild struct {
+	version string
+	done    chan struct{}
+	body    encoded
+}
+
+// encoded is one response body, with its gzip form made on first demand.
+type encoded struct {
+	plain  []byte
+	gzOnce sync.Once
+	gz     []byte
+}
+
+func (e *encoded) gzipped() []byte {
+	e.gzOnce.Do(func() {
+		var buf bytes.Buffer
+		buf.Grow(len(e.plain) / 3)
+		// BestSpeed: a snapshot is rebuilt after every change, and a
+		// million entries at the default level cost seconds of CPU.
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		_, _ = zw.Write(e.plain)
+		_ = zw.Close()
+		e.gz = buf.Bytes()
+	})
+	return e.gz
+}
+
+// Handler returns the HTTP routes.
+func (s *Server) Handler() http.Handler {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+FeedPath, s.serveFeed)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.Ready != nil && !s.Ready() {
+			http.Error(w, "store has not answered yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	if s.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.AdminToken != "" {
+		mux.HandleFunc("POST "+AdminPath, s.admin(s.adminRevoke))
+		mux.HandleFunc("DELETE "+AdminPath, s.admin(s.adminUnrevoke))
+	}
+	return mux
+}
+
+// --- feed ---
+
+func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
+	if s.Ready != nil && !s.Ready() {
+		s.countFeed("error", "identity", 0)
+		http.Error(w, "store has not answered yet", http.StatusServiceUnavailable)
+		return
+	}
+	s.Index.MaybeExpire()
+	cur := s.Index.Version()
+	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
+	enc := "identity"
+	if gz {
+		enc = "gzip"
+	}
+	h := w.Header()
+	h.Set("Vary", "Accept-Encoding")
+	h.Set("Cache-Control", "no-cache")
+	if etagMatches(r.Header.Get("If-None-Match"), cur) {
+		h.Set("ETag", etag("", cur, gz))
+		w.WriteHeader(http.StatusNotModified)
+		s.countFeed("not_modified", enc, 0)
+		return
+	}
+	var (
+		body *encoded
+		kind string
+		tag  string
+	)
+	if since := r.URL.Query().Get("since"); since != "" && len(since) <= MaxVersionBytes {
+		if d, version, ok := s.delta(since); ok {
+			body, kind, tag = d, "delta", etag(since, version, gz)
+		}
+	}
+	if body == nil {
+		var version string
+		body, version = s.snapshot()
+		kind, tag = "snapshot", etag("", version, gz)
+	}
+	b := body.plain
+	if gz {
+		b = body.gzipped()
+		h.Set("Content-Encoding", "gzip")
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("ETag", tag)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+	s.countFeed(kind, enc, len(b))
+}
+
+func (s *Server) countFeed(kind, enc string, n int) {
+	if s.Metrics == nil {
+		return
+	}
+	s.Metrics.FeedResponses.WithLabelValues(kind, enc).Inc()
+	s.Metrics.FeedBytes.WithLabelValues(kind, enc).Add(float64(n))
+}
+
+// snapshot returns the encoded snapshot of the current version, building it
+// at most once per version however many pollers ask at the same time.
+func (s *Server) snapshot() (*encoded, string) {
+	cur := s.Index.Version()
+	s.snapMu.Lock()
+	if b := s.snap; b != nil && b.version == cur {
+		s.snapMu.Unlock()
+		<-b.done
+		return &b.body, b.version
+	}
+	b := &snapBuild{version: cur, done: make(chan struct{})}
+	s.snap = b
+	s.snapMu.Unlock()
+
+	start := time.Now()
+	version, entries, cutoffs := s.Index.Snapshot()
+	b.version = version // the index may have moved on; label the body truly
+	b.body.plain = AppendSnapshot(make([]byte, 0, 64*len(entries)+64*len(cutoffs)+128), version, entries, cutoffs)
+	close(b.done)
+	if s.Metrics != nil {
+		s.Metrics.SnapshotBuild.Observe(time.Since(start).Seconds())
+	}
+	return &b.body, version
+}
+
+func (s *Server) delta(since string) (*encoded, string, bool) {
+	cur := s.Index.Version()
+	s.deltaMu.Lock()
+	if e, ok := s.deltas[[2]string{since, cur}]; ok {
+		s.deltaMu.Unlock()
+		return e, cur, true
+	}
+	s.deltaMu.Unlock()
+	version, d, ok := s.Index.Delta(since)
+	if !ok {
+		return nil, "", false
+	}
+	e := &encoded{plain: AppendDelta(nil, since, version, d)}
+	s.deltaMu.Lock()
+	if s.deltas == nil || len(s.deltas) >= deltaCacheSize {
+		s.deltas = make(map[[2]string]*encoded)
+	}
+	s.deltas[[2]string{since, version}] = e
+	s.deltaMu.Unlock()
+	return e, version, true
+}
+
+// etag names a response: the version it brings the client to, the base for
+// a delta, and the encoding, so that the tag changes whenever the bytes do.
+func etag(base, version string, gz bool) string {
+	t := version
+	if base != "" {
+		t = base + ".." + version
+	}
+	if gz {
+		t += "+gzip"
+	}
+	return `"` + t + `"`
+}
+
+// etagMatches reports whether any tag in an If-None-Match header leaves the
+// client at version cur, whatever response (delta or snapshot, encoding)
+// carried it.
+func etagMatches(header, cur string) bool {
+	if header == "" {
+		return false
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" {
+			return true
+		}
+		t = strings.TrimPrefix(t, "W/")
+		t = strings.Trim(t, `"`)
+		t = strings.TrimSuffix(t, "+gzip")
+		if i := strings.LastIndex(t, ".."); i >= 0 {
+			t = t[i+2:]
+		}
+		if t == cur {
+			return true
+		}
+	}
+	return false
+}
+
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name != "gzip" && name != "x-gzip" {
+			continue
+		}
+		for _, p := range strings.Split(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(k, "q") {
+				if q, err := strconv.ParseFloat(v, 64); err == nil && q == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// --- admin ---
+
+// AdminRequest is the body of POST (and optionally DELETE) /v1/admin/revocations:
+// a jti revocation or a subject cutoff.
+type AdminRequest struct {
+	JTI           string `json:"jti,omitempty"`
+	Sub           string `json:"sub,omitempty"`
+	Iss           string `json:"iss,omitempty"`
+	Exp           int64  `json:"exp,omitempty"`
+	RevokedBefore *int64 `json:"revoked_before,omitempty"`
+}
+
+var errBadRequest = errors.New("bad request")
+
+func (s *Server) admin(next func(*http.Request) (int, error)) http.HandlerFunc {
+	want := sha256.Sum256([]byte(s.AdminToken))
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Comparing fixed-size digests keeps the comparison constant-time
+		// in the token's length too.
+		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="revocation-source"`)
+			s.adminReply(w, r, http.StatusUnauthorized, "", errors.New("missing or wrong bearer token"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxAdminBody)
+		code, err := next(r)
+		s.adminReply(w, r, code, s.Index.Version(), err)
+	}
+}
+
+func (s *Server) adminReply(w http.ResponseWriter, r *http.Request, code int, version string, err error) {
+	if s.Metrics != nil {
+		s.Metrics.AdminRequests.WithLabelValues(r.Method, strconv.Itoa(code)).Inc()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	if err != nil {
+		s.Logger.Warn("admin request failed", "method", r.Method, "status", code, "err", err)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"version": version})
+}
+
+func decodeAdmin(r io.Reader) (AdminRequest, error) {
+	var req AdminRequest
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("%w: body: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return req, fmt.Errorf("%w: body holds more than one JSON value", errBadRequest)
+	}
+	return req, nil
+}
+
+func (s *Server) validateAdmin(req *AdminRequest, revoke bool) error {
+	if (req.JTI == "") == (req.Sub == "") {
+		return fmt.Errorf("%w: give exactly one of jti and sub", errBadRequest)
+	}
+	now := s.Now().Unix()
+	if revoke && req.Exp != 0 && (req.Exp <= now || req.Exp > MaxUnixSeconds) {
+		return fmt.Errorf("%w: exp must be in the future and below 2^32", errBadRequest)
+	}
+	if req.JTI != "" && req.RevokedBefore != nil {
+		return fmt.Errorf("%w: revoked_before applies to sub only", errBadRequest)
+	}
+	if req.Sub != "" && revoke && req.RevokedBefore == nil {
+		req.RevokedBefore = &now // "log out everywhere, now"
+	}
+	var err error
+	if req.JTI != "" {
+		err = Entry{JTI: req.JTI, Iss: req.Iss, Exp: req.Exp}.Validate()
+	} else {
+		c := Cutoff{Sub: req.Sub, Iss: req.Iss, Exp: req.Exp}
+		if req.RevokedBefore != nil {
+			c.RevokedBefore = *req.RevokedBefore
+		}
+		err = c.Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("%w: jti/sub must be 1-256 bytes of UTF-8, iss at most 512, times 0..2^32-1", errBadRequest)
+	}
+	return nil
+}
+
+func (s *Server) adminRevoke(r *http.Request) (int, error) {
+	req, err := decodeAdmin(r.Body)
+	if err == nil {
+		err = s.validateAdmin(&req, true)
+	}
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	ctx := r.Context()
+	var ch Change
+	if req.JTI != "" {
+		e := Entry{JTI: req.JTI, Iss: req.Iss, Exp: req.Exp}
+		err = s.Store.RevokeToken(ctx, e)
+		// Stores keep the longest revocation of a jti; mirror that.
+		ch = Change{Op: OpPutEntry, Entry: e, Merge: true}
+	} else {
+		c := Cutoff{Sub: req.Sub, Iss: req.Iss, RevokedBefore: *req.RevokedBefore, Exp: req.Exp}
+		err = s.Store.RevokeSubject(ctx, c)
+		ch = Change{Op: OpPutCutoff, Cutoff: c}
+	}
+	if err != nil {
+		return s.storeFailure(err)
+	}
+	s.Index.Apply([]Change{ch})
+	return http.StatusOK, nil
+}
+
+func (s *Server) adminUnrevoke(r *http.Request) (int, error) {
+	var req AdminRequest
+	q := r.URL.Query()
+	if q.Has("jti") || q.Has("sub") {
+		req = AdminRequest{JTI: q.Get("jti"), Sub: q.Get("sub"), Iss: q.Get("iss")}
+	} else {
+		var err error
+		if req, err = decodeAdmin(r.Body); err != nil {
+			return http.StatusBadRequest, err
+		}
+	}
+	if err := s.validateAdmin(&req, false); err != nil {
+		return http.StatusBadRequest, err
+	}
+	ctx := r.Context()
+	var (
+		ch  Change
+		err error
+	)
+	if req.JTI != "" {
+		k := EntryKey{JTI: req.JTI, Iss: req.Iss}
+		err = s.Store.UnrevokeToken(ctx, k)
+		ch = Change{Op: OpRemoveEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss}}
+	} else {
+		k := CutoffKey{Sub: req.Sub, Iss: req.Iss}
+		err = s.Store.UnrevokeSubject(ctx, k)
+		ch = Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss}}
+	}
+	if err != nil {
+		return s.storeFailure(err)
+	}
+	s.Index.Apply([]Change{ch})
+	return http.StatusOK, nil
+}
+
+func (s *Server) storeFailure(err error) (int, error) {
+	switch {
+	case errors.Is(err, ErrReadOnly):
+		return http.StatusNotImplemented, err
+	case errors.Is(err, ErrIssuerUnsupported), errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest, err
+	case errors.Is(err, context.Canceled):
+		return 499, err
+	}
+	if s.Metrics != nil {
+		s.Metrics.StoreErrors.WithLabelValues("write").Inc()
+	}
+	return http.StatusServiceUnavailable, fmt.Errorf("store write failed: %w", err)
+}

@@ -1,0 +1,146 @@
+// Package revocationsource is the server side of the revocation feed protocol
+// (docs/feed.md): it mirrors a store (Redis, SQL, a file) into an in-memory
+// index with a bounded change log, and serves snapshots, deltas and an admin
+// API over HTTP.
+package revocationsource
+
+import (
+	"context"
+	"errors"
+	"unicode/utf8"
+)
+
+// Limits of the feed protocol. An item outside them would make the filter
+// reject the whole response, so the index drops it at ingestion instead.
+const (
+	MaxIDBytes      = 256
+	MaxIssBytes     = 512
+	MaxUnixSeconds  = 1<<32 - 1
+	MaxVersionBytes = 128
+)
+
+// Sentinel errors; callers match them with errors.Is.
+var (
+	ErrInvalid           = errors.New("invalid item")
+	ErrReadOnly          = errors.New("store is read-only")
+	ErrIssuerUnsupported = errors.New("store cannot scope a jti to an issuer")
+	ErrTooManyEntries    = errors.New("store holds more entries than allowed")
+	ErrStaleReconcile    = errors.New("change log no longer covers the reconciliation window")
+	ErrNotReady          = errors.New("store has not answered yet")
+)
+
+// Entry is one revoked token. Exp 0 means "no known expiry".
+type Entry struct {
+	JTI string
+	Iss string
+	Exp int64
+}
+
+// Key is what the feed matches entries on.
+func (e Entry) Key() EntryKey { return EntryKey{Iss: e.Iss, JTI: e.JTI} }
+
+// EntryKey identifies an entry: the feed matches on (iss, jti).
+type EntryKey struct{ Iss, JTI string }
+
+// Cutoff revokes every token of a subject issued before RevokedBefore.
+type Cutoff struct {
+	Sub           string
+	Iss           string
+	RevokedBefore int64
+	Exp           int64
+}
+
+// Key is what the feed matches cutoffs on.
+func (c Cutoff) Key() CutoffKey { return CutoffKey{Iss: c.Iss, Sub: c.Sub} }
+
+// CutoffKey identifies a cutoff: the feed matches on (iss, sub).
+type CutoffKey struct{ Iss, Sub string }
+
+// State is the full content of a store.
+type State struct {
+	Entries []Entry
+	Cutoffs []Cutoff
+}
+
+// Op says what a Change does.
+type Op uint8
+
+// Operations on the index.
+const (
+	OpPutEntry Op = iota + 1
+	OpRemoveEntry
+	OpPutCutoff
+	OpRemoveCutoff
+)
+
+// Change is one incremental update reported by a store. Removals only need
+// the key fields.
+type Change struct {
+	Op     Op
+	Entry  Entry
+	Cutoff Cutoff
+	// Merge keeps the longer of the existing and the new expiry on a put:
+	// SQL tables may hold several rows for one jti, and the token stays
+	// revoked as long as any of them says so.
+	Merge bool
+}
+
+// Store is the source of truth. The index is only a cache of it, which is why
+// a restart loses nothing.
+type Store interface {
+	// Load reads the whole content. It is used at start and for periodic
+	// reconciliation, so it must be bounded (ErrTooManyEntries).
+	Load(ctx context.Context) (State, error)
+	RevokeToken(ctx context.Context, e Entry) error
+	UnrevokeToken(ctx context.Context, k EntryKey) error
+	RevokeSubject(ctx context.Context, c Cutoff) error
+	UnrevokeSubject(ctx context.Context, k CutoffKey) error
+	Close() error
+}
+
+// Sink receives what a Follower observes.
+type Sink interface {
+	// Apply applies incremental changes.
+	Apply(changes []Change) string
+	// Seq is the position in the change log; pass it to Reconcile* so that
+	// changes made while a read was in flight are not undone by it.
+	Seq() uint64
+	// ReconcileCutoffs replaces all cutoffs with cs, read after since.
+	ReconcileCutoffs(cs []Cutoff, since uint64) error
+	// Reconcile replaces everything with st, read after since.
+	Reconcile(st State, since uint64) error
+}
+
+// Follower is implemented by stores that can report changes without a full
+// Load on every poll (Redis keyspace notifications, SQL id polling, file
+// mtime polling). Follow blocks until ctx ends or the follower fails; the
+// caller restarts it after a full reconciliation.
+type Follower interface {
+	Follow(ctx context.Context, sink Sink) error
+}
+
+func validID(s string) bool {
+	return len(s) >= 1 && len(s) <= MaxIDBytes && utf8.ValidString(s)
+}
+
+func validIss(s string) bool {
+	return len(s) <= MaxIssBytes && utf8.ValidString(s)
+}
+
+func validUnix(v int64) bool { return v >= 0 && v <= MaxUnixSeconds }
+
+// Validate reports whether e fits the feed's limits.
+func (e Entry) Validate() error {
+	if !validID(e.JTI) || !validIss(e.Iss) || !validUnix(e.Exp) {
+		return ErrInvalid
+	}
+	return nil
+}
+
+// Validate reports whether c fits the feed's limits.
+func (c Cutoff) Validate() error {
+	if !validID(c.Sub) || !validIss(c.Iss) || !validUnix(c.Exp) || !validUnix(c.RevokedBefore) {
+		return ErrInvalid
+	}
+	return nil
+}
