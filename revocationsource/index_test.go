@@ -13,8 +13,8 @@ import (
 type fakeClock struct{ unix atomic.Int64 }
 
 func newFakeClock(unix int64) *fakeClock { c := &fakeClock{}; c.unix.Store(unix); return c }
-func (c *fakeClock) Now() time.Time     { return time.Unix(c.unix.Load(), 0) }
-func (c *fakeClock) Add(d int64)        { c.unix.Add(d) }
+func (c *fakeClock) Now() time.Time      { return time.Unix(c.unix.Load(), 0) }
+func (c *fakeClock) Add(d int64)         { c.unix.Add(d) }
 
 const t0 = 1_700_000_000
 

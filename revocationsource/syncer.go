@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,6 +21,15 @@ type Syncer struct {
 	ReconcileEvery time.Duration // <= 0: never after the first read
 
 	ready atomic.Bool
+	once  sync.Once
+}
+
+func (s *Syncer) init() {
+	s.once.Do(func() {
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+	})
 }
 
 // Ready reports whether the store has answered at least once.
@@ -27,6 +37,7 @@ func (s *Syncer) Ready() bool { return s.ready.Load() }
 
 // ReconcileOnce reads the whole store and applies the difference.
 func (s *Syncer) ReconcileOnce(ctx context.Context) error {
+	s.init()
 	start := time.Now()
 	since := s.Index.Seq()
 	st, err := s.Store.Load(ctx)
@@ -52,9 +63,7 @@ func (s *Syncer) ReconcileOnce(ctx context.Context) error {
 
 // Run syncs until ctx ends.
 func (s *Syncer) Run(ctx context.Context) error {
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
+	s.init()
 	b := backoff{min: 250 * time.Millisecond, max: 30 * time.Second}
 	for {
 		err := s.ReconcileOnce(ctx)
