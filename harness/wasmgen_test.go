@@ -147,10 +147,10 @@ func (m *wModule) bytes() []byte {
 }
 
 // Instruction helpers.
-func i32c(v int32) []byte { return append([]byte{0x41}, sleb(int64(v))...) }
-func i64c(v int64) []byte { return append([]byte{0x42}, sleb(v)...) }
-func call(idx uint32) []byte { return append([]byte{0x10}, uleb(uint64(idx))...) }
-func localGet(i uint32) []byte { return append([]byte{0x20}, uleb(uint64(i))...) }
+func i32c(v int32) []byte       { return append([]byte{0x41}, sleb(int64(v))...) }
+func i64c(v int64) []byte       { return append([]byte{0x42}, sleb(v)...) }
+func call(idx uint32) []byte    { return append([]byte{0x10}, uleb(uint64(idx))...) }
+func localGet(i uint32) []byte  { return append([]byte{0x20}, uleb(uint64(i))...) }
 func i32load(addr int32) []byte { return append(i32c(addr), 0x28, 0x02, 0x00) }
 
 const (
