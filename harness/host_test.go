@@ -253,20 +253,20 @@ func TestTrapFailsVM(t *testing.T) {
 
 			res, err := h.Do(ctx, ok)
 			if err != nil || res.Action != ActionContinue || res.LocalResponse != nil {
-				t.Fatalf("healthy Do = %+v, %v; want Continue without local response", res, err)
+				t.Fatalf("healthy Do = %v, %v; want Continue without local response", res, err)
 			}
 			res, err = h.Do(ctx, trap) // VM 0 traps
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.VMFailure == nil || h.VM(0).Failed() == nil {
-				t.Fatalf("trap did not fail VM 0: %+v", res)
+				t.Fatalf("trap did not fail VM 0: %v", res)
 			}
 			checkFailed := func(res *Result) {
 				t.Helper()
 				if failOpen {
 					if res.LocalResponse != nil || res.Action != ActionContinue {
-						t.Fatalf("fail-open stream = %+v; want Continue, no local response", res)
+						t.Fatalf("fail-open stream = %v; want Continue, no local response", res)
 					}
 					return
 				}
@@ -287,7 +287,7 @@ func TestTrapFailsVM(t *testing.T) {
 			ok.VM = 1
 			res, err = h.Do(ctx, ok)
 			if err != nil || res.LocalResponse != nil || res.Action != ActionContinue || res.VMFailure != nil {
-				t.Fatalf("VM 1 Do = %+v, %v; want healthy Continue", res, err)
+				t.Fatalf("VM 1 Do = %v, %v; want healthy Continue", res, err)
 			}
 			if !h.Logs().Contains(LogCritical, "wasm vm failed") {
 				t.Fatalf("no critical log of the failure; logs:\n%s", h.Logs())
@@ -344,7 +344,7 @@ func TestLocalResponseAndHeaders(t *testing.T) {
 
 	res, err = h.Do(ctx, Request{Path: "/old", Headers: nil})
 	if err != nil || res.LocalResponse != nil {
-		t.Fatalf("Do = %+v, %v; want no local response", res, err)
+		t.Fatalf("Do = %v, %v; want no local response", res, err)
 	}
 	if err != nil {
 		t.Fatal(err)

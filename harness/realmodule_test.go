@@ -180,7 +180,7 @@ func testRealStarts(t *testing.T, g WASIGeneration) {
 			t.Fatal(err)
 		}
 		if res.Action != ActionContinue || res.LocalResponse != nil || res.VMFailure != nil {
-			t.Fatalf("VM %d, no token: %+v; want Continue", vm, res)
+			t.Fatalf("VM %d, no token: %v; want Continue", vm, res)
 		}
 	}
 	// A token signed with another key is invalid → denied with a local reply.
@@ -189,7 +189,7 @@ func testRealStarts(t *testing.T, g WASIGeneration) {
 		t.Fatal(err)
 	}
 	if res.LocalResponse == nil || res.LocalResponse.Status < 400 {
-		t.Fatalf("malformed token: %+v; want a 4xx local reply", res)
+		t.Fatalf("malformed token: %v; want a 4xx local reply", res)
 	}
 	for i := 0; i < h.Workers(); i++ {
 		if mb := h.VM(i).MemoryBytes(); mb == 0 || mb%65536 != 0 {
@@ -249,7 +249,7 @@ func testRealSync(t *testing.T, g WASIGeneration) {
 		t.Fatal(err)
 	}
 	if res.LocalResponse != nil || res.Action != ActionContinue {
-		t.Fatalf("valid token: %+v; want Continue", res)
+		t.Fatalf("valid token: %v; want Continue", res)
 	}
 	// Ticks on every VM: only the lease holder polls again.
 	before := feed.polls.Load()
@@ -260,5 +260,52 @@ func testRealSync(t *testing.T, g WASIGeneration) {
 	}
 	if got := feed.polls.Load() - before; got > 1 {
 		t.Fatalf("%d polls after one tick round on %d VMs; want at most 1 (lease)", got, h.Workers())
+	}
+}
+
+// TestRealModuleConcurrentStreams hammers the VM locks: P goroutines × N
+// requests on round-robin VMs, with valid and absent tokens, while real tick
+// timers run. Any interleaving of two callbacks on one VM would corrupt the
+// Go runtime inside it and show as a trap.
+func TestRealModuleConcurrentStreams(t *testing.T) {
+	const P, N = 6, 40
+	feed := newFeedServer(t, "other-jti\n")
+	h := startReal(t, realConfig(WASICurrent).WithWorkers(3).WithTimers(true).
+		WithPluginConfig(pluginConfig("revocation_source")).
+		WithCluster("revocation_source", feed.Listener.Addr().String()))
+	tok := hs256(t, "concurrent-jti")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// fail_mode closed: tokens are refused until the first list arrives.
+	if err := h.WaitHTTPCalls(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for p := 0; p < P; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < N; i++ {
+				r := Request{Path: "/c", VM: AnyVM}
+				if i%2 == 0 {
+					r.Headers = bearer(tok)
+				}
+				res, err := h.Do(ctx, r)
+				if err != nil {
+					t.Errorf("Do: %v", err)
+					return
+				}
+				if res.VMFailure != nil || res.LocalResponse != nil || res.Action != ActionContinue {
+					t.Errorf("request %d: %v; want Continue", i, res)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < h.Workers(); i++ {
+		if err := h.VM(i).Failed(); err != nil {
+			t.Fatalf("VM %d failed: %v", i, err)
+		}
 	}
 }

@@ -251,6 +251,23 @@ type Result struct {
 	VMFailure      error          // the VM failed before or during the request
 }
 
+// String renders the result without header values, which may carry tokens.
+func (r *Result) String() string {
+	if r == nil {
+		return "<nil>"
+	}
+	names := make([]string, len(r.RequestHeaders))
+	for i, kv := range r.RequestHeaders {
+		names[i] = kv[0]
+	}
+	local := "none"
+	if lr := r.LocalResponse; lr != nil {
+		local = fmt.Sprintf("%d %q body=%dB", lr.Status, lr.Details, len(lr.Body))
+	}
+	return fmt.Sprintf("vm=%d ctx=%d action=%v local=%s headers=%v vm_failure=%v",
+		r.VM, r.ContextID, r.Action, local, names, r.VMFailure)
+}
+
 // RequestHeadersFor builds request headers the way Envoy's HTTP connection
 // manager hands them to filters: pseudo-headers first (:authority, :path,
 // :method, :scheme), regular headers lower-cased, Host folded into
