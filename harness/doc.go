@@ -23,5 +23,23 @@
 // with Harness.Do or Harness.NewStream, drives timers with Harness.Tick and
 // inspects SharedData, Metrics, Logs and HTTPCalls.
 //
+// A typical test:
+//
+//	cfg := harness.NewConfig().
+//		WithWorkers(2).
+//		WithWASI(harness.WASICurrent).
+//		WithPluginConfig(pluginJSON).
+//		WithCluster("revocation_source", feed.Listener.Addr().String()).
+//		WithTimers(false) // tick by hand with h.Tick(ctx)
+//	h, err := harness.New(ctx, wasmBytes, cfg)
+//	...
+//	defer h.Close(ctx)
+//	h.WaitHTTPCalls(ctx) // the first poll dispatched from proxy_on_configure
+//	res, err := h.Do(ctx, harness.Request{Path: "/api", VM: 1,
+//		Headers: harness.Pairs{{"authorization", "Bearer " + tok}}})
+//	// res.Action, res.LocalResponse (status, body, details), res.RequestHeaders
+//	// h.Metrics().Counter(name), h.Logs().Contains(level, s), h.HTTPCalls(),
+//	// h.SharedData().Get(h.VMID(), key), h.VM(i).MemoryBytes(), h.VM(i).Failed()
+//
 // Spec: https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1
 package harness
