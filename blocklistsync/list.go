@@ -26,28 +26,35 @@ func live(exp, notBefore uint32) bool { return exp == 0 || exp > notBefore }
 // Normalize sorts by key, merges duplicates (the later expiry wins, a later cutoff time wins)
 // and drops whatever expired at or before notBefore.
 func (l *List) Normalize(notBefore uint32) {
-	slices.SortFunc(l.Entries, func(a, b Entry) int { return cmp.Compare(a.Key, b.Key) })
-	out := l.Entries[:0]
-	for _, e := range l.Entries {
+	l.Entries = normalizeEntries(l.Entries, notBefore)
+	l.Cutoffs = normalizeCutoffs(l.Cutoffs, notBefore)
+}
+
+func normalizeEntries(entries []Entry, notBefore uint32) []Entry {
+	slices.SortFunc(entries, func(a, b Entry) int { return cmp.Compare(a.Key, b.Key) })
+	out := entries[:0]
+	for _, e := range entries {
 		if n := len(out); n > 0 && out[n-1].Key == e.Key {
 			out[n-1].Exp = laterExp(out[n-1].Exp, e.Exp)
 			continue
 		}
 		out = append(out, e)
 	}
-	l.Entries = slices.DeleteFunc(out, func(e Entry) bool { return !live(e.Exp, notBefore) })
+	return slices.DeleteFunc(out, func(e Entry) bool { return !live(e.Exp, notBefore) })
+}
 
-	slices.SortFunc(l.Cutoffs, func(a, b Cutoff) int { return cmp.Compare(a.Key, b.Key) })
-	cuts := l.Cutoffs[:0]
-	for _, c := range l.Cutoffs {
-		if n := len(cuts); n > 0 && cuts[n-1].Key == c.Key {
-			cuts[n-1].RevokedBefore = max(cuts[n-1].RevokedBefore, c.RevokedBefore)
-			cuts[n-1].Exp = laterExp(cuts[n-1].Exp, c.Exp)
+func normalizeCutoffs(cutoffs []Cutoff, notBefore uint32) []Cutoff {
+	slices.SortFunc(cutoffs, func(a, b Cutoff) int { return cmp.Compare(a.Key, b.Key) })
+	out := cutoffs[:0]
+	for _, c := range cutoffs {
+		if n := len(out); n > 0 && out[n-1].Key == c.Key {
+			out[n-1].RevokedBefore = max(out[n-1].RevokedBefore, c.RevokedBefore)
+			out[n-1].Exp = laterExp(out[n-1].Exp, c.Exp)
 			continue
 		}
-		cuts = append(cuts, c)
+		out = append(out, c)
 	}
-	l.Cutoffs = slices.DeleteFunc(cuts, func(c Cutoff) bool { return !live(c.Exp, notBefore) })
+	return slices.DeleteFunc(out, func(c Cutoff) bool { return !live(c.Exp, notBefore) })
 }
 
 // Encode writes the list (already normalized) as a snapshot.

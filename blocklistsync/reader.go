@@ -23,7 +23,9 @@ type Reader struct {
 	store SharedData
 	keys  Keys
 
-	snap *Snapshot
+	snap    *Snapshot
+	snapCAS uint32 // CAS of the snapshot key when snap was read: the writer's guard
+	gen     Generation
 	// freshAt is the last successful sync that the held snapshot is known to reflect. It stays
 	// put when a newer generation cannot be adopted, so a broken snapshot ages into
 	// max_staleness instead of being reported fresh.
@@ -48,17 +50,18 @@ func (r *Reader) Refresh() (*Snapshot, time.Time, error) {
 	if err != nil {
 		return r.snap, r.freshAt, err
 	}
+	r.gen = gen
 	if r.snap != nil && r.snap.Generation >= gen.Number {
 		if r.snap.Generation == gen.Number && gen.LastSuccess.After(r.freshAt) {
 			r.freshAt = gen.LastSuccess
 		}
 		return r.snap, r.freshAt, nil
 	}
-	snap, err := r.load(gen)
+	snap, cas, err := r.load(gen)
 	if err != nil {
 		return r.snap, r.freshAt, err
 	}
-	r.snap = snap
+	r.snap, r.snapCAS = snap, cas
 	if snap.Generation == gen.Number {
 		r.freshAt = gen.LastSuccess
 	} else {
@@ -69,19 +72,19 @@ func (r *Reader) Refresh() (*Snapshot, time.Time, error) {
 	return r.snap, r.freshAt, nil
 }
 
-func (r *Reader) load(gen Generation) (*Snapshot, error) {
-	raw, _, err := r.store.GetSharedData(r.keys.Snapshot)
+func (r *Reader) load(gen Generation) (*Snapshot, uint32, error) {
+	raw, cas, err := r.store.GetSharedData(r.keys.Snapshot)
 	if err != nil {
-		return nil, fmt.Errorf("read snapshot of generation %d: %w", gen.Number, err)
+		return nil, 0, fmt.Errorf("read snapshot of generation %d: %w", gen.Number, err)
 	}
 	snap, err := DecodeSnapshot(raw)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if snap.Generation < gen.Number {
-		return nil, fmt.Errorf("%w: snapshot %d, record %d", ErrSnapshotTooOld, snap.Generation, gen.Number)
+		return nil, 0, fmt.Errorf("%w: snapshot %d, record %d", ErrSnapshotTooOld, snap.Generation, gen.Number)
 	}
-	return snap, nil
+	return snap, cas, nil
 }
 
 // Snapshot returns the view as of the last Refresh (nil before a list was seen).

@@ -1,0 +1,138 @@
+package blocklistsync
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Duration is a time.Duration written in JSON as a Go duration string ("5s", "250ms").
+type Duration time.Duration
+
+// UnmarshalJSON accepts a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"5s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the "sync" section of the plugin configuration.
+type Config struct {
+	// Cluster is the Envoy cluster of the revocation source. Empty disables syncing: the
+	// filter then only reads a list that something else with the same prefix writes.
+	Cluster   string            `json:"cluster"`
+	Authority string            `json:"authority"`
+	Path      string            `json:"path"`
+	Headers   map[string]string `json:"headers"`
+	Interval  Duration          `json:"interval"`
+	Timeout   Duration          `json:"timeout"`
+	// MaxBodyBytes bounds a feed response; a larger one is rejected whole.
+	MaxBodyBytes int `json:"max_body_bytes"`
+	// MaxEntries bounds entries plus cutoffs in one list.
+	MaxEntries int `json:"max_entries"`
+	// Jitter spreads polls by up to this fraction of Interval, so many proxies started
+	// together do not poll in lockstep.
+	Jitter float64 `json:"jitter"`
+	// LeaseTTL is how long a silent lease holder keeps the lease before another VM takes over.
+	// 0 means three intervals.
+	LeaseTTL   Duration `json:"lease_ttl"`
+	MaxBackoff Duration `json:"max_backoff"`
+}
+
+// Limits on feed content and configuration.
+const (
+	MaxJTILen    = 256
+	MaxIssuerLen = 512
+
+	defaultMaxBody    = 128 << 20
+	maxMaxBody        = 1 << 30
+	defaultMaxEntries = 2_000_000
+	maxMaxEntries     = 16_000_000
+	maxHeaders        = 32
+)
+
+// ErrInvalidConfig wraps every sync configuration error.
+var ErrInvalidConfig = errors.New("invalid sync configuration")
+
+// DefaultConfig is the sync section's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Cluster:      "revocation_source",
+		Authority:    "revocation-source",
+		Path:         "/v1/revocations",
+		Interval:     Duration(5 * time.Second),
+		Timeout:      Duration(2 * time.Second),
+		MaxBodyBytes: defaultMaxBody,
+		MaxEntries:   defaultMaxEntries,
+		Jitter:       0.1,
+		MaxBackoff:   Duration(time.Minute),
+	}
+}
+
+// Validate checks the section and fills LeaseTTL's default. Errors name the field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("sync.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Cluster != "" {
+		if c.Authority == "" || strings.ContainsAny(c.Authority, "/ \t") {
+			bad("authority", "must be a host name (with optional port), got %q", c.Authority)
+		}
+		if !strings.HasPrefix(c.Path, "/") || strings.ContainsAny(c.Path, " \t#") {
+			bad("path", "must start with '/' and hold no spaces or fragment, got %q", c.Path)
+		}
+	}
+	if len(c.Headers) > maxHeaders {
+		bad("headers", "at most %d headers, got %d", maxHeaders, len(c.Headers))
+	}
+	for name := range c.Headers {
+		lower := strings.ToLower(name)
+		if name == "" || strings.HasPrefix(name, ":") || lower == "if-none-match" || lower == "host" || strings.ContainsAny(name, " \t:") {
+			bad("headers", "%q cannot be set: pseudo-headers, host and if-none-match belong to the filter", name)
+		}
+	}
+	if c.Interval.D() < 100*time.Millisecond || c.Interval.D() > time.Hour {
+		bad("interval", "must be 100ms to 1h, got %s", c.Interval.D())
+	}
+	if c.Timeout.D() <= 0 || c.Timeout.D() > 5*time.Minute {
+		bad("timeout", "must be above 0 and at most 5m, got %s", c.Timeout.D())
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > maxMaxBody {
+		bad("max_body_bytes", "must be 1024 to %d, got %d", maxMaxBody, c.MaxBodyBytes)
+	}
+	if c.MaxEntries < 1 || c.MaxEntries > maxMaxEntries {
+		bad("max_entries", "must be 1 to %d, got %d", maxMaxEntries, c.MaxEntries)
+	}
+	if c.Jitter < 0 || c.Jitter > 0.5 {
+		bad("jitter", "must be 0 to 0.5 (a fraction of the interval), got %g", c.Jitter)
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 3 * c.Interval
+	}
+	if c.LeaseTTL.D() < 2*c.Interval.D() || c.LeaseTTL.D() <= c.Timeout.D() {
+		bad("lease_ttl", "must be at least twice the interval and longer than the timeout, got %s", c.LeaseTTL.D())
+	}
+	if c.MaxBackoff.D() < c.Interval.D() || c.MaxBackoff.D() > 24*time.Hour {
+		bad("max_backoff", "must be from the interval up to 24h, got %s", c.MaxBackoff.D())
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,348 @@
+package filter
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jtiguard/jtiguard/blocklistsync"
+)
+
+// ErrInvalidConfig wraps every configuration error; the message names the field.
+var ErrInvalidConfig = errors.New("invalid plugin configuration")
+
+// Location is where a token may be found, named as flask-jwt-extended's JWT_TOKEN_LOCATION.
+type Location string
+
+// Token locations.
+const (
+	LocationHeaders     Location = "headers"
+	LocationCookies     Location = "cookies"
+	LocationQueryString Location = "query_string"
+)
+
+// Policy says what to do with a request: deny it with a local reply, or let it through.
+type Policy string
+
+// Policies for missing and invalid tokens.
+const (
+	PolicyAllow Policy = "allow"
+	PolicyDeny  Policy = "deny"
+)
+
+// FailMode applies when no usable revocation list is present.
+type FailMode string
+
+// Fail modes.
+const (
+	FailClosed FailMode = "closed"
+	FailOpen   FailMode = "open"
+)
+
+// Response is a local reply: a status and a JSON body {message_key: message}.
+type Response struct {
+	Status  uint32 `json:"status"`
+	Message string `json:"message"`
+}
+
+// Responses are the local replies, defaulting to flask-jwt-extended's. An empty Message on
+// Missing and Invalid means "explain the problem" as flask-jwt-extended does.
+type Responses struct {
+	MessageKey  string   `json:"message_key"`
+	Revoked     Response `json:"revoked"`
+	Missing     Response `json:"missing"`
+	Expired     Response `json:"expired"`
+	Invalid     Response `json:"invalid"`
+	Unavailable Response `json:"unavailable"`
+}
+
+// TokenConfig says where to look for the token.
+type TokenConfig struct {
+	Locations       []Location `json:"locations"`
+	HeaderName      string     `json:"header_name"`
+	HeaderType      string     `json:"header_type"`
+	CookieName      string     `json:"cookie_name"`
+	QueryStringName string     `json:"query_string_name"`
+	// MaxBytes bounds the token's length: anything longer is refused before decoding.
+	MaxBytes int `json:"max_bytes"`
+}
+
+// JWTConfig says how to validate the token.
+type JWTConfig struct {
+	Algorithms    []string        `json:"algorithms"`
+	HMACSecrets   []HMACSecret    `json:"hmac_secrets"`
+	PublicKeys    []PublicKeyPEM  `json:"public_keys"`
+	JWKS          json.RawMessage `json:"jwks"`
+	Leeway        Duration        `json:"leeway"`
+	Issuers       []string        `json:"issuers"`
+	Audiences     []string        `json:"audiences"`
+	TokenTypes    []string        `json:"token_types"`
+	TrustUpstream *TrustUpstream  `json:"trust_upstream"`
+
+	keys keySet
+}
+
+// HMACSecret is a shared secret for HS256/384/512, given once of three ways.
+type HMACSecret struct {
+	KID          string `json:"kid"`
+	Secret       string `json:"secret"`
+	SecretBase64 string `json:"secret_base64"`
+	// SecretEnv names an environment variable of the VM (Envoy vm_config.environment_variables,
+	// Istio vmConfig.env), so the secret stays out of config dumps.
+	SecretEnv string `json:"secret_env"`
+}
+
+// PublicKeyPEM is a PEM public key (PKIX, PKCS#1 RSA, or a certificate).
+type PublicKeyPEM struct {
+	KID string `json:"kid"`
+	PEM string `json:"pem"`
+}
+
+// TrustUpstream reads claims that Envoy's jwt_authn already verified, from the header named
+// by its forward_payload_header, instead of verifying a signature again.
+type TrustUpstream struct {
+	PayloadHeader string `json:"payload_header"`
+}
+
+// CacheConfig bounds the per-VM cache of verified tokens.
+type CacheConfig struct {
+	MaxEntries int `json:"max_entries"`
+}
+
+// Config is the parsed, validated plugin configuration.
+type Config struct {
+	Prefix       string               `json:"prefix"`
+	Token        TokenConfig          `json:"token"`
+	JWT          JWTConfig            `json:"jwt"`
+	MissingToken Policy               `json:"missing_token"`
+	InvalidToken Policy               `json:"invalid_token"`
+	FailMode     FailMode             `json:"fail_mode"`
+	MaxStaleness Duration             `json:"max_staleness"`
+	Responses    Responses            `json:"responses"`
+	Cache        CacheConfig          `json:"cache"`
+	Sync         blocklistsync.Config `json:"sync"`
+}
+
+// KeyedByIssuer reports whether revocation keys include the issuer: they do when issuers
+// are configured, so equal jtis from two issuers stay distinct.
+func (c *Config) KeyedByIssuer() bool { return len(c.JWT.Issuers) > 0 }
+
+// Duration is a Go duration string in JSON ("5s", "250ms").
+type Duration = blocklistsync.Duration
+
+// Limits on values that come from configuration.
+const (
+	maxTokenBytesLimit = 64 << 10 // Envoy's default header limit is 60 KiB
+	maxCacheEntries    = 1 << 20
+)
+
+// DefaultConfig is what an empty configuration means: flask-jwt-extended's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Prefix: "jtiguard.",
+		Token: TokenConfig{
+			Locations:       []Location{LocationHeaders},
+			HeaderName:      "Authorization",
+			HeaderType:      "Bearer",
+			CookieName:      "access_token_cookie",
+			QueryStringName: "jwt",
+			MaxBytes:        8192,
+		},
+		JWT: JWTConfig{
+			Algorithms: []string{"HS256"},
+			TokenTypes: []string{"access", "refresh"},
+		},
+		MissingToken: PolicyAllow,
+		InvalidToken: PolicyDeny,
+		FailMode:     FailClosed,
+		MaxStaleness: Duration(60 * time.Second),
+		Responses: Responses{
+			MessageKey:  "msg",
+			Revoked:     Response{Status: 401, Message: "Token has been revoked"},
+			Missing:     Response{Status: 401},
+			Expired:     Response{Status: 401, Message: "Token has expired"},
+			Invalid:     Response{Status: 422},
+			Unavailable: Response{Status: 503, Message: "Token revocation list unavailable"},
+		},
+		Cache: CacheConfig{MaxEntries: 1024},
+		Sync:  blocklistsync.DefaultConfig(),
+	}
+}
+
+// ParseConfig parses and validates the plugin configuration. Empty (or white space) means
+// DefaultConfig — which still needs a secret, so it fails with a message saying so. getenv
+// resolves hmac_secrets[].secret_env; pass os.Getenv.
+func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
+	cfg := DefaultConfig()
+	data = bytes.TrimSpace(data)
+	if len(data) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		}
+		if dec.More() {
+			return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidConfig)
+		}
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+
+	if cfg.Prefix == "" || len(cfg.Prefix) > 128 {
+		bad("prefix", "must be 1-128 bytes, got %q", cfg.Prefix)
+	}
+	validateToken(&cfg.Token, bad)
+	switch cfg.MissingToken {
+	case PolicyAllow, PolicyDeny:
+	default:
+		bad("missing_token", "must be \"allow\" or \"deny\", got %q", cfg.MissingToken)
+	}
+	switch cfg.InvalidToken {
+	case PolicyAllow, PolicyDeny:
+	default:
+		bad("invalid_token", "must be \"allow\" or \"deny\", got %q", cfg.InvalidToken)
+	}
+	switch cfg.FailMode {
+	case FailClosed, FailOpen:
+	default:
+		bad("fail_mode", "must be \"closed\" or \"open\", got %q", cfg.FailMode)
+	}
+	if cfg.MaxStaleness.D() < 0 {
+		bad("max_staleness", "must not be negative, got %s", cfg.MaxStaleness.D())
+	}
+	validateResponses(&cfg.Responses, bad)
+	if cfg.Cache.MaxEntries < 0 || cfg.Cache.MaxEntries > maxCacheEntries {
+		bad("cache.max_entries", "must be 0 (no cache) to %d, got %d", maxCacheEntries, cfg.Cache.MaxEntries)
+	}
+	validateJWT(&cfg.JWT, getenv, bad)
+	if err := cfg.Sync.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.MaxStaleness.D() > 0 && cfg.MaxStaleness.D() < cfg.Sync.Interval.D() {
+		bad("max_staleness", "%s is shorter than sync.interval %s: every list would be stale", cfg.MaxStaleness.D(), cfg.Sync.Interval.D())
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	return &cfg, nil
+}
+
+func validateToken(t *TokenConfig, bad func(string, string, ...any)) {
+	if len(t.Locations) == 0 {
+		bad("token.locations", "must name at least one of headers, cookies, query_string")
+	}
+	seen := map[Location]bool{}
+	for _, l := range t.Locations {
+		switch l {
+		case LocationHeaders, LocationCookies, LocationQueryString:
+		default:
+			bad("token.locations", "unknown location %q (want headers, cookies or query_string)", l)
+		}
+		if seen[l] {
+			bad("token.locations", "%q listed twice", l)
+		}
+		seen[l] = true
+	}
+	if seen[LocationHeaders] && !validHeaderName(t.HeaderName) {
+		bad("token.header_name", "must be a valid HTTP header name, got %q", t.HeaderName)
+	}
+	if strings.ContainsAny(t.HeaderType, " \t") {
+		bad("token.header_type", "must be one word (or empty for a bare token), got %q", t.HeaderType)
+	}
+	if seen[LocationCookies] && (t.CookieName == "" || strings.ContainsAny(t.CookieName, "=; \t")) {
+		bad("token.cookie_name", "cookies is a location, so a cookie name is needed (no '=', ';' or spaces), got %q", t.CookieName)
+	}
+	if seen[LocationQueryString] && (t.QueryStringName == "" || strings.ContainsAny(t.QueryStringName, "&=#")) {
+		bad("token.query_string_name", "query_string is a location, so a parameter name is needed, got %q", t.QueryStringName)
+	}
+	if t.MaxBytes < 16 || t.MaxBytes > maxTokenBytesLimit {
+		bad("token.max_bytes", "must be 16 to %d, got %d", maxTokenBytesLimit, t.MaxBytes)
+	}
+}
+
+func validHeaderName(s string) bool {
+	if s == "" || strings.HasPrefix(s, ":") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func validateResponses(r *Responses, bad func(string, string, ...any)) {
+	if r.MessageKey == "" {
+		bad("responses.message_key", "must not be empty")
+	}
+	for _, x := range []struct {
+		name string
+		resp Response
+	}{{"revoked", r.Revoked}, {"missing", r.Missing}, {"expired", r.Expired}, {"invalid", r.Invalid}, {"unavailable", r.Unavailable}} {
+		if x.resp.Status < 400 || x.resp.Status > 599 {
+			bad("responses."+x.name+".status", "must be a 4xx or 5xx status, got %d", x.resp.Status)
+		}
+		if len(x.resp.Message) > 1024 {
+			bad("responses."+x.name+".message", "longer than 1024 bytes")
+		}
+	}
+}
+
+var knownTokenTypes = []string{"access", "refresh"}
+
+func validateJWT(j *JWTConfig, getenv func(string) string, bad func(string, string, ...any)) {
+	if j.Leeway.D() < 0 || j.Leeway.D() > 24*time.Hour {
+		bad("jwt.leeway", "must be 0 to 24h, got %s", j.Leeway.D())
+	}
+	for _, iss := range j.Issuers {
+		if iss == "" || len(iss) > blocklistsync.MaxIssuerLen {
+			bad("jwt.issuers", "each issuer must be 1-%d bytes, got %q", blocklistsync.MaxIssuerLen, iss)
+		}
+	}
+	for _, aud := range j.Audiences {
+		if aud == "" {
+			bad("jwt.audiences", "must not contain an empty audience")
+		}
+	}
+	if len(j.TokenTypes) == 0 {
+		bad("jwt.token_types", "must allow at least one of access, refresh")
+	}
+	for _, t := range j.TokenTypes {
+		if !slices.Contains(knownTokenTypes, t) {
+			bad("jwt.token_types", "unknown token type %q (want access or refresh)", t)
+		}
+	}
+	if j.TrustUpstream != nil {
+		if !validHeaderName(j.TrustUpstream.PayloadHeader) {
+			bad("jwt.trust_upstream.payload_header", "must be a valid HTTP header name, got %q", j.TrustUpstream.PayloadHeader)
+		}
+		if len(j.HMACSecrets)+len(j.PublicKeys) > 0 || len(j.JWKS) > 0 {
+			bad("jwt.trust_upstream", "verifies no signatures, so hmac_secrets, public_keys and jwks must be empty")
+		}
+		return
+	}
+	keys, err := buildKeySet(j, getenv)
+	if err != nil {
+		errs := []error{err}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			bad("jwt", "%v", e)
+		}
+		return
+	}
+	j.keys = keys
+}

@@ -1,0 +1,138 @@
+package filter
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// The token is looked for in the configured locations, in order, as flask-jwt-extended does:
+// the first location holding a token wins; a location holding something malformed stops the
+// search with an error; when every location is empty the request has no token. Messages
+// follow flask-jwt-extended's wording, so clients see the same errors as before.
+
+// extraction is the outcome of looking for a token.
+type extraction struct {
+	token string
+	// missing explains why no token was found (when token and bad are empty).
+	missing string
+	// bad explains a malformed location (Authorization header of the wrong shape, repeated).
+	bad string
+}
+
+// extractToken looks through the request headers (lower-case names, as Envoy gives them).
+func extractToken(cfg *TokenConfig, headers [][2]string) extraction {
+	var missing []string
+	for _, loc := range cfg.Locations {
+		var tok, miss, bad string
+		switch loc {
+		case LocationHeaders:
+			tok, miss, bad = fromHeader(cfg, headers)
+		case LocationCookies:
+			tok, miss = fromCookie(cfg, headers)
+		case LocationQueryString:
+			tok, miss = fromQuery(cfg, headers)
+		}
+		if bad != "" {
+			return extraction{bad: bad}
+		}
+		if tok != "" {
+			return extraction{token: tok}
+		}
+		missing = append(missing, miss)
+	}
+	if len(missing) == 1 {
+		return extraction{missing: missing[0]}
+	}
+	names := make([]string, len(cfg.Locations))
+	for i, l := range cfg.Locations {
+		names[i] = strings.ReplaceAll(string(l), "_", " ")
+	}
+	return extraction{missing: fmt.Sprintf("Missing JWT in %s (%s)", strings.Join(names, " or "), strings.Join(missing, "; "))}
+}
+
+func fromHeader(cfg *TokenConfig, headers [][2]string) (token, missing, bad string) {
+	name := strings.ToLower(cfg.HeaderName)
+	expected := fmt.Sprintf("Bad %s header. Expected '%s: %s <JWT>'", cfg.HeaderName, cfg.HeaderName, cfg.HeaderType)
+	if cfg.HeaderType == "" {
+		expected = fmt.Sprintf("Bad %s header. Expected '%s: <JWT>'", cfg.HeaderName, cfg.HeaderName)
+	}
+	var value string
+	found := 0
+	for _, h := range headers {
+		if h[0] == name {
+			value = h[1]
+			found++
+		}
+	}
+	if found > 1 {
+		// Two credentials: the upstream might read the other one than we checked.
+		return "", "", fmt.Sprintf("Bad %s header. Expected exactly one %s header", cfg.HeaderName, cfg.HeaderName)
+	}
+	value = strings.Trim(strings.TrimSpace(value), ",")
+	if value == "" {
+		return "", fmt.Sprintf("Missing %s Header", cfg.HeaderName), ""
+	}
+	if cfg.HeaderType == "" {
+		parts := strings.Fields(value)
+		if len(parts) != 1 {
+			return "", "", expected
+		}
+		return parts[0], "", ""
+	}
+	// The header may carry several comma-separated credentials; exactly one must be ours.
+	var ours []string
+	for _, field := range strings.Split(value, ",") {
+		parts := strings.Fields(field)
+		if len(parts) > 0 && strings.EqualFold(parts[0], cfg.HeaderType) {
+			ours = append(ours, field)
+		}
+	}
+	if len(ours) == 0 {
+		return "", fmt.Sprintf("Missing '%s' type in '%s' header. Expected '%s: %s <JWT>'", cfg.HeaderType, cfg.HeaderName, cfg.HeaderName, cfg.HeaderType), ""
+	}
+	if len(ours) > 1 {
+		return "", "", expected
+	}
+	parts := strings.Fields(ours[0])
+	if len(parts) != 2 {
+		return "", "", expected
+	}
+	return parts[1], "", ""
+}
+
+func fromCookie(cfg *TokenConfig, headers [][2]string) (token, missing string) {
+	for _, h := range headers {
+		if h[0] != "cookie" {
+			continue
+		}
+		for _, c := range strings.Split(h[1], ";") {
+			name, value, ok := strings.Cut(strings.TrimSpace(c), "=")
+			if ok && name == cfg.CookieName && value != "" {
+				return strings.Trim(value, `"`), ""
+			}
+		}
+	}
+	return "", fmt.Sprintf("Missing cookie %q", cfg.CookieName)
+}
+
+func fromQuery(cfg *TokenConfig, headers [][2]string) (token, missing string) {
+	for _, h := range headers {
+		if h[0] != ":path" {
+			continue
+		}
+		_, query, _ := strings.Cut(h[1], "?")
+		query, _, _ = strings.Cut(query, "#")
+		for _, kv := range strings.Split(query, "&") {
+			name, value, _ := strings.Cut(kv, "=")
+			if name != cfg.QueryStringName {
+				continue
+			}
+			if v, err := url.QueryUnescape(value); err == nil && v != "" {
+				return v, ""
+			}
+		}
+		break
+	}
+	return "", fmt.Sprintf("Missing %q query parameter", cfg.QueryStringName)
+}
