@@ -63,7 +63,7 @@ type Syncer struct {
 
 type syncMetrics struct {
 	attempts, successes, failures, notModified, rejected, resyncs abi.Counter
-	entries, cutoffs, stalenessMs                                  abi.Gauge
+	entries, cutoffs, stalenessMs                                 abi.Gauge
 }
 
 // NewSyncer returns a Syncer; cfg must have passed Validate.
