@@ -5,6 +5,7 @@
 package filter
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -294,7 +295,11 @@ func headerValue(headers [][2]string, name string) string {
 	return ""
 }
 
+// jsonMessage builds {key: message} as flask's jsonify does: no HTML escaping of <, > or &.
 func jsonMessage(key, message string) []byte {
-	b, _ := json.Marshal(map[string]string{key: message})
-	return b
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(map[string]string{key: message})
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
