@@ -70,6 +70,8 @@ type TokenConfig struct {
 	QueryStringName string     `json:"query_string_name"`
 	// MaxBytes bounds the token's length: anything longer is refused before decoding.
 	MaxBytes int `json:"max_bytes"`
+
+	headerKey string // HeaderName in lower case, as Envoy presents header names
 }
 
 // JWTConfig says how to validate the token.
@@ -253,6 +255,7 @@ func validateToken(t *TokenConfig, bad func(string, string, ...any)) {
 		}
 		seen[l] = true
 	}
+	t.headerKey = strings.ToLower(t.HeaderName)
 	if seen[LocationHeaders] && !validHeaderName(t.HeaderName) {
 		bad("token.header_name", "must be a valid HTTP header name, got %q", t.HeaderName)
 	}

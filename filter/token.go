@@ -52,11 +52,7 @@ func extractToken(cfg *TokenConfig, headers [][2]string) extraction {
 }
 
 func fromHeader(cfg *TokenConfig, headers [][2]string) (token, missing, bad string) {
-	name := strings.ToLower(cfg.HeaderName)
-	expected := fmt.Sprintf("Bad %s header. Expected '%s: %s <JWT>'", cfg.HeaderName, cfg.HeaderName, cfg.HeaderType)
-	if cfg.HeaderType == "" {
-		expected = fmt.Sprintf("Bad %s header. Expected '%s: <JWT>'", cfg.HeaderName, cfg.HeaderName)
-	}
+	name := cfg.headerKey
 	var value string
 	found := 0
 	for _, h := range headers {
@@ -74,31 +70,53 @@ func fromHeader(cfg *TokenConfig, headers [][2]string) (token, missing, bad stri
 		return "", fmt.Sprintf("Missing %s Header", cfg.HeaderName), ""
 	}
 	if cfg.HeaderType == "" {
-		parts := strings.Fields(value)
-		if len(parts) != 1 {
-			return "", "", expected
+		if strings.ContainsAny(value, " \t") {
+			return "", "", badHeader(cfg)
 		}
-		return parts[0], "", ""
+		return value, "", ""
 	}
 	// The header may carry several comma-separated credentials; exactly one must be ours.
-	var ours []string
-	for _, field := range strings.Split(value, ",") {
-		parts := strings.Fields(field)
-		if len(parts) > 0 && strings.EqualFold(parts[0], cfg.HeaderType) {
-			ours = append(ours, field)
+	// Parsed in place: this runs on every request.
+	var ours string
+	count := 0
+	for rest := value; rest != ""; {
+		var field string
+		field, rest, _ = strings.Cut(rest, ",")
+		field = strings.TrimSpace(field)
+		scheme, _ := splitSpace(field)
+		if scheme != "" && strings.EqualFold(scheme, cfg.HeaderType) {
+			ours = field
+			count++
 		}
 	}
-	if len(ours) == 0 {
+	switch count {
+	case 0:
 		return "", fmt.Sprintf("Missing '%s' type in '%s' header. Expected '%s: %s <JWT>'", cfg.HeaderType, cfg.HeaderName, cfg.HeaderName, cfg.HeaderType), ""
+	case 1:
+	default:
+		return "", "", badHeader(cfg)
 	}
-	if len(ours) > 1 {
-		return "", "", expected
+	_, tok := splitSpace(ours)
+	if tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", "", badHeader(cfg)
 	}
-	parts := strings.Fields(ours[0])
-	if len(parts) != 2 {
-		return "", "", expected
+	return tok, "", ""
+}
+
+// splitSpace splits "scheme   rest" at the first run of blanks.
+func splitSpace(s string) (first, rest string) {
+	i := strings.IndexAny(s, " \t")
+	if i < 0 {
+		return s, ""
 	}
-	return parts[1], "", ""
+	return s[:i], strings.TrimLeft(s[i:], " \t")
+}
+
+func badHeader(cfg *TokenConfig) string {
+	if cfg.HeaderType == "" {
+		return fmt.Sprintf("Bad %s header. Expected '%s: <JWT>'", cfg.HeaderName, cfg.HeaderName)
+	}
+	return fmt.Sprintf("Bad %s header. Expected '%s: %s <JWT>'", cfg.HeaderName, cfg.HeaderName, cfg.HeaderType)
 }
 
 func fromCookie(cfg *TokenConfig, headers [][2]string) (token, missing string) {

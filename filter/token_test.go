@@ -1,6 +1,9 @@
 package filter
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestExtractToken(t *testing.T) {
 	all := TokenConfig{Locations: []Location{LocationHeaders, LocationCookies, LocationQueryString},
@@ -57,7 +60,9 @@ func TestExtractToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := extractToken(&tt.cfg, tt.headers)
+			cfg := tt.cfg
+			cfg.headerKey = strings.ToLower(cfg.HeaderName)
+			got := extractToken(&cfg, tt.headers)
 			if got.token != tt.wantToken || got.missing != tt.wantMissing || got.bad != tt.wantBad {
 				t.Fatalf("extractToken(%q) = token %q missing %q bad %q; want %q, %q, %q",
 					tt.headers, got.token, got.missing, got.bad, tt.wantToken, tt.wantMissing, tt.wantBad)
