@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -320,4 +321,17 @@ func sigString(params, results []api.ValueType) string {
 		return strings.Join(s, ",")
 	}
 	return "(" + name(params) + ")->(" + name(results) + ")"
+}
+
+// CheckModule compiles wasm and reports every reason Envoy with WASI surface g would refuse
+// to load it: an import Envoy does not provide (or with another signature), or a missing
+// required export. Errors wrap ErrImportNotProvided, ErrABIVersion or ErrMissingExport.
+func CheckModule(ctx context.Context, wasm []byte, g WASIGeneration) error {
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(ctx)
+	cm, err := r.CompileModule(ctx, wasm)
+	if err != nil {
+		return fmt.Errorf("harness: compile module: %w", err)
+	}
+	return checkModule(cm, g)
 }
