@@ -1,0 +1,402 @@
+// Package redisstore reads the blocklist that flask-jwt-extended's Redis
+// example writes: one key per revoked jti (optionally under a prefix), any
+// value, with a TTL equal to the token's remaining life. The entry's exp is
+// the key's absolute expiry time (PEXPIRETIME), so repeated reads agree to
+// the second instead of drifting with TTL arithmetic.
+//
+// Changes are followed through keyspace notifications; the syncer's periodic
+// reconciliation (a bounded SCAN) repairs anything a notification missed, as
+// pub/sub delivery is at-most-once.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	rs "github.com/jtiguard/jtiguard/revocationsource"
+)
+
+// ErrResubscribed makes Follow return after the pub/sub connection was
+// re-established: notifications sent in between are lost, so the caller
+// must reconcile.
+var ErrResubscribed = errors.New("keyspace notification subscription was re-established")
+
+// Config configures the store.
+type Config struct {
+	Client *redis.Client
+	// KeyPrefix is put before each jti ("" when the database holds only
+	// the blocklist, as in flask-jwt-extended's example).
+	KeyPrefix string
+	// CutoffsKey is the hash holding subject cutoffs: field is the JSON
+	// array [iss, sub], value the JSON object {"revoked_before":..,"exp":..}.
+	CutoffsKey string
+	// ConfigureNotifications turns on the keyspace events the follower
+	// needs with CONFIG SET (managed Redis may forbid CONFIG: then set
+	// notify-keyspace-events to include "Kg$xeh" yourself, or rely on
+	// reconciliation only).
+	ConfigureNotifications bool
+	MaxEntries             int   // bound on keys read by Load; default 2,000,000
+	ScanCount              int64 // SCAN COUNT hint; default 1000
+	Logger                 *slog.Logger
+}
+
+// Store is a Redis-backed revocationsource.Store.
+type Store struct {
+	c   *redis.Client
+	cfg Config
+	db  int
+}
+
+// Open checks the connection and, if asked, configures notifications.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.CutoffsKey == "" {
+		cfg.CutoffsKey = "jtiguard:cutoffs"
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 2_000_000
+	}
+	if cfg.ScanCount <= 0 {
+		cfg.ScanCount = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{c: cfg.Client, cfg: cfg, db: cfg.Client.Options().DB}
+	if err := s.c.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("redis ping: %w", err)
+	}
+	if cfg.ConfigureNotifications {
+		if err := s.configureNotifications(ctx); err != nil {
+			cfg.Logger.Warn("could not enable keyspace notifications; changes will be seen at reconciliation only", "err", err)
+		}
+	}
+	return s, nil
+}
+
+// needed keyspace event classes: K keyspace channel, g generic (del, expire,
+// rename), $ strings, x expired, e evicted, h hashes (the cutoffs key).
+const neededEvents = "Kg$xeh"
+
+func (s *Store) configureNotifications(ctx context.Context) error {
+	cur, err := s.c.ConfigGet(ctx, "notify-keyspace-events").Result()
+	if err != nil {
+		return err
+	}
+	flags := cur["notify-keyspace-events"]
+	merged := flags
+	for _, f := range neededEvents {
+		if strings.ContainsRune(merged, f) {
+			continue
+		}
+		if strings.ContainsRune(merged, 'A') && strings.ContainsRune("g$xeh", f) {
+			continue // A is an alias for g$lshzxe
+		}
+		merged += string(f)
+	}
+	if merged == flags {
+		return nil
+	}
+	return s.c.ConfigSet(ctx, "notify-keyspace-events", merged).Err()
+}
+
+// Close closes the client.
+func (s *Store) Close() error { return s.c.Close() }
+
+func (s *Store) key(jti string) string { return s.cfg.KeyPrefix + jti }
+
+// globEscape escapes glob metacharacters so a prefix matches literally.
+func globEscape(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// expOf turns PEXPIRETIME's answer into feed exp; ok is false for a key that
+// does not exist.
+func expOf(ms int64) (exp int64, ok bool) {
+	switch {
+	case ms == -2:
+		return 0, false
+	case ms < 0:
+		return 0, true
+	}
+	return (ms + 999) / 1000, true
+}
+
+// Load SCANs string keys under the prefix (bounded by MaxEntries) and reads
+// their expiry times in pipelines.
+func (s *Store) Load(ctx context.Context) (rs.State, error) {
+	var st rs.State
+	var cursor uint64
+	match := globEscape(s.cfg.KeyPrefix) + "*"
+	for {
+		keys, next, err := s.c.ScanType(ctx, cursor, match, s.cfg.ScanCount, "string").Result()
+		if err != nil {
+			return rs.State{}, fmt.Errorf("scan: %w", err)
+		}
+		entries, err := s.lookup(ctx, keys)
+		if err != nil {
+			return rs.State{}, err
+		}
+		for _, e := range entries {
+			if e.Op == rs.OpPutEntry {
+				st.Entries = append(st.Entries, e.Entry)
+			}
+		}
+		if len(st.Entries) > s.cfg.MaxEntries {
+			return rs.State{}, fmt.Errorf("%w: more than %d keys", rs.ErrTooManyEntries, s.cfg.MaxEntries)
+		}
+		cursor = next
+		if cursor == 0 {
+			break
+		}
+	}
+	cs, err := s.loadCutoffs(ctx)
+	if err != nil {
+		return rs.State{}, err
+	}
+	st.Cutoffs = cs
+	return st, nil
+}
+
+// lookup turns keys into puts (the key exists) or removals (it does not).
+func (s *Store) lookup(ctx context.Context, keys []string) ([]rs.Change, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.DurationCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.PExpireTime(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("pexpiretime: %w", err)
+	}
+	out := make([]rs.Change, 0, len(keys))
+	for i, k := range keys {
+		if k == s.cfg.CutoffsKey || !strings.HasPrefix(k, s.cfg.KeyPrefix) {
+			continue
+		}
+		jti := k[len(s.cfg.KeyPrefix):]
+		d, err := cmds[i].Result()
+		if err != nil {
+			return nil, fmt.Errorf("pexpiretime %q: %w", k, err)
+		}
+		// go-redis reports PEXPIRETIME's -1/-2 as those many nanoseconds;
+		// anything else is milliseconds since the epoch.
+		ms := int64(d)
+		if ms >= 0 {
+			ms = d.Milliseconds()
+		}
+		exp, ok := expOf(ms)
+		if !ok {
+			out = append(out, rs.Change{Op: rs.OpRemoveEntry, Entry: rs.Entry{JTI: jti}})
+			continue
+		}
+		out = append(out, rs.Change{Op: rs.OpPutEntry, Entry: rs.Entry{JTI: jti, Exp: exp}})
+	}
+	return out, nil
+}
+
+type cutoffValue struct {
+	RevokedBefore int64 `json:"revoked_before"`
+	Exp           int64 `json:"exp,omitempty"`
+}
+
+func cutoffField(k rs.CutoffKey) string {
+	b, _ := json.Marshal([2]string{k.Iss, k.Sub})
+	return string(b)
+}
+
+func (s *Store) loadCutoffs(ctx context.Context) ([]rs.Cutoff, error) {
+	n, err := s.c.HLen(ctx, s.cfg.CutoffsKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("hlen cutoffs: %w", err)
+	}
+	if n > int64(s.cfg.MaxEntries) {
+		return nil, fmt.Errorf("%w: %d cutoffs", rs.ErrTooManyEntries, n)
+	}
+	m, err := s.c.HGetAll(ctx, s.cfg.CutoffsKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("hgetall cutoffs: %w", err)
+	}
+	out := make([]rs.Cutoff, 0, len(m))
+	for f, v := range m {
+		var key [2]string
+		var val cutoffValue
+		if json.Unmarshal([]byte(f), &key) != nil || json.Unmarshal([]byte(v), &val) != nil {
+			s.cfg.Logger.Warn("skipping malformed cutoff field", "key", s.cfg.CutoffsKey)
+			continue
+		}
+		out = append(out, rs.Cutoff{Iss: key[0], Sub: key[1], RevokedBefore: val.RevokedBefore, Exp: val.Exp})
+	}
+	return out, nil
+}
+
+// batchWindow gathers notifications for a moment so that a burst of writes
+// costs one pipeline and one index version rather than one each.
+const (
+	batchWindow = 20 * time.Millisecond
+	batchMax    = 1000
+)
+
+// Follow applies keyspace notifications until ctx ends or the subscription
+// breaks.
+func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
+	prefix := fmt.Sprintf("__keyspace@%d__:", s.db)
+	ps := s.c.PSubscribe(ctx, prefix+globEscape(s.cfg.KeyPrefix)+"*")
+	defer ps.Close()
+	// Receive blocks on the socket regardless of ctx; closing unblocks it.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
+	if s.cfg.KeyPrefix != "" && !strings.HasPrefix(s.cfg.CutoffsKey, s.cfg.KeyPrefix) {
+		if err := ps.Subscribe(ctx, prefix+s.cfg.CutoffsKey); err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+	}
+	subscribed := 0
+	for {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		keys := map[string]bool{}
+		cutoffs := false
+		handle := func(m any) error {
+			switch m := m.(type) {
+			case *redis.Subscription:
+				subscribed++
+				wanted := 1
+				if s.cfg.KeyPrefix != "" && !strings.HasPrefix(s.cfg.CutoffsKey, s.cfg.KeyPrefix) {
+					wanted = 2
+				}
+				if subscribed > wanted {
+					return ErrResubscribed
+				}
+			case *redis.Message:
+				k := strings.TrimPrefix(m.Channel, prefix)
+				if k == s.cfg.CutoffsKey {
+					cutoffs = true
+				} else {
+					keys[k] = true
+				}
+			}
+			return nil
+		}
+		if err := handle(msg); err != nil {
+			return err
+		}
+		// Drain what else arrives within the window.
+		deadline := time.Now().Add(batchWindow)
+		for len(keys) < batchMax {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				break
+			}
+			m, err := ps.ReceiveTimeout(ctx, wait)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				var ne interface{ Timeout() bool }
+				if errors.As(err, &ne) && ne.Timeout() {
+					break
+				}
+				return fmt.Errorf("receive: %w", err)
+			}
+			if err := handle(m); err != nil {
+				return err
+			}
+		}
+		if len(keys) > 0 {
+			list := make([]string, 0, len(keys))
+			for k := range keys {
+				list = append(list, k)
+			}
+			changes, err := s.lookup(ctx, list)
+			if err != nil {
+				return err
+			}
+			sink.Apply(changes)
+		}
+		if cutoffs {
+			since := sink.Seq()
+			cs, err := s.loadCutoffs(ctx)
+			if err != nil {
+				return err
+			}
+			if err := sink.ReconcileCutoffs(cs, since); err != nil && !errors.Is(err, rs.ErrStaleReconcile) {
+				return err
+			}
+		}
+	}
+}
+
+// RevokeToken writes the key as flask-jwt-extended does, but never shortens
+// an existing revocation: NX creates it, EXPIREAT GT only extends it, and a
+// key without TTL (revoked forever) is left alone.
+func (s *Store) RevokeToken(ctx context.Context, e rs.Entry) error {
+	if e.Iss != "" {
+		return rs.ErrIssuerUnsupported
+	}
+	k := s.key(e.JTI)
+	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if e.Exp == 0 {
+			p.SetNX(ctx, k, "", 0)
+			p.Persist(ctx, k)
+			return nil
+		}
+		at := time.Unix(e.Exp, 0)
+		p.SetArgs(ctx, k, "", redis.SetArgs{Mode: "NX", ExpireAt: at})
+		p.Do(ctx, "EXPIREAT", k, e.Exp, "GT")
+		return nil
+	})
+	// SET NX answers nil when the key exists; that is the expected case.
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	return nil
+}
+
+// UnrevokeToken deletes the key.
+func (s *Store) UnrevokeToken(ctx context.Context, k rs.EntryKey) error {
+	if k.Iss != "" {
+		return rs.ErrIssuerUnsupported
+	}
+	if err := s.c.Del(ctx, s.key(k.JTI)).Err(); err != nil {
+		return fmt.Errorf("unrevoke: %w", err)
+	}
+	return nil
+}
+
+// RevokeSubject sets a cutoff field.
+func (s *Store) RevokeSubject(ctx context.Context, c rs.Cutoff) error {
+	v, _ := json.Marshal(cutoffValue{RevokedBefore: c.RevokedBefore, Exp: c.Exp})
+	if err := s.c.HSet(ctx, s.cfg.CutoffsKey, cutoffField(c.Key()), v).Err(); err != nil {
+		return fmt.Errorf("revoke subject: %w", err)
+	}
+	return nil
+}
+
+// UnrevokeSubject deletes a cutoff field.
+func (s *Store) UnrevokeSubject(ctx context.Context, k rs.CutoffKey) error {
+	if err := s.c.HDel(ctx, s.cfg.CutoffsKey, cutoffField(k)).Err(); err != nil {
+		return fmt.Errorf("unrevoke subject: %w", err)
+	}
+	return nil
+}
