@@ -56,6 +56,9 @@ type pluginContext struct {
 	syncer   *blocklistsync.Syncer
 	metrics  *metrics
 	bodies   fixedBodies
+	// fastTicks is true until the first list is seen: ticks then come every startupTick, so
+	// the first poll does not wait a whole tick period.
+	fastTicks bool
 	// lastReadErr throttles logging of a broken shared list to once a minute per VM.
 	lastReadErr time.Time
 }
@@ -102,11 +105,14 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 			Grace:         cfg.JWT.Leeway.D(),
 			MetricsPrefix: cfg.Prefix,
 		})
-		if err := abi.SetTickPeriodMilliSeconds(uint32(p.syncer.TickPeriod().Milliseconds())); err != nil {
+		// No poll and no lease here: Envoy also runs this callback on a "configuration canary",
+		// a VM it kills right after, which would hold the lease for a whole lease_ttl. Worker VMs
+		// tick, so the first poll happens on the first tick, soon after.
+		p.fastTicks = true
+		if err := abi.SetTickPeriodMilliSeconds(uint32(min(startupTick, p.syncer.TickPeriod()).Milliseconds())); err != nil {
 			abi.Log(abi.LogLevelCritical, "jtiguard: set tick period: "+err.Error())
 			return types.OnPluginStartStatusFailed
 		}
-		p.syncer.Tick() // do not wait a whole tick for the first list
 	}
 	abi.Log(abi.LogLevelInfo, fmt.Sprintf("jtiguard: started (prefix %q, locations %v, fail_mode %s, sync cluster %q)",
 		cfg.Prefix, cfg.Token.Locations, cfg.FailMode, cfg.Sync.Cluster))
@@ -120,10 +126,20 @@ func (p *pluginContext) OnTick() {
 	if p.syncer != nil {
 		p.syncer.Tick()
 	}
-	if _, _, err := p.reader.Refresh(); err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
+	snap, _, err := p.reader.Refresh()
+	if err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
 		p.logReadError(err)
 	}
+	if p.fastTicks && snap != nil {
+		p.fastTicks = false
+		if err := abi.SetTickPeriodMilliSeconds(uint32(p.syncer.TickPeriod().Milliseconds())); err != nil {
+			abi.Log(abi.LogLevelError, "jtiguard: set tick period: "+err.Error())
+		}
+	}
 }
+
+// startupTick is the tick period until the first list is held.
+const startupTick = 100 * time.Millisecond
 
 // NewHttpContext implements types.PluginContext.
 func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {

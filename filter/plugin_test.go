@@ -279,12 +279,18 @@ func TestBadConfigFailsStart(t *testing.T) {
 
 func TestSyncThroughTheEmulator(t *testing.T) {
 	f := start(t, `{"jwt":{"hmac_secrets":[{"secret":`+jsonString(string(testKeys().hs))+`}]},"sync":{"headers":{"authorization":"Bearer feed"}}}`)
-	if p := f.host.GetTickPeriod(); p != 1000 {
-		t.Fatalf("tick period = %d ms; want 1000", p)
+	// Start must not poll (Envoy also starts a configuration canary VM that it kills at once),
+	// but it ticks fast until the first list.
+	if calls := f.host.GetCalloutAttributesFromContext(proxytest.PluginContextID); len(calls) != 0 {
+		t.Fatalf("callouts at start = %+v; want none", calls)
 	}
+	if p := f.host.GetTickPeriod(); p != 100 {
+		t.Fatalf("tick period before the first list = %d ms; want 100", p)
+	}
+	f.host.Tick()
 	calls := f.host.GetCalloutAttributesFromContext(proxytest.PluginContextID)
 	if len(calls) != 1 || calls[0].Upstream != "revocation_source" {
-		t.Fatalf("callouts at start = %+v; want one to revocation_source", calls)
+		t.Fatalf("callouts after the first tick = %+v; want one to revocation_source", calls)
 	}
 	tok := hs256(t, claimsAt(testNow, "via-sync"))
 	if _, resp := f.request(bearer(tok)); resp == nil || resp.StatusCode != 503 {
@@ -297,6 +303,10 @@ func TestSyncThroughTheEmulator(t *testing.T) {
 	}
 	if ok, _ := f.host.GetCounterMetric("jtiguard.sync.successes"); ok != 1 {
 		t.Fatalf("sync.successes = %d; want 1", ok)
+	}
+	f.host.Tick()
+	if p := f.host.GetTickPeriod(); p != 1000 {
+		t.Fatalf("tick period once a list is held = %d ms; want 1000", p)
 	}
 	// A broken response later keeps the list.
 	f.now = f.now.Add(6 * time.Second)
