@@ -1,0 +1,198 @@
+// Package filestore serves a static, read-only list: a JSON document in the
+// feed's snapshot shape, or plain text with one jti per line and an optional
+// Unix expiry. The file is re-read when its modification time or size
+// changes, so an operator (or a ConfigMap update) can replace it in place.
+package filestore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	rs "github.com/jtiguard/jtiguard/revocationsource"
+)
+
+// ErrTooLarge is returned for a file above MaxBytes.
+var ErrTooLarge = errors.New("file too large")
+
+// ErrSyntax is returned for a malformed file.
+var ErrSyntax = errors.New("malformed revocation file")
+
+// DefaultMaxBytes matches the filter's default sync.max_body_bytes.
+const DefaultMaxBytes = 128 << 20
+
+// Store is a read-only revocationsource.Store over one file.
+type Store struct {
+	Path         string
+	PollInterval time.Duration // default 1s
+	MaxBytes     int64         // default DefaultMaxBytes
+	MaxEntries   int           // default 2,000,000
+
+	mu     sync.Mutex
+	loaded stamp // of the file as last read by Load
+}
+
+type stamp struct {
+	mod  time.Time
+	size int64
+}
+
+func (s *Store) stat() (stamp, error) {
+	fi, err := os.Stat(s.Path)
+	if err != nil {
+		return stamp{}, err
+	}
+	return stamp{fi.ModTime(), fi.Size()}, nil
+}
+
+// Load reads and parses the file.
+func (s *Store) Load(_ context.Context) (rs.State, error) {
+	// Stat before reading: a change during the read then shows up as a new
+	// stamp on the next poll rather than being lost.
+	before, err := s.stat()
+	if err != nil {
+		return rs.State{}, err
+	}
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return rs.State{}, err
+	}
+	defer f.Close()
+	max := s.MaxBytes
+	if max <= 0 {
+		max = DefaultMaxBytes
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return rs.State{}, err
+	}
+	if int64(len(data)) > max {
+		return rs.State{}, fmt.Errorf("%w: %s is over %d bytes", ErrTooLarge, s.Path, max)
+	}
+	st, err := Parse(data)
+	if err != nil {
+		return rs.State{}, fmt.Errorf("%s: %w", s.Path, err)
+	}
+	maxEntries := s.MaxEntries
+	if maxEntries <= 0 {
+		maxEntries = 2_000_000
+	}
+	if len(st.Entries)+len(st.Cutoffs) > maxEntries {
+		return rs.State{}, fmt.Errorf("%w: %s", rs.ErrTooManyEntries, s.Path)
+	}
+	s.mu.Lock()
+	s.loaded = before
+	s.mu.Unlock()
+	return st, nil
+}
+
+// Parse reads either format: JSON when the first non-space byte is '{'.
+func Parse(data []byte) (rs.State, error) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		var snap rs.Snapshot
+		if err := json.Unmarshal(trimmed, &snap); err != nil {
+			return rs.State{}, fmt.Errorf("%w: %v", ErrSyntax, err)
+		}
+		if snap.Kind != "" && snap.Kind != "snapshot" {
+			return rs.State{}, fmt.Errorf("%w: kind %q, want snapshot", ErrSyntax, snap.Kind)
+		}
+		st := rs.State{Entries: make([]rs.Entry, 0, len(snap.Entries))}
+		for _, e := range snap.Entries {
+			st.Entries = append(st.Entries, rs.Entry{JTI: e.JTI, Iss: e.Iss, Exp: e.Exp})
+		}
+		for _, c := range snap.Cutoffs {
+			st.Cutoffs = append(st.Cutoffs, rs.Cutoff{Sub: c.Sub, Iss: c.Iss, RevokedBefore: c.RevokedBefore, Exp: c.Exp})
+		}
+		return st, nil
+	}
+	var st rs.State
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		fields := strings.Fields(text)
+		if len(fields) > 2 {
+			return rs.State{}, fmt.Errorf("%w: line %d: more than two fields", ErrSyntax, line)
+		}
+		e := rs.Entry{JTI: fields[0]}
+		if len(fields) == 2 {
+			exp, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return rs.State{}, fmt.Errorf("%w: line %d: expiry %q is not an integer", ErrSyntax, line, fields[1])
+			}
+			e.Exp = exp
+		}
+		st.Entries = append(st.Entries, e)
+	}
+	if err := sc.Err(); err != nil {
+		return rs.State{}, fmt.Errorf("%w: %v", ErrSyntax, err)
+	}
+	return st, nil
+}
+
+// Follow re-reads the file when its mtime or size changes.
+func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
+	every := s.PollInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		cur, err := s.stat()
+		s.mu.Lock()
+		last := s.loaded
+		s.mu.Unlock()
+		if err != nil || cur == last {
+			continue // a missing file keeps the last good list
+		}
+		if err := s.ReloadInto(ctx, sink); err != nil {
+			return err
+		}
+	}
+}
+
+// ReloadInto reads the file and reconciles sink with it.
+func (s *Store) ReloadInto(ctx context.Context, sink rs.Sink) error {
+	since := sink.Seq()
+	st, err := s.Load(ctx)
+	if err != nil {
+		return err
+	}
+	return sink.Reconcile(st, since)
+}
+
+// Close does nothing.
+func (s *Store) Close() error { return nil }
+
+// RevokeToken is not supported: the file is the operator's.
+func (s *Store) RevokeToken(context.Context, rs.Entry) error { return rs.ErrReadOnly }
+
+// UnrevokeToken is not supported.
+func (s *Store) UnrevokeToken(context.Context, rs.EntryKey) error { return rs.ErrReadOnly }
+
+// RevokeSubject is not supported.
+func (s *Store) RevokeSubject(context.Context, rs.Cutoff) error { return rs.ErrReadOnly }
+
+// UnrevokeSubject is not supported.
+func (s *Store) UnrevokeSubject(context.Context, rs.CutoffKey) error { return rs.ErrReadOnly }
