@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	rs "github.com/jtiguard/jtiguard/revocationsource"
-	"github.com/jtiguard/jtiguard/revocationsource/internal/testenv"
+	"github.com/jtiguard/jtiguard/revocationsource/testenv"
 )
 
 // open returns a store under a fresh random prefix so tests (and parallel

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	rs "github.com/jtiguard/jtiguard/revocationsource"
-	"github.com/jtiguard/jtiguard/revocationsource/internal/testenv"
+	"github.com/jtiguard/jtiguard/revocationsource/testenv"
 )
 
 func TestQuoteIdent(t *testing.T) {
