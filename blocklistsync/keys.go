@@ -20,7 +20,7 @@ func TokenKey(iss, jti string) uint64 { return hashKey(domainToken, iss, jti) }
 // SubjectKey is the key of a subject cutoff for (iss, sub); iss empty as for TokenKey.
 func SubjectKey(iss, sub string) uint64 { return hashKey(domainSubject, iss, sub) }
 
-func hashKey(domain byte, iss, value string) uint64 {
+func hashKey[T string | []byte](domain byte, iss, value T) uint64 {
 	const (
 		offset = 14695981039346656037
 		prime  = 1099511628211

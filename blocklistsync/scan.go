@@ -1,0 +1,441 @@
+package blocklistsync
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// scanner parses the JSON feed in place. A 1M-entry feed is about 64 MiB; encoding/json's
+// Decoder would copy it into its own buffer and allocate every jti, and since a wasm VM's
+// memory never shrinks, the lease holder would keep that peak for life. Here the common case
+// (ASCII strings without escapes, integer times) allocates nothing but the entry slices;
+// anything unusual (escapes, non-ASCII, unknown fields) is handed to encoding/json for that
+// one value, so the accepted language is JSON's. Keys match exactly (the feed is
+// case-sensitive, unlike encoding/json's struct matching).
+type scanner struct {
+	b     []byte
+	i     int
+	lim   FeedLimits
+	count int
+	u     Update
+}
+
+var (
+	errSyntax   = errors.New("invalid JSON")
+	errTooDeep  = errors.New("JSON nested too deeply")
+	errNotInt   = errors.New("not an integer from 0 to 4294967295")
+	errNotStr   = errors.New("not a string")
+	maxSkipDeep = 10000
+)
+
+func parseJSONFeed(body []byte, lim FeedLimits) (*Update, error) {
+	s := &scanner{b: body, lim: lim}
+	if err := s.document(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadFeed, err)
+	}
+	return &s.u, nil
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next non-blank byte without consuming it (0 at the end).
+func (s *scanner) peek() byte {
+	s.ws()
+	if s.i >= len(s.b) {
+		return 0
+	}
+	return s.b[s.i]
+}
+
+func (s *scanner) expect(c byte) error {
+	if s.peek() != c {
+		return fmt.Errorf("%w: expected %q at byte %d", errSyntax, c, s.i)
+	}
+	s.i++
+	return nil
+}
+
+// str reads a string. The result aliases the body on the fast path; it must not be kept.
+func (s *scanner) str() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, fmt.Errorf("%w at byte %d", errNotStr, s.i)
+	}
+	start := s.i
+	s.i++
+	for j := s.i; j < len(s.b); j++ {
+		c := s.b[j]
+		switch {
+		case c == '"':
+			s.i = j + 1
+			return s.b[start+1 : j], nil
+		case c == '\\' || c < 0x20 || c >= utf8.RuneSelf:
+			return s.slowString(start)
+		}
+	}
+	return nil, fmt.Errorf("%w: unterminated string", errSyntax)
+}
+
+// slowString decodes a string with escapes or non-ASCII bytes exactly as encoding/json does.
+func (s *scanner) slowString(start int) ([]byte, error) {
+	j := start + 1
+	for ; j < len(s.b); j++ {
+		if s.b[j] == '\\' {
+			j++
+			continue
+		}
+		if s.b[j] == '"' {
+			break
+		}
+	}
+	if j >= len(s.b) {
+		return nil, fmt.Errorf("%w: unterminated string", errSyntax)
+	}
+	var v string
+	if err := json.Unmarshal(s.b[start:j+1], &v); err != nil {
+		return nil, fmt.Errorf("%w: %v", errSyntax, err)
+	}
+	s.i = j + 1
+	return []byte(v), nil
+}
+
+// null consumes a JSON null if one is next.
+func (s *scanner) null() bool {
+	if s.peek() == 'n' && s.i+4 <= len(s.b) && string(s.b[s.i:s.i+4]) == "null" {
+		s.i += 4
+		return true
+	}
+	return false
+}
+
+// optString reads a string or null (null leaves dst unchanged, as encoding/json does).
+func (s *scanner) optString(dst *string, field string, maxLen int) error {
+	if s.null() {
+		return nil
+	}
+	v, err := s.str()
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	if len(v) > maxLen {
+		return fmt.Errorf("%s: longer than %d bytes", field, maxLen)
+	}
+	*dst = string(v)
+	return nil
+}
+
+// uint32v reads an integer in 0..2^32-1, or null (present=false).
+func (s *scanner) uint32v() (v uint32, present bool, err error) {
+	if s.null() {
+		return 0, false, nil
+	}
+	start := s.i
+	var n uint64
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		n = n*10 + uint64(s.b[s.i]-'0')
+		if n > 1<<32-1 {
+			return 0, false, errNotInt
+		}
+		s.i++
+	}
+	digits := s.i - start
+	if digits == 0 || (digits > 1 && s.b[start] == '0') {
+		return 0, false, errNotInt
+	}
+	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		return 0, false, errNotInt
+	}
+	return uint32(n), true, nil
+}
+
+// skip consumes any JSON value. Its extent is found by bracket counting and then validated
+// by encoding/json, so a skipped value is held to JSON's grammar too.
+func (s *scanner) skip() error {
+	s.ws()
+	start := s.i
+	depth := 0
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch c {
+		case '"':
+			if _, err := s.str(); err != nil {
+				return err
+			}
+			if depth == 0 {
+				return s.validate(start)
+			}
+			continue
+		case '{', '[':
+			if depth++; depth > maxSkipDeep {
+				return errTooDeep
+			}
+		case '}', ']':
+			if depth == 0 { // the parent's closer: a scalar value ended here
+				return s.validate(start)
+			}
+			if depth--; depth == 0 {
+				s.i++
+				return s.validate(start)
+			}
+		case ',', ':':
+			if depth == 0 {
+				return s.validate(start)
+			}
+		case ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return s.validate(start)
+			}
+		}
+		s.i++
+	}
+	return s.validate(start)
+}
+
+func (s *scanner) validate(start int) error {
+	if start == s.i || !json.Valid(s.b[start:s.i]) {
+		return fmt.Errorf("%w at byte %d", errSyntax, start)
+	}
+	return nil
+}
+
+// object calls field for each key of an object, with the scanner before its value.
+func (s *scanner) object(field func(key []byte) error) error {
+	if err := s.expect('{'); err != nil {
+		return err
+	}
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		key, err := s.str()
+		if err != nil {
+			return err
+		}
+		if err := s.expect(':'); err != nil {
+			return err
+		}
+		if err := field(key); err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return nil
+		default:
+			return fmt.Errorf("%w: expected ',' or '}' at byte %d", errSyntax, s.i)
+		}
+	}
+}
+
+// array calls item for each element of an array.
+func (s *scanner) array(field string, item func(i int) error) error {
+	if err := s.expect('['); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	if s.peek() == ']' {
+		s.i++
+		return nil
+	}
+	for i := 0; ; i++ {
+		if s.count++; s.count > s.lim.MaxEntries {
+			return fmt.Errorf("%s: more than %d entries and cutoffs", field, s.lim.MaxEntries)
+		}
+		if err := item(i); err != nil {
+			return fmt.Errorf("%s[%d]: %w", field, i, err)
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return nil
+		default:
+			return fmt.Errorf("%s: %w: expected ',' or ']' at byte %d", field, errSyntax, s.i)
+		}
+	}
+}
+
+func (s *scanner) document() error {
+	kind := ""
+	err := s.object(func(key []byte) error {
+		switch string(key) {
+		case "kind":
+			return s.optString(&kind, "kind", 16)
+		case "version":
+			return s.optString(&s.u.Version, "version", MaxVersionLen)
+		case "base":
+			return s.optString(&s.u.Base, "base", MaxVersionLen)
+		case "entries", "added":
+			return s.array(string(key), func(int) error {
+				k, exp, err := s.entry()
+				s.u.Add.Entries = append(s.u.Add.Entries, Entry{k, exp})
+				return err
+			})
+		case "removed":
+			return s.array("removed", func(int) error {
+				k, _, err := s.entry()
+				s.u.Remove = append(s.u.Remove, k)
+				return err
+			})
+		case "cutoffs", "cutoffs_added":
+			return s.array(string(key), func(int) error {
+				c, err := s.cutoff(true)
+				s.u.Add.Cutoffs = append(s.u.Add.Cutoffs, c)
+				return err
+			})
+		case "cutoffs_removed":
+			return s.array("cutoffs_removed", func(int) error {
+				c, err := s.cutoff(false)
+				s.u.RemoveCutoffs = append(s.u.RemoveCutoffs, c.Key)
+				return err
+			})
+		default:
+			return s.skip() // servers may add fields of their own
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if s.ws(); s.i < len(s.b) {
+		return errors.New("data after the JSON object")
+	}
+	return finishUpdate(&s.u, kind)
+}
+
+// finishUpdate checks the kind and what it allows.
+func finishUpdate(u *Update, kind string) error {
+	switch kind {
+	case "", "snapshot":
+		u.Kind = KindSnapshot
+		if len(u.Remove)+len(u.RemoveCutoffs) > 0 {
+			return errors.New("a snapshot cannot remove entries")
+		}
+	case "delta":
+		u.Kind = KindDelta
+		if u.Base == "" {
+			return errors.New("a delta needs a base version")
+		}
+	default:
+		return fmt.Errorf("unknown kind %q", kind)
+	}
+	return nil
+}
+
+func (s *scanner) issuer(iss []byte) ([]byte, error) {
+	if len(iss) > MaxIssuerLen {
+		return nil, fmt.Errorf("iss longer than %d bytes", MaxIssuerLen)
+	}
+	if !s.lim.KeyedByIssuer {
+		return nil, nil // the deployment ignores issuers: every entry matches by jti alone
+	}
+	return iss, nil
+}
+
+func (s *scanner) entry() (uint64, uint32, error) {
+	var jti, iss []byte
+	var exp uint32
+	haveJTI := false
+	err := s.object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "jti":
+			if s.null() {
+				jti, haveJTI = nil, false
+				return nil
+			}
+			jti, err = s.str()
+			haveJTI = err == nil
+		case "exp":
+			// null leaves the value as it was, as encoding/json does for a non-pointer field.
+			if v, present, e := s.uint32v(); e != nil {
+				err = fmt.Errorf("exp: %w", e)
+			} else if present {
+				exp = v
+			}
+		case "iss":
+			if !s.null() {
+				iss, err = s.str()
+			}
+		default:
+			err = s.skip()
+		}
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if !haveJTI || len(jti) == 0 || len(jti) > MaxJTILen {
+		return 0, 0, fmt.Errorf("jti must be a string of 1-%d bytes", MaxJTILen)
+	}
+	iss, err = s.issuer(iss)
+	if err != nil {
+		return 0, 0, err
+	}
+	return hashKey(domainToken, iss, jti), exp, nil
+}
+
+func (s *scanner) cutoff(needTime bool) (Cutoff, error) {
+	var sub, iss []byte
+	var c Cutoff
+	haveSub, haveBefore := false, false
+	err := s.object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "sub":
+			if s.null() {
+				sub, haveSub = nil, false
+				return nil
+			}
+			sub, err = s.str()
+			haveSub = err == nil
+		case "iss":
+			if !s.null() {
+				iss, err = s.str()
+			}
+		case "revoked_before":
+			// A pointer in encoding/json's terms: null clears it.
+			v, present, e := s.uint32v()
+			if e != nil {
+				err = fmt.Errorf("revoked_before: %w", e)
+			}
+			c.RevokedBefore, haveBefore = v, present
+		case "exp":
+			if v, present, e := s.uint32v(); e != nil {
+				err = fmt.Errorf("exp: %w", e)
+			} else if present {
+				c.Exp = v
+			}
+		default:
+			err = s.skip()
+		}
+		return err
+	})
+	if err != nil {
+		return Cutoff{}, err
+	}
+	if !haveSub || len(sub) == 0 || len(sub) > MaxJTILen {
+		return Cutoff{}, fmt.Errorf("sub must be a string of 1-%d bytes", MaxJTILen)
+	}
+	if needTime && !haveBefore {
+		return Cutoff{}, errors.New("revoked_before is required")
+	}
+	iss, err = s.issuer(iss)
+	if err != nil {
+		return Cutoff{}, err
+	}
+	c.Key = hashKey(domainSubject, iss, sub)
+	return c, nil
+}

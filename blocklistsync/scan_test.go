@@ -1,0 +1,111 @@
+package blocklistsync
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var feedFields = []string{"jti", "exp", "iss", "sub", "revoked_before"}
+
+// caseVariantKeys reports whether a document has an object key that differs from a field
+// name only by case: encoding/json's struct decoding matches those, the feed does not.
+func caseVariantKeys(body []byte) bool {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return false
+	}
+	var walk func(any) bool
+	walk = func(v any) bool {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				for _, f := range feedFields {
+					if k != f && strings.EqualFold(k, f) {
+						return true
+					}
+				}
+				if walk(e) {
+					return true
+				}
+			}
+		case []any:
+			for _, e := range x {
+				if walk(e) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(v)
+}
+
+func sameUpdate(a, b *Update) bool {
+	norm := func(u *Update) Update {
+		c := *u
+		if len(c.Add.Entries) == 0 {
+			c.Add.Entries = nil
+		}
+		if len(c.Add.Cutoffs) == 0 {
+			c.Add.Cutoffs = nil
+		}
+		if len(c.Remove) == 0 {
+			c.Remove = nil
+		}
+		if len(c.RemoveCutoffs) == 0 {
+			c.RemoveCutoffs = nil
+		}
+		return c
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
+}
+
+// FuzzScannerMatchesReference holds the in-place scanner to the encoding/json reference: the
+// same inputs are accepted, with the same result.
+func FuzzScannerMatchesReference(f *testing.F) {
+	for _, seed := range []string{
+		`{"kind":"snapshot","version":"v1","entries":[{"jti":"a","exp":100},{"jti":"b","iss":"https://i"}],"cutoffs":[{"sub":"u","revoked_before":5,"exp":9}]}`,
+		`{"kind":"delta","base":"v1","version":"v2","added":[{"jti":"c"}],"removed":[{"jti":"a"}],"cutoffs_added":[],"cutoffs_removed":[{"sub":"u"}]}`,
+		`{"entries":[{"jti":"caf\u00e9","exp":null,"x":{"y":[1,2,{"z":"\""}]}}],"extra":[true,false,null,-1.5e3]}`,
+		`{"entries":[{"jti":"a","exp":1,"exp":null}],"version":null}`,
+		`{"cutoffs":[{"sub":"u","revoked_before":5,"revoked_before":null}]}`,
+		`{"entries":[{"jti":"a","exp":01}]}`,
+		`{"entries":[{"jti":"a","exp":4294967296}]}`,
+		"{\"entries\":[{\"jti\":\"\xff\xfe\"}]}",
+		`{"entries":[]} x`,
+		` {"kind":"delta","base":"b"} `,
+	} {
+		f.Add([]byte(seed), false)
+		f.Add([]byte(seed), true)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, byIssuer bool) {
+		if caseVariantKeys(body) {
+			t.Skip("case-variant keys: encoding/json folds them, the feed does not")
+		}
+		lim := FeedLimits{MaxEntries: 50, KeyedByIssuer: byIssuer}
+		got, gotErr := parseJSONFeed(body, lim)
+		want, wantErr := parseJSONFeedReference(body, lim)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("scanner error = %v; reference error = %v", gotErr, wantErr)
+		}
+		if gotErr == nil && !sameUpdate(got, want) {
+			t.Fatalf("scanner = %+v\nreference = %+v", got, want)
+		}
+	})
+}
+
+func TestScannerAllocations(t *testing.T) {
+	body := feedBody(1000)
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, err := parseJSONFeed(body, FeedLimits{MaxEntries: 2000}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The entry slice grows by doubling (about a dozen allocations for 1000 entries) plus the
+	// Update itself: nothing per entry.
+	if allocs > 30 {
+		t.Fatalf("%.0f allocations for 1000 entries; want no per-entry allocation", allocs)
+	}
+}
