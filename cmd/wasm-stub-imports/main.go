@@ -1,0 +1,126 @@
+// Command wasm-stub-imports replaces function imports of a WebAssembly module with local stubs that
+// return a fixed errno. The jtiguard build runs it after `go build` so that the module no longer
+// imports WASI functions (path_filestat_get) that older Envoy hosts lack and our code never calls:
+//
+//	go run ./cmd/wasm-stub-imports -in build/jtiguard.wasm -out build/jtiguard.wasm \
+//		-stub wasi_snapshot_preview1.path_filestat_get=52
+//
+// -stub may be repeated. The output is written to a temporary file beside it and renamed into
+// place, so -out may equal -in and a failed run never leaves a truncated module behind.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jtiguard/jtiguard/internal/wasmstub"
+)
+
+// stubFlags collects repeated -stub module.name=errno values.
+type stubFlags map[string]int32
+
+func (s stubFlags) String() string {
+	keys := make([]string, 0, len(s))
+	for k, v := range s {
+		keys = append(keys, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
+}
+
+func (s stubFlags) Set(v string) error {
+	i := strings.LastIndex(v, "=")
+	if i < 0 {
+		return errors.New("want module.name=errno")
+	}
+	name, num := v[:i], v[i+1:]
+	if !strings.Contains(name, ".") {
+		return fmt.Errorf("%q: want module.name", name)
+	}
+	errno, err := strconv.ParseInt(num, 0, 32)
+	if err != nil {
+		return fmt.Errorf("errno %q: %w", num, err)
+	}
+	if _, dup := s[name]; dup {
+		return fmt.Errorf("%s given twice", name)
+	}
+	s[name] = int32(errno)
+	return nil
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "wasm-stub-imports:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("wasm-stub-imports", flag.ContinueOnError)
+	in := fs.String("in", "", "input module")
+	out := fs.String("out", "", "output module (may equal -in)")
+	stubs := stubFlags{}
+	fs.Var(stubs, "stub", "module.name=errno: replace that function import with a stub returning errno (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *in == "" || *out == "" || len(stubs) == 0 || fs.NArg() != 0 {
+		return errors.New("usage: wasm-stub-imports -in IN.wasm -out OUT.wasm -stub module.name=errno [-stub ...]")
+	}
+	src, err := os.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	dst, err := wasmstub.StubImports(src, stubs)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *in, err)
+	}
+	if err := writeAtomic(*out, dst); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(stubs))
+	for k := range stubs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Fprintf(stdout, "stubbed %s: now returns %d\n", k, stubs[k])
+	}
+	fmt.Fprintf(stdout, "%s: %d bytes -> %s: %d bytes\n", *in, len(src), *out, len(dst))
+	return nil
+}
+
+// writeAtomic writes data beside path and renames it over path, so readers (and a build that is
+// interrupted) see either the old module or the complete new one.
+func writeAtomic(path string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
