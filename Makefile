@@ -12,7 +12,7 @@ WASM      := build/jtiguard.wasm
 # Imports the module links but never calls, which Envoy's host lacks before mid-2026
 # (proxy-wasm-cpp-host 94091cd): replaced by local stubs answering ENOSYS (52).
 WASM_STUBS := -stub wasi_snapshot_preview1.path_filestat_get=52
-FUZZTIME  ?= 15s
+FUZZTIME  ?= 10s
 
 .PHONY: build run run-envoy test test-services check bench fuzz clean
 
@@ -36,7 +36,8 @@ test: build
 	eval "$$(bash scripts/test-services.sh)" && \
 	$(GO) test -count=1 ./... && \
 	$(GO) test -count=1 -race ./internal/sharedtest ./blocklistsync ./revocationsource/... && \
-	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync
+	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
+	$(GO) test -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
 
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -52,6 +53,7 @@ bench:
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync
+	$(GO) test -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeHeaderMap -fuzztime=$(FUZZTIME) ./internal/abi
 
 clean:
