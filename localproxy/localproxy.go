@@ -168,6 +168,13 @@ func New(h *harness.Harness, upstream string, logger *slog.Logger) *Proxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(p.upstream)
 			pr.Out.Host = pr.In.Host // Envoy forwards :authority unchanged (no host_rewrite)
+			// ReverseProxy drops X-Forwarded-* before Rewrite; Envoy forwards the ones its
+			// connection manager set (x-forwarded-proto), so put them back as the filter saw them.
+			for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v := pr.In.Header.Values(k); len(v) > 0 {
+					pr.Out.Header[k] = v
+				}
+			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			// Envoy's router answers 503 when the upstream cannot be reached.
