@@ -245,4 +245,3 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
-
