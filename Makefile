@@ -35,7 +35,7 @@ run-envoy: build
 test: build
 	eval "$$(bash scripts/test-services.sh)" && \
 	$(GO) test -count=1 ./... && \
-	$(GO) test -count=1 -race ./internal/sharedtest ./blocklistsync ./revocationsource/... && \
+	$(GO) test -count=1 -race ./blocklistsync ./harness ./revocationsource/... && \
 	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
 	$(GO) test -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
 

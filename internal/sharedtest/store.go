@@ -1,63 +1,48 @@
-// Package sharedtest is an in-memory proxy-wasm shared-data store with Envoy's semantics, for
-// tests that need several "VMs" on one store: the SDK's proxytest emulator holds one VM, and
-// its CAS rules differ from Envoy's (per-key counters; cas 0 is not unconditional).
-//
-// Envoy's rules, kept here: one global CAS counter; a set with cas 0 always succeeds; a set
-// with a stale cas changes nothing and fails with CAS_MISMATCH; setting an absent key succeeds
-// whatever the cas; there is no delete.
+// Package sharedtest gives tests that need several "VMs" on one shared-data store the
+// harness's store (Envoy's rules: one global CAS counter, cas 0 unconditional, stale cas
+// refused, absent keys created whatever the cas, no delete) behind the interface that
+// blocklistsync takes, with the SDK's error values. The SDK's proxytest emulator holds one VM
+// only, and its CAS rules differ from Envoy's.
 package sharedtest
 
 import (
-	"sync"
-
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/jtiguard/jtiguard/harness"
 )
 
-// Store is safe for concurrent use.
-type Store struct {
-	mu   sync.Mutex // guards cas and data
-	cas  uint32
-	data map[string]value
-}
+// vmID is the one namespace tests use: all their VMs share it, as Envoy's workers do.
+const vmID = "sharedtest"
 
-type value struct {
-	bytes []byte
-	cas   uint32
-}
+// Store is safe for concurrent use.
+type Store struct{ data *harness.SharedData }
 
 // New returns an empty store.
-func New() *Store { return &Store{data: map[string]value{}} }
+func New() *Store { return &Store{data: harness.NewSharedData()} }
 
 // GetSharedData returns a copy of the value, as the host copies it into the VM.
 func (s *Store) GetSharedData(key string) ([]byte, uint32, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.data[key]
-	if !ok {
-		return nil, 0, types.ErrorStatusNotFound
-	}
-	return append([]byte(nil), v.bytes...), v.cas, nil
+	v, cas, st := s.data.Get(vmID, key)
+	return v, cas, statusError(st)
 }
 
 // SetSharedData stores a copy of value under Envoy's CAS rules.
-func (s *Store) SetSharedData(key string, val []byte, cas uint32) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if v, ok := s.data[key]; ok && cas != 0 && v.cas != cas {
-		return types.ErrorStatusCasMismatch
-	}
-	s.cas++
-	s.data[key] = value{bytes: append([]byte(nil), val...), cas: s.cas}
-	return nil
+func (s *Store) SetSharedData(key string, value []byte, cas uint32) error {
+	return statusError(s.data.Set(vmID, key, value, cas))
 }
 
 // Keys returns the stored keys, for isolation tests.
-func (s *Store) Keys() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	keys := make([]string, 0, len(s.data))
-	for k := range s.data {
-		keys = append(keys, k)
+func (s *Store) Keys() []string { return s.data.Keys(vmID) }
+
+func statusError(st harness.Status) error {
+	switch st {
+	case harness.StatusOK:
+		return nil
+	case harness.StatusNotFound:
+		return types.ErrorStatusNotFound
+	case harness.StatusCASMismatch:
+		return types.ErrorStatusCasMismatch
+	default:
+		return types.ErrorInternalFailure
 	}
-	return keys
 }
