@@ -26,7 +26,7 @@ const (
 	soakListTarget      = 100_000 // entries the list grows to
 	soakGrowth          = 10_000  // entries added per feed version
 	soakSnapshotEvery   = 4       // every 4th version is served as a full snapshot, the rest as deltas
-	soakInterval        = 250 * time.Millisecond
+	soakInterval        = time.Second
 	// soakMemoryBound is the cap asserted on each VM's linear memory. The live data of a
 	// VM at 100k entries is small: the snapshot it holds (12 B/entry ≈ 1.2 MB plus its
 	// bucket directory), the copy a refresh reads from shared data (1.2 MB), the token cache
