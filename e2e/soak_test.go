@@ -163,7 +163,7 @@ func TestSoakEnvoy133(t *testing.T) {
 	for i := range h.Workers() {
 		sample()
 		if err := h.VM(i).Failed(); err != nil {
-			t.Fatalf("VM %d failed: %v", i, err)
+			t.Fatalf("VM %d failed: %v%s", i, err, envoy133Hint(wasi))
 		}
 	}
 	t.Logf("soak (%s): %d requests on %d VMs in %s (%.0f req/s, %.1f µs/request wall, %d goroutines); module: %s",
@@ -176,7 +176,7 @@ func TestSoakEnvoy133(t *testing.T) {
 		t.Logf("soak: VM %d peak linear memory %.1f MiB (bound %d MiB)", i, float64(peak[i].Load())/(1<<20), soakMemoryBound>>20)
 	}
 	if n := failures.Load(); n > 0 {
-		t.Fatalf("%d wrong decisions; first: %v", n, firstFail.Load())
+		t.Fatalf("%d wrong decisions; first: %v%s", n, firstFail.Load(), envoy133Hint(wasi))
 	}
 	if n := counter(h, "sync.rejected"); n != 0 {
 		t.Fatalf("%d feed responses rejected", n)
