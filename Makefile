@@ -9,9 +9,10 @@
 
 GO        ?= go
 WASM      := build/jtiguard.wasm
-# Imports the module links but never calls, which Envoy's host lacks before mid-2026
-# (proxy-wasm-cpp-host 94091cd): replaced by local stubs answering ENOSYS (52).
-WASM_STUBS := -stub wasi_snapshot_preview1.path_filestat_get=52
+# The module answers some WASI calls itself so it behaves alike on every Envoy from 1.33 on:
+# path_filestat_get (linked, never called; missing before mid-2026) and poll_oneoff (Go's
+# runtime calls it after a GC; older hosts answer ENOSYS, which is fatal). See wasmstub.EnvoyStubs.
+WASM_STUBS := -envoy
 FUZZTIME  ?= 10s
 
 .PHONY: build run run-envoy test test-services check bench fuzz clean

@@ -14,66 +14,21 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jtiguard/jtiguard/internal/wasmstub"
-)
-
-var (
-	realOnce sync.Once
-	realWasm []byte
-	realErr  error
+	"github.com/jtiguard/jtiguard/internal/moduletest"
 )
 
 // loadRealModule returns the bytes of the real module, or fails the test.
-func loadRealModule(t *testing.T) []byte {
-	t.Helper()
-	realOnce.Do(func() {
-		path := os.Getenv("JTIGUARD_WASM")
-		if path == "" {
-			path = filepath.Join("..", "build", "jtiguard.wasm")
-		}
-		realWasm, realErr = os.ReadFile(path)
-		if realErr == nil {
-			return
-		}
-		if os.Getenv("CI") == "true" {
-			realErr = fmt.Errorf("%s is missing and CI=true: run `make build` first: %w", path, realErr)
-			return
-		}
-		out := filepath.Join(os.TempDir(), fmt.Sprintf("jtiguard-harness-%d.wasm", os.Getpid()))
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			realErr = fmt.Errorf("build the module: %v\n%s", err, b)
-			return
-		}
-		defer os.Remove(out)
-		raw, err := os.ReadFile(out)
-		if err != nil {
-			realErr = err
-			return
-		}
-		// As `make build` does: the import Envoy 1.33 lacks becomes a local ENOSYS stub.
-		realWasm, realErr = wasmstub.StubImports(raw, map[string]int32{"wasi_snapshot_preview1.path_filestat_get": 52})
-	})
-	if realErr != nil {
-		t.Fatal(realErr)
-	}
-	return realWasm
-}
+func loadRealModule(t *testing.T) []byte { return moduletest.Module(t) }
 
 // forEachWASI runs f once per WASI generation, as subtests.
 func forEachWASI(t *testing.T, f func(t *testing.T, g WASIGeneration)) {

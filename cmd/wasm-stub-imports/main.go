@@ -1,11 +1,10 @@
 // Command wasm-stub-imports replaces function imports of a WebAssembly module with local stubs that
-// return a fixed errno. The jtiguard build runs it after `go build` so that the module no longer
-// imports WASI functions (path_filestat_get) that older Envoy hosts lack and our code never calls:
+// return a fixed errno. The jtiguard build runs it after `go build` so that the module answers
+// itself the WASI calls older Envoy hosts lack or answer fatally (see wasmstub.EnvoyStubs):
 //
-//	go run ./cmd/wasm-stub-imports -in build/jtiguard.wasm -out build/jtiguard.wasm \
-//		-stub wasi_snapshot_preview1.path_filestat_get=52
+//	go run ./cmd/wasm-stub-imports -in build/jtiguard.wasm -out build/jtiguard.wasm -envoy
 //
-// -stub may be repeated. The output is written to a temporary file beside it and renamed into
+// -envoy applies wasmstub.EnvoyStubs (path_filestat_get and poll_oneoff); -stub may be repeated. The output is written to a temporary file beside it and renamed into
 // place, so -out may equal -in and a failed run never leaves a truncated module behind.
 package main
 
@@ -68,11 +67,19 @@ func run(args []string, stdout io.Writer) error {
 	out := fs.String("out", "", "output module (may equal -in)")
 	stubs := stubFlags{}
 	fs.Var(stubs, "stub", "module.name=errno: replace that function import with a stub returning errno (repeatable)")
+	envoy := fs.Bool("envoy", false, "add the stubs jtiguard's module needs on Envoy (wasmstub.EnvoyStubs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *envoy {
+		for name, errno := range wasmstub.EnvoyStubs {
+			if _, dup := stubs[name]; !dup {
+				stubs[name] = errno
+			}
+		}
+	}
 	if *in == "" || *out == "" || len(stubs) == 0 || fs.NArg() != 0 {
-		return errors.New("usage: wasm-stub-imports -in IN.wasm -out OUT.wasm -stub module.name=errno [-stub ...]")
+		return errors.New("usage: wasm-stub-imports -in IN.wasm -out OUT.wasm [-envoy] [-stub module.name=errno ...]")
 	}
 	src, err := os.ReadFile(*in)
 	if err != nil {

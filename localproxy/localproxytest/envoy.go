@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jtiguard/jtiguard/internal/moduletest"
 )
 
 // FreeAddr returns a loopback address that was free a moment ago. Another process may take
@@ -36,7 +38,7 @@ func Port(tb testing.TB, addr string) string {
 // test does not silently run the unedited file after envoy.yaml changes.
 func WriteEnvoyYAML(tb testing.TB, dir string, oldnew ...string) string {
 	tb.Helper()
-	root, err := RepoRoot()
+	root, err := moduletest.RepoRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
