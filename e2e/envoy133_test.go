@@ -14,12 +14,11 @@ import (
 // surfaces. Each request makes every VM read the new snapshot from shared data: the host
 // asks the module for a 1.2 MB buffer through proxy_on_memory_allocate.
 //
-// KNOWN BUG (module, internal/abi): proxy_on_memory_allocate allocates with make([]byte);
-// when that allocation starts a GC cycle, the runtime's netpoll calls poll_oneoff, which
-// Envoy 1.33 forbids inside proxy_on_memory_allocate (only proxy_log, fd_write and
-// clock_time_get are allowed there) — the VM traps and every later request on that worker
-// gets 503 wasm_fail_stream. This test fails on envoy-1.33 until that is fixed; the current
-// surface allows poll_oneoff there and passes.
+// It guards the fix for a trap found here: a GC cycle (often started inside
+// proxy_on_memory_allocate) makes the Go runtime call poll_oneoff, which Envoy 1.33 answers
+// with ENOSYS (fatal to the runtime) and forbids inside proxy_on_memory_allocate, so the VM
+// trapped and its worker answered 503 wasm_fail_stream from then on. `make build` now answers
+// poll_oneoff inside the module (wasmstub.EnvoyStubs); a module without that stub fails here.
 func TestEnvoy133LargeListUpdatesKeepVMsAlive(t *testing.T) {
 	t.Run("feed", testEnvoy133FeedUpdates)
 	for _, g := range []harness.WASIGeneration{harness.WASICurrent, harness.WASIEnvoy133} {
@@ -89,7 +88,7 @@ func envoy133Hint(g harness.WASIGeneration) string {
 	if g != harness.WASIEnvoy133 {
 		return ""
 	}
-	return "\nKNOWN BUG on envoy-1.33: a Go GC cycle calls netpoll → poll_oneoff, which Envoy 1.33 answers" +
-		" with ENOSYS (runtime.throw) and forbids inside proxy_on_memory_allocate; the worker VM traps" +
-		" (see docs/local-proxy.md)"
+	return "\non envoy-1.33 a VM trap usually means the module still imports poll_oneoff: a Go GC cycle" +
+		" calls it, Envoy 1.33 answers ENOSYS (runtime.throw) and forbids it inside proxy_on_memory_allocate;" +
+		" is the module stubbed with wasmstub.EnvoyStubs, as `make build` does? (see docs/local-proxy.md)"
 }
