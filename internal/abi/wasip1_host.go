@@ -54,7 +54,14 @@ func statusError(st uint32) error {
 // integer ever turns back into a pointer.
 var allocations [][]byte
 
+const maxPinned = 8
+
 func allocate(size uint32) unsafe.Pointer {
+	if len(allocations) >= maxPinned {
+		// A host call hands back one buffer; a longer list means buffers nobody took (a host
+		// allocating on its own). Let them go rather than pin memory forever.
+		clearAllocations()
+	}
 	buf := make([]byte, size+1) // never zero-sized: every allocation needs its own address
 	allocations = append(allocations, buf)
 	return unsafe.Pointer(&buf[0])
