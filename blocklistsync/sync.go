@@ -96,9 +96,6 @@ func (s *Syncer) TickPeriod() time.Duration {
 	return min(max(s.cfg.Interval.D()/5, 20*time.Millisecond), time.Second)
 }
 
-// HolderID is this VM's name in the lease.
-func (s *Syncer) HolderID() uint64 { return s.o.HolderID }
-
 // Tick takes or renews the lease and, if this VM holds it and a poll is due, polls.
 func (s *Syncer) Tick() {
 	now := s.o.Now()

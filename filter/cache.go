@@ -52,5 +52,3 @@ func (c *tokenCache) put(token string, info tokenInfo, now int64) {
 	}
 	c.entries[strings.Clone(token)] = info
 }
-
-func (c *tokenCache) len() int { return len(c.entries) }

@@ -103,6 +103,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad jwks", config: `{"jwt":{"algorithms":["RS256"],"jwks":{"keys":"x"}}}`, wantErr: "not a JWKS document"},
 		{name: "empty jwks", config: `{"jwt":{"algorithms":["RS256"],"jwks":{"keys":[]}}}`, wantErr: "1 to 100 keys"},
 		{name: "jwks bad curve", config: `{"jwt":{"algorithms":["ES256"],"jwks":{"keys":[{"kty":"EC","crv":"P-999","x":"AA","y":"AA"}]}}}`, wantErr: "unsupported curve"},
+		{name: "jwks coordinate of the wrong size", config: `{"jwt":{"algorithms":["ES256"],"jwks":{"keys":[{"kty":"EC","crv":"P-256","x":"` + b64u(make([]byte, 31)) + `AQ","y":"` + b64u(make([]byte, 32)) + `"}]}}}`, wantErr: "coordinates must be 32 bytes"},
+		{name: "jwks point not on the curve", config: `{"jwt":{"algorithms":["ES256"],"jwks":{"keys":[{"kty":"EC","crv":"P-256","x":"` + b64u(append(make([]byte, 31), 1)) + `","y":"` + b64u(append(make([]byte, 31), 2)) + `"}]}}}`, wantErr: "not on the curve"},
 		{name: "jwks alg mismatch", config: `{"jwt":{"algorithms":["ES256","RS256"],"jwks":` + jwksOf(t, jwkEC("e", "RS256", &k.p256.PublicKey)) + `,"public_keys":[{"pem":` + jsonString(rsaPEM) + `}]}}`, wantErr: "cannot serve"},
 		{name: "jwks as a string", config: `{"jwt":{"algorithms":["ES256"],"jwks":` + jsonString(jwksOf(t, jwkEC("e", "", &k.p256.PublicKey))) + `}}`},
 		{name: "trust upstream", config: `{"jwt":{"trust_upstream":{"payload_header":"x-jwt-payload"}}}`},

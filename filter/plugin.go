@@ -184,6 +184,7 @@ var allow = decision{allow: true}
 // but the shared-data read of the generation record, and no allocation on a cache hit beyond
 // that read.
 func (p *pluginContext) decide(headers [][2]string) decision {
+	injectFault(headers)
 	cfg := p.cfg
 	m := p.metrics
 	var token string

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -49,11 +50,11 @@ func Info(tb testing.TB) string {
 	return modInfo
 }
 
-// Build runs `go build` for wasip1 on the repository and returns the module as the Go
-// toolchain leaves it, before any stub step.
-func Build(tb testing.TB) []byte {
+// Build runs `go build` for wasip1 on the repository, with optional build tags, and returns
+// the module as the Go toolchain leaves it, before any stub step.
+func Build(tb testing.TB, tags ...string) []byte {
 	tb.Helper()
-	b, err := build()
+	b, err := build(tags...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func RepoRoot() (string, error) {
 	}
 }
 
-func build() ([]byte, error) {
+func build(tags ...string) ([]byte, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -89,7 +90,11 @@ func build() ([]byte, error) {
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "jtiguard.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
+	args := []string{"build", "-buildmode=c-shared", "-trimpath", "-o", out}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.Command("go", append(args, ".")...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if msg, err := cmd.CombinedOutput(); err != nil {
