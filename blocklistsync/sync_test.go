@@ -555,3 +555,53 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeoverKeepsScheduleAndBackoff: the schedule and the failure count live in the lease, so
+// a VM taking over from a dead holder neither polls early nor forgets the backoff.
+func TestTakeoverKeepsScheduleAndBackoff(t *testing.T) {
+	r := newRig(t)
+	r.cfg.MaxBackoff = Duration(10 * time.Minute)
+	a, b := r.vm(1, "jtiguard."), r.vm(2, "jtiguard.")
+	interval := r.cfg.Interval.D()
+	a.sync.Tick()
+	b.sync.Tick()
+	a.host.answer(200, [][2]string{{"content-type", jsonCT}}, snapshotBody("v1", "x"))
+	// Three failures in a row on A: the next poll is due 4 intervals (20 s) after the third.
+	due := r.now.Add(interval)
+	for n := 1; n <= 3; n++ {
+		r.now = due
+		a.sync.Tick()
+		b.sync.Tick()
+		a.host.answer(500, nil, "")
+		due = r.now.Add(interval << (n - 1))
+	}
+	// A dies now. Its lease (15 s) runs out before the next poll is due (20 s).
+	diedAt := r.now
+	var polledAt time.Time
+	for r.now.Before(diedAt.Add(time.Minute)) && polledAt.IsZero() {
+		r.advance(b.sync.TickPeriod())
+		b.sync.Tick()
+		if len(b.host.calls) > 0 {
+			polledAt = r.now
+		}
+	}
+	if polledAt.IsZero() {
+		t.Fatal("B never took over")
+	}
+	if polledAt.Before(due) {
+		t.Fatalf("B polled %s after A died; the schedule said %s", polledAt.Sub(diedAt), due.Sub(diedAt))
+	}
+	// B inherits three failures: one more makes the wait 8 intervals, not 1.
+	b.host.answer(500, nil, "")
+	failedAt := r.now
+	r.now = failedAt.Add(8*interval - time.Millisecond)
+	b.sync.Tick()
+	if len(b.host.calls) != 1 {
+		t.Fatal("B forgot the backoff it inherited")
+	}
+	r.now = failedAt.Add(8 * interval)
+	b.sync.Tick()
+	if len(b.host.calls) != 2 {
+		t.Fatal("B did not poll when the inherited backoff ran out")
+	}
+}

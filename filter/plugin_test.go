@@ -192,6 +192,31 @@ func TestDecisions(t *testing.T) {
 	}
 }
 
+// TestEntryCountsThroughTheLeeway: a token past its exp but within the leeway is still
+// accepted by validation, so its blocklist entry (carrying that exp) must still count.
+func TestEntryCountsThroughTheLeeway(t *testing.T) {
+	f := start(t, `{"jwt":{"leeway":"30s","hmac_secrets":[{"secret":`+jsonString(string(testKeys().hs))+`}]},"sync":{"cluster":""}}`)
+	exp := testNow.Add(-10 * time.Second)
+	c := claimsAt(testNow, "in-leeway")
+	c["exp"] = exp.Unix()
+	f.publish("jtiguard.", testNow, []revokedEntry{{jti: "in-leeway", exp: exp}}, nil)
+	if _, resp := f.request(bearer(hs256(t, c))); resp == nil || resp.StatusCode != 401 || string(resp.Data) != `{"msg":"Token has been revoked"}` {
+		t.Fatalf("token 10s past exp with 30s leeway: %+v; want revoked", resp)
+	}
+}
+
+// TestCutoffRevokesTokenWithoutIat: a token that cannot say when it was issued is treated as
+// issued before any cutoff of its subject.
+func TestCutoffRevokesTokenWithoutIat(t *testing.T) {
+	f := start(t, hsConfig(""))
+	f.publish("jtiguard.", testNow, nil, []cutoffEntry{{sub: "user-1", before: testNow.Add(-time.Hour)}})
+	c := claimsAt(testNow, "no-iat")
+	delete(c, "iat")
+	if _, resp := f.request(bearer(hs256(t, c))); resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("token without iat under a cutoff: %+v; want 401", resp)
+	}
+}
+
 func TestIssuerKeyedRevocation(t *testing.T) {
 	cfg := `{"jwt":{"issuers":["https://a","https://b"],"hmac_secrets":[{"secret":` + jsonString(string(testKeys().hs)) + `}]},"sync":{"cluster":""}}`
 	f := start(t, cfg)
