@@ -109,6 +109,8 @@ type PublicKeyPEM struct {
 // by its forward_payload_header, instead of verifying a signature again.
 type TrustUpstream struct {
 	PayloadHeader string `json:"payload_header"`
+
+	headerKey string // PayloadHeader in lower case, as Envoy presents header names
 }
 
 // CacheConfig bounds the per-VM cache of verified tokens.
@@ -328,6 +330,7 @@ func validateJWT(j *JWTConfig, getenv func(string) string, bad func(string, stri
 		}
 	}
 	if j.TrustUpstream != nil {
+		j.TrustUpstream.headerKey = strings.ToLower(j.TrustUpstream.PayloadHeader)
 		if !validHeaderName(j.TrustUpstream.PayloadHeader) {
 			bad("jwt.trust_upstream.payload_header", "must be a valid HTTP header name, got %q", j.TrustUpstream.PayloadHeader)
 		}

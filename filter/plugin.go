@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
@@ -189,9 +188,12 @@ func (p *pluginContext) decide(headers [][2]string) decision {
 	m := p.metrics
 	var token string
 	if tu := cfg.JWT.TrustUpstream; tu != nil {
-		token = headerValue(headers, strings.ToLower(tu.PayloadHeader))
-		if token == "" {
-			return p.missing(fmt.Sprintf("Missing %s Header", tu.PayloadHeader))
+		if token = headerValue(headers, tu.headerKey); token == "" {
+			m.missing.Increment(1)
+			if cfg.MissingToken == PolicyAllow {
+				return allow
+			}
+			return p.reply(cfg.Responses.Missing, fmt.Sprintf("Missing %s Header", tu.PayloadHeader))
 		}
 	} else {
 		ex := extractToken(&cfg.Token, headers)
@@ -200,7 +202,11 @@ func (p *pluginContext) decide(headers [][2]string) decision {
 			m.invalid.Increment(1)
 			return p.invalid(ex.bad)
 		case ex.token == "":
-			return p.missing(ex.missing)
+			m.missing.Increment(1)
+			if cfg.MissingToken == PolicyAllow {
+				return allow
+			}
+			return p.reply(cfg.Responses.Missing, ex.missingMessage(&cfg.Token))
 		}
 		token = ex.token
 	}
@@ -273,23 +279,16 @@ func revoked(snap *blocklistsync.Snapshot, info *tokenInfo, notBefore uint32) bo
 	return false
 }
 
-func (p *pluginContext) missing(message string) decision {
-	p.metrics.missing.Increment(1)
-	if p.cfg.MissingToken == PolicyAllow {
-		return allow
-	}
-	r := p.cfg.Responses.Missing
-	if r.Message != "" {
-		message = r.Message
-	}
-	return decision{status: r.Status, body: jsonMessage(p.cfg.Responses.MessageKey, message)}
-}
-
+// invalid answers a token that failed validation, unless another filter owns authentication.
 func (p *pluginContext) invalid(message string) decision {
 	if p.cfg.InvalidToken == PolicyAllow {
 		return allow
 	}
-	r := p.cfg.Responses.Invalid
+	return p.reply(p.cfg.Responses.Invalid, message)
+}
+
+// reply is a local JSON reply; a configured message replaces the explanation.
+func (p *pluginContext) reply(r Response, message string) decision {
 	if r.Message != "" {
 		message = r.Message
 	}

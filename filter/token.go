@@ -14,24 +14,38 @@ import (
 // extraction is the outcome of looking for a token.
 type extraction struct {
 	token string
-	// missing explains why no token was found (when token and bad are empty).
-	missing string
 	// bad explains a malformed location (Authorization header of the wrong shape, repeated).
 	bad string
+	// misses say why each location held no token (when token and bad are empty). The message
+	// is only written by missingMessage, when a 401 is actually sent: most requests without a
+	// token are let through, and the request path should not format text it throws away.
+	misses [3]miss
+	n      int
 }
+
+// miss is why one location held no token.
+type miss uint8
+
+const (
+	missHeader     miss = iota // no such header, or it is empty
+	missHeaderType             // the header holds no credential of header_type
+	missCookie
+	missQuery
+)
 
 // extractToken looks through the request headers (lower-case names, as Envoy gives them).
 func extractToken(cfg *TokenConfig, headers [][2]string) extraction {
-	var missing []string
+	var ex extraction
 	for _, loc := range cfg.Locations {
-		var tok, miss, bad string
+		var tok, bad string
+		var m miss
 		switch loc {
 		case LocationHeaders:
-			tok, miss, bad = fromHeader(cfg, headers)
+			tok, m, bad = fromHeader(cfg, headers)
 		case LocationCookies:
-			tok, miss = fromCookie(cfg, headers)
+			tok, m = fromCookie(cfg, headers), missCookie
 		case LocationQueryString:
-			tok, miss = fromQuery(cfg, headers)
+			tok, m = fromQuery(cfg, headers), missQuery
 		}
 		if bad != "" {
 			return extraction{bad: bad}
@@ -39,19 +53,38 @@ func extractToken(cfg *TokenConfig, headers [][2]string) extraction {
 		if tok != "" {
 			return extraction{token: tok}
 		}
-		missing = append(missing, miss)
+		ex.misses[ex.n] = m
+		ex.n++
 	}
-	if len(missing) == 1 {
-		return extraction{missing: missing[0]}
+	return ex
+}
+
+// missingMessage is flask-jwt-extended's explanation of a request without a token.
+func (ex *extraction) missingMessage(cfg *TokenConfig) string {
+	msgs := make([]string, ex.n)
+	for i, m := range ex.misses[:ex.n] {
+		switch m {
+		case missHeader:
+			msgs[i] = fmt.Sprintf("Missing %s Header", cfg.HeaderName)
+		case missHeaderType:
+			msgs[i] = fmt.Sprintf("Missing '%s' type in '%s' header. Expected '%s: %s <JWT>'", cfg.HeaderType, cfg.HeaderName, cfg.HeaderName, cfg.HeaderType)
+		case missCookie:
+			msgs[i] = fmt.Sprintf("Missing cookie %q", cfg.CookieName)
+		case missQuery:
+			msgs[i] = fmt.Sprintf("Missing %q query parameter", cfg.QueryStringName)
+		}
+	}
+	if len(msgs) == 1 {
+		return msgs[0]
 	}
 	names := make([]string, len(cfg.Locations))
 	for i, l := range cfg.Locations {
 		names[i] = strings.ReplaceAll(string(l), "_", " ")
 	}
-	return extraction{missing: fmt.Sprintf("Missing JWT in %s (%s)", strings.Join(names, " or "), strings.Join(missing, "; "))}
+	return fmt.Sprintf("Missing JWT in %s (%s)", strings.Join(names, " or "), strings.Join(msgs, "; "))
 }
 
-func fromHeader(cfg *TokenConfig, headers [][2]string) (token, missing, bad string) {
+func fromHeader(cfg *TokenConfig, headers [][2]string) (token string, m miss, bad string) {
 	name := cfg.headerKey
 	var value string
 	found := 0
@@ -63,17 +96,17 @@ func fromHeader(cfg *TokenConfig, headers [][2]string) (token, missing, bad stri
 	}
 	if found > 1 {
 		// Two credentials: the upstream might read the other one than we checked.
-		return "", "", fmt.Sprintf("Bad %s header. Expected exactly one %s header", cfg.HeaderName, cfg.HeaderName)
+		return "", 0, fmt.Sprintf("Bad %s header. Expected exactly one %s header", cfg.HeaderName, cfg.HeaderName)
 	}
 	value = strings.Trim(strings.TrimSpace(value), ",")
 	if value == "" {
-		return "", fmt.Sprintf("Missing %s Header", cfg.HeaderName), ""
+		return "", missHeader, ""
 	}
 	if cfg.HeaderType == "" {
 		if strings.ContainsAny(value, " \t") {
-			return "", "", badHeader(cfg)
+			return "", 0, badHeader(cfg)
 		}
-		return value, "", ""
+		return value, 0, ""
 	}
 	// The header may carry several comma-separated credentials; exactly one must be ours.
 	// Parsed in place: this runs on every request.
@@ -91,16 +124,16 @@ func fromHeader(cfg *TokenConfig, headers [][2]string) (token, missing, bad stri
 	}
 	switch count {
 	case 0:
-		return "", fmt.Sprintf("Missing '%s' type in '%s' header. Expected '%s: %s <JWT>'", cfg.HeaderType, cfg.HeaderName, cfg.HeaderName, cfg.HeaderType), ""
+		return "", missHeaderType, ""
 	case 1:
 	default:
-		return "", "", badHeader(cfg)
+		return "", 0, badHeader(cfg)
 	}
 	_, tok := splitSpace(ours)
 	if tok == "" || strings.ContainsAny(tok, " \t") {
-		return "", "", badHeader(cfg)
+		return "", 0, badHeader(cfg)
 	}
-	return tok, "", ""
+	return tok, 0, ""
 }
 
 // splitSpace splits "scheme   rest" at the first run of blanks.
@@ -119,7 +152,7 @@ func badHeader(cfg *TokenConfig) string {
 	return fmt.Sprintf("Bad %s header. Expected '%s: %s <JWT>'", cfg.HeaderName, cfg.HeaderName, cfg.HeaderType)
 }
 
-func fromCookie(cfg *TokenConfig, headers [][2]string) (token, missing string) {
+func fromCookie(cfg *TokenConfig, headers [][2]string) string {
 	for _, h := range headers {
 		if h[0] != "cookie" {
 			continue
@@ -127,14 +160,14 @@ func fromCookie(cfg *TokenConfig, headers [][2]string) (token, missing string) {
 		for _, c := range strings.Split(h[1], ";") {
 			name, value, ok := strings.Cut(strings.TrimSpace(c), "=")
 			if ok && name == cfg.CookieName && value != "" {
-				return strings.Trim(value, `"`), ""
+				return strings.Trim(value, `"`)
 			}
 		}
 	}
-	return "", fmt.Sprintf("Missing cookie %q", cfg.CookieName)
+	return ""
 }
 
-func fromQuery(cfg *TokenConfig, headers [][2]string) (token, missing string) {
+func fromQuery(cfg *TokenConfig, headers [][2]string) string {
 	for _, h := range headers {
 		if h[0] != ":path" {
 			continue
@@ -147,10 +180,10 @@ func fromQuery(cfg *TokenConfig, headers [][2]string) (token, missing string) {
 				continue
 			}
 			if v, err := url.QueryUnescape(value); err == nil && v != "" {
-				return v, ""
+				return v
 			}
 		}
 		break
 	}
-	return "", fmt.Sprintf("Missing %q query parameter", cfg.QueryStringName)
+	return ""
 }

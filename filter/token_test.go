@@ -63,9 +63,13 @@ func TestExtractToken(t *testing.T) {
 			cfg := tt.cfg
 			cfg.headerKey = strings.ToLower(cfg.HeaderName)
 			got := extractToken(&cfg, tt.headers)
-			if got.token != tt.wantToken || got.missing != tt.wantMissing || got.bad != tt.wantBad {
+			missing := ""
+			if got.token == "" && got.bad == "" {
+				missing = got.missingMessage(&cfg)
+			}
+			if got.token != tt.wantToken || missing != tt.wantMissing || got.bad != tt.wantBad {
 				t.Fatalf("extractToken(%q) = token %q missing %q bad %q; want %q, %q, %q",
-					tt.headers, got.token, got.missing, got.bad, tt.wantToken, tt.wantMissing, tt.wantBad)
+					tt.headers, got.token, missing, got.bad, tt.wantToken, tt.wantMissing, tt.wantBad)
 			}
 		})
 	}
