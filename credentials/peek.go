@@ -1,0 +1,323 @@
+package credentials
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// MaxValues bounds how many values of one claim Peek keeps. A payload that repeats jti, sub,
+// iss or iat more often than this is no token any issuer makes; Peeked.Overflow reports it
+// and the filter refuses the request rather than check only some of them.
+const MaxValues = 4
+
+// Values is a short list of claim values as read from a payload.
+type Values struct {
+	v [MaxValues]string
+	n int
+}
+
+// Len is the number of values.
+func (v *Values) Len() int { return v.n }
+
+// At returns the i-th value.
+func (v *Values) At(i int) string { return v.v[i] }
+
+func (v *Values) add(s string) bool {
+	if v.n == MaxValues {
+		return false
+	}
+	v.v[v.n] = s
+	v.n++
+	return true
+}
+
+// Peeked is what discovery reads from one candidate payload, verifying nothing: every
+// top-level jti, sub, iss and iat member (a JSON object may repeat a name; Python keeps the
+// last, other parsers the first, so all are kept). Strings are views into the Peeked's own
+// buffer, valid until its next Peek.
+type Peeked struct {
+	// Object reports whether the payload began as a JSON object; when it did not, nothing
+	// else is set.
+	Object bool
+	// JTI holds jti strings, and integers as their decimal text.
+	JTI Values
+	// Sub holds sub strings, and integers as their decimal text (flask-jwt-extended's own
+	// examples issue identity=user.id).
+	Sub Values
+	Iss Values
+	// Iat holds the iat values read as Unix seconds (numbers, or decimal strings, which
+	// Python's int() accepts as PyJWT reads them).
+	Iat [MaxValues]int64
+	// NIat is the number of Iat values.
+	NIat int
+	// IatUnreadable reports an iat that is neither: a subject cutoff then cannot be ruled out.
+	IatUnreadable bool
+	// Overflow reports a claim repeated more than MaxValues times.
+	Overflow bool
+
+	buf []byte
+}
+
+// Peek decodes a candidate payload as leniently as PyJWT (see appendLenientBase64) and reads
+// its claims as leniently as any JSON parser: a syntax error stops the reading but keeps
+// what was read before it.
+func (p *Peeked) Peek(payload string) {
+	buf := appendLenientBase64(p.buf[:0], payload)
+	*p = Peeked{buf: buf}
+	j := jsonReader{b: buf}
+	j.skipBOM()
+	j.ws()
+	if !j.eat('{') {
+		return
+	}
+	p.Object = true
+	for {
+		j.ws()
+		if j.eat('}') {
+			return
+		}
+		key, ok := j.key()
+		if !ok {
+			return
+		}
+		j.ws()
+		if !j.eat(':') {
+			return
+		}
+		j.ws()
+		switch key {
+		case "jti", "sub", "iss":
+			s, isString, ok := j.scalar()
+			if !ok {
+				return
+			}
+			if s == "" && !isString {
+				break // not a string or number
+			}
+			if key == "iss" && !isString {
+				break
+			}
+			var added bool
+			switch key {
+			case "jti":
+				added = p.JTI.add(s)
+			case "sub":
+				added = p.Sub.add(s)
+			default:
+				added = p.Iss.add(s)
+			}
+			p.Overflow = p.Overflow || !added
+		case "iat":
+			s, isString, ok := j.scalar()
+			if !ok {
+				return
+			}
+			v, readable := iatValue(s, isString)
+			switch {
+			case !readable:
+				p.IatUnreadable = true
+			case p.NIat == MaxValues:
+				p.Overflow = true
+			default:
+				p.Iat[p.NIat] = v
+				p.NIat++
+			}
+		default:
+			if !j.skip(0) {
+				return
+			}
+		}
+		j.ws()
+		if !j.eat(',') {
+			return // '}' or a syntax error: either way the object is read
+		}
+	}
+}
+
+// iatValue reads an iat as PyJWT 2.6 does (int(value)): an integer or a float (truncated),
+// or a string holding a decimal integer, possibly with spaces around it.
+func iatValue(s string, isString bool) (int64, bool) {
+	if isString {
+		v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		return v, err == nil
+	}
+	if s == "" {
+		return 0, false
+	}
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return v, true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	return int64(max(min(math.Trunc(f), math.MaxInt64/2), math.MinInt64/2)), true
+}
+
+// jsonReader is a forgiving reader over a decoded payload. Strings are unescaped in place
+// (an escape is never shorter than what it stands for), so values are views into b.
+type jsonReader struct {
+	b []byte
+	i int
+}
+
+const maxSkipDepth = 64
+
+func (j *jsonReader) skipBOM() {
+	if len(j.b) >= 3 && j.b[0] == 0xef && j.b[1] == 0xbb && j.b[2] == 0xbf {
+		j.i = 3
+	}
+}
+
+func (j *jsonReader) ws() {
+	for j.i < len(j.b) {
+		switch j.b[j.i] {
+		case ' ', '\t', '\n', '\r':
+			j.i++
+		default:
+			return
+		}
+	}
+}
+
+func (j *jsonReader) eat(c byte) bool {
+	if j.i < len(j.b) && j.b[j.i] == c {
+		j.i++
+		return true
+	}
+	return false
+}
+
+// key reads a member name; names longer than any claim this package reads come back as a
+// placeholder that matches nothing.
+func (j *jsonReader) key() (string, bool) {
+	s, ok := j.str()
+	if !ok {
+		return "", false
+	}
+	if len(s) > 3 {
+		return "-", true
+	}
+	return s, true
+}
+
+// str reads a string at j.i, unescaping it in place.
+func (j *jsonReader) str() (string, bool) {
+	if !j.eat('"') {
+		return "", false
+	}
+	start, w := j.i, j.i
+	for j.i < len(j.b) {
+		c := j.b[j.i]
+		switch {
+		case c == '"':
+			j.i++
+			return unsafe.String(unsafe.SliceData(j.b[start:w]), w-start), true
+		case c == '\\':
+			if j.i+1 >= len(j.b) {
+				return "", false
+			}
+			e := j.b[j.i+1]
+			var out byte
+			switch e {
+			case '"', '\\', '/':
+				out = e
+			case 'b':
+				out = '\b'
+			case 'f':
+				out = '\f'
+			case 'n':
+				out = '\n'
+			case 'r':
+				out = '\r'
+			case 't':
+				out = '\t'
+			case 'u':
+				r, n := unicodeEscape(unsafe.String(&j.b[j.i], len(j.b)-j.i))
+				if n == 0 {
+					return "", false
+				}
+				var tmp [4]byte
+				enc := utf8.AppendRune(tmp[:0], r)
+				w += copy(j.b[w:], enc)
+				j.i += n
+				continue
+			default:
+				return "", false
+			}
+			j.b[w] = out
+			w++
+			j.i += 2
+		default:
+			j.b[w] = c
+			w++
+			j.i++
+		}
+	}
+	return "", false
+}
+
+// scalar reads a string or a number; for anything else it skips the value and returns "".
+func (j *jsonReader) scalar() (s string, isString, ok bool) {
+	if j.i >= len(j.b) {
+		return "", false, false
+	}
+	switch c := j.b[j.i]; {
+	case c == '"':
+		s, ok = j.str()
+		return s, true, ok
+	case c == '-' || c >= '0' && c <= '9':
+		start := j.i
+		for j.i < len(j.b) && strings.IndexByte("+-0123456789.eE", j.b[j.i]) >= 0 {
+			j.i++
+		}
+		return unsafe.String(&j.b[start], j.i-start), false, true
+	default:
+		return "", false, j.skip(0)
+	}
+}
+
+// skip passes over one value of any kind (Python's NaN and Infinity included).
+func (j *jsonReader) skip(depth int) bool {
+	if j.i >= len(j.b) || depth > maxSkipDepth {
+		return false
+	}
+	switch j.b[j.i] {
+	case '"':
+		_, ok := j.str()
+		return ok
+	case '{', '[':
+		open := j.b[j.i]
+		j.i++
+		for {
+			j.ws()
+			if j.eat('}') || j.eat(']') {
+				return true
+			}
+			if open == '{' {
+				if _, ok := j.str(); !ok {
+					return false
+				}
+				j.ws()
+				if !j.eat(':') {
+					return false
+				}
+				j.ws()
+			}
+			if !j.skip(depth + 1) {
+				return false
+			}
+			j.ws()
+			j.eat(',')
+		}
+	default:
+		start := j.i
+		for j.i < len(j.b) && strings.IndexByte(",}] \t\r\n", j.b[j.i]) < 0 {
+			j.i++
+		}
+		return j.i > start
+	}
+}

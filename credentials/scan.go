@@ -1,0 +1,748 @@
+package credentials
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unsafe"
+)
+
+// Kind is the kind of route flask-jwt-extended selects a token for: @jwt_required() reads
+// access-token sources, @jwt_required(refresh=True) refresh-token sources. The proxy does not
+// know the route's kind, so it selects for both (the ones jwt.token_types allows).
+type Kind uint8
+
+// Route kinds.
+const (
+	Access Kind = iota
+	Refresh
+)
+
+// MaxCandidates bounds the distinct candidate payloads one request may carry. A request with
+// more is refused (Result.Ambiguous): checking only some of them would let one through.
+const MaxCandidates = 32
+
+// Result is what Scan found. Its strings are valid until the Scanner's next Scan.
+type Result struct {
+	// Candidates are the payloads discovered anywhere in the request: base64 text as it
+	// appeared (a span of a run may contain dots; Peek skips them as PyJWT does).
+	Candidates []string
+	// Selected holds, per Kind, the token flask-jwt-extended would read for a route of that
+	// kind; only the kinds the Scanner was built for are filled in.
+	Selected [2]Selection
+	// Ambiguous, when not empty, says why the request could be read differently by the app
+	// than by this package; the request must be refused.
+	Ambiguous string
+}
+
+// Selection is the outcome of flask-jwt-extended's search for one route kind.
+type Selection struct {
+	// Token is the token the app would decode ("" if none was found).
+	Token string
+	// Location is where Token was found.
+	Location Location
+	// Bad is flask-jwt-extended's 422 message for a malformed credential that stops its
+	// search (InvalidHeaderError, InvalidQueryParamError, a JSON token that is not a string).
+	Bad string
+	// misses says why each location searched held nothing, in order.
+	misses [4]miss
+	nMiss  int
+}
+
+// miss is why one location held no token; Missing turns it into flask's words.
+type miss uint8
+
+const (
+	missHeader miss = iota
+	missHeaderType
+	missCookie
+	missQuery
+	missJSONKey
+	missJSONType
+)
+
+// Scanner discovers and selects tokens for one VM. Not safe for concurrent use.
+type Scanner struct {
+	cfg   Config
+	kinds [2]bool
+	// scanned are the header names (lower case) whose values are searched for tokens.
+	scanned []string
+	// normHeader is the configured header name normalized as WSGI does ('-' and '_' alike).
+	normHeader string
+	// payloadHeader names a header holding a bare base64url payload (Envoy jwt_authn's
+	// forward_payload_header), "" for none.
+	payloadHeader string
+	msgs          messages
+
+	scratch []byte
+	body    []byte // a copy of the body for selection, which unescapes in place
+	res     Result
+	peek    Peeked
+
+	// What each location holds, for the Scan under way.
+	header, query find
+	cookies, json [2]find
+}
+
+// find is what one location holds for one kind: a token, flask's 422 for a malformed
+// credential, or why it holds none.
+type find struct {
+	tok, bad string
+	m        miss
+}
+
+// NewScanner returns a Scanner for a validated cfg, selecting for the given route kinds.
+// payloadHeader (lower case, or "") is a header that carries a bare token payload.
+func NewScanner(cfg *Config, kinds [2]bool, payloadHeader string) *Scanner {
+	s := &Scanner{cfg: *cfg, kinds: kinds, payloadHeader: payloadHeader}
+	s.cfg.headerKey = strings.ToLower(cfg.HeaderName)
+	s.normHeader = wsgiName(s.cfg.headerKey)
+	s.scanned = []string{"authorization"}
+	if s.cfg.headerKey != "authorization" {
+		s.scanned = append(s.scanned, s.cfg.headerKey)
+	}
+	s.msgs = newMessages(&s.cfg)
+	s.res.Candidates = make([]string, 0, MaxCandidates)
+	return s
+}
+
+// WantsBody reports whether the body of a request with these headers must be read before
+// deciding: only with the json location, and only for bodies a framework would parse for a
+// token (JSON of any spelling, forms, or no content type at all).
+func (s *Scanner) WantsBody(headers [][2]string) bool {
+	if !s.cfg.Has(LocationJSON) {
+		return false
+	}
+	ct, n := "", 0
+	for _, h := range headers {
+		if h[0] == "content-type" {
+			ct = h[1]
+			n++
+		}
+	}
+	if n != 1 {
+		return true // none, or several: read it either way
+	}
+	ct = strings.ToLower(ct)
+	return strings.Contains(ct, "json") || strings.Contains(ct, "x-www-form-urlencoded")
+}
+
+// MaxBodyBytes is the configured bound on a body that WantsBody asks for.
+func (s *Scanner) MaxBodyBytes() int { return s.cfg.MaxBodyBytes }
+
+// Scan searches headers (and body, when WantsBody asked for it; nil otherwise).
+func (s *Scanner) Scan(headers [][2]string, body []byte) *Result {
+	r := &s.res
+	r.Candidates = r.Candidates[:0]
+	r.Selected = [2]Selection{}
+	r.Ambiguous = ""
+	s.reserve(headers, body)
+
+	// Discovery.
+	for _, h := range headers {
+		name, value := h[0], h[1]
+		switch {
+		case name == ":path":
+			s.discover(value, formPercent)
+		case name == "cookie":
+			s.discover(value, formPercent|formBackslash)
+		case name == s.payloadHeader:
+			s.addCandidate(trimBlank(value))
+			s.discover(value, 0)
+		case s.isScanned(name):
+			s.discover(value, 0)
+		}
+	}
+	if body != nil {
+		s.discover(unsafe.String(unsafe.SliceData(body), len(body)), formPercent|formJSON)
+	}
+
+	// Selection, and the ambiguities that must refuse the request. Each location is read
+	// once; the two kinds differ only in the cookie and JSON key they look for.
+	for _, loc := range s.cfg.Locations {
+		switch loc {
+		case LocationHeaders:
+			s.header = s.fromHeader(headers)
+		case LocationCookies:
+			s.findCookies(headers)
+		case LocationQueryString:
+			s.query = s.fromQuery(headers)
+		case LocationJSON:
+			s.fromJSON(headers, body)
+		}
+	}
+	for k := range s.kinds {
+		if s.kinds[k] {
+			r.Selected[k] = s.selectFor(Kind(k))
+		}
+	}
+	return r
+}
+
+func (s *Scanner) isScanned(name string) bool {
+	for _, n := range s.scanned {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ambiguous records the first reason to refuse the request.
+func (s *Scanner) ambiguous(msg string) {
+	if s.res.Ambiguous == "" {
+		s.res.Ambiguous = msg
+	}
+}
+
+// reserve grows the scratch buffer so that every decoded form of this request fits without
+// moving: candidates are views into it.
+func (s *Scanner) reserve(headers [][2]string, body []byte) {
+	n := len(body)
+	for _, h := range headers {
+		n += len(h[1])
+	}
+	need := 6*n + 64
+	if cap(s.scratch) < need {
+		s.scratch = make([]byte, 0, need)
+	}
+	s.scratch = s.scratch[:0]
+}
+
+type formSet uint8
+
+const (
+	formPercent   formSet = 1 << iota // %XX and '+', once and twice
+	formBackslash                     // cookie escapes: \ooo and \x
+	formJSON                          // JSON string escapes
+)
+
+// discover searches text and each of its decoded forms for candidate payloads.
+func (s *Scanner) discover(text string, forms formSet) {
+	s.runs(text)
+	if forms&formPercent != 0 && strings.ContainsAny(text, "%+") {
+		s.percentForms(appendPercentDecoded, text)
+		if strings.IndexByte(text, '+') >= 0 && strings.IndexByte(text, '%') >= 0 {
+			s.percentForms(appendPercentDecodedKeepPlus, text)
+		}
+	}
+	if forms&formBackslash != 0 && strings.IndexByte(text, '\\') >= 0 {
+		s.runs(s.form(appendCookieUnescaped, text))
+	}
+	if forms&formJSON != 0 && strings.IndexByte(text, '\\') >= 0 {
+		s.runs(s.form(appendJSONUnescaped, text))
+	}
+}
+
+// percentForms searches text percent-decoded once and, when that leaves escapes, twice.
+func (s *Scanner) percentForms(decode func([]byte, string) []byte, text string) {
+	once := s.form(decode, text)
+	s.runs(once)
+	if strings.IndexByte(once, '%') >= 0 {
+		s.runs(s.form(decode, once))
+	}
+}
+
+// form appends a decoded form of text to the scratch buffer and returns a view of it.
+func (s *Scanner) form(decode func([]byte, string) []byte, text string) string {
+	start := len(s.scratch)
+	s.scratch = decode(s.scratch, text)
+	if len(s.scratch) == start {
+		return ""
+	}
+	return unsafe.String(&s.scratch[start], len(s.scratch)-start)
+}
+
+// runs cuts text into runs of token characters and adds the payload candidates of each run
+// with at least two dots: every interior segment, and the span from the first to the last
+// dot when there are more than three segments.
+func (s *Scanner) runs(text string) {
+	for i := 0; i < len(text); {
+		if !isRunByte(text[i]) {
+			i++
+			continue
+		}
+		first, last, dots := -1, -1, 0
+		for ; i < len(text) && isRunByte(text[i]); i++ {
+			if text[i] == '.' {
+				if first < 0 {
+					first = i
+				}
+				last = i
+				dots++
+			}
+		}
+		if dots < 2 {
+			continue
+		}
+		span := text[first+1 : last]
+		s.addCandidate(span)
+		if dots > 2 {
+			for rest := span; rest != ""; {
+				seg, tail, _ := strings.Cut(rest, ".")
+				s.addCandidate(seg)
+				rest = tail
+			}
+		}
+	}
+}
+
+func (s *Scanner) addCandidate(p string) {
+	if p == "" {
+		return
+	}
+	for _, c := range s.res.Candidates {
+		if c == p {
+			return
+		}
+	}
+	if len(s.res.Candidates) == MaxCandidates {
+		s.ambiguous(s.msgs.tooMany)
+		return
+	}
+	s.res.Candidates = append(s.res.Candidates, p)
+}
+
+// Peek reads a candidate's claims into the Scanner's own Peeked, valid until the next Peek.
+func (s *Scanner) Peek(payload string) *Peeked {
+	s.peek.Peek(payload)
+	return &s.peek
+}
+
+// selectFor runs flask-jwt-extended's search for one route kind over the locations in order:
+// the first location holding a token wins; a malformed one stops the search.
+func (s *Scanner) selectFor(k Kind) Selection {
+	var sel Selection
+	for _, loc := range s.cfg.Locations {
+		var f find
+		switch loc {
+		case LocationHeaders:
+			f = s.header
+		case LocationCookies:
+			f = s.cookies[k]
+		case LocationQueryString:
+			f = s.query
+		case LocationJSON:
+			f = s.json[k]
+		}
+		if f.bad != "" {
+			sel.Bad, sel.Location = f.bad, loc
+			return sel
+		}
+		if f.tok != "" {
+			sel.Token, sel.Location = f.tok, loc
+			return sel
+		}
+		sel.misses[sel.nMiss] = f.m
+		sel.nMiss++
+	}
+	return sel
+}
+
+// Missing is flask-jwt-extended's NoAuthorizationError message for a route of kind k whose
+// search found nothing.
+func (s *Scanner) Missing(sel *Selection, k Kind) string {
+	msgs := make([]string, sel.nMiss)
+	for i, m := range sel.misses[:sel.nMiss] {
+		switch m {
+		case missHeader:
+			msgs[i] = fmt.Sprintf("Missing %s Header", s.cfg.HeaderName)
+		case missHeaderType:
+			msgs[i] = fmt.Sprintf("Missing '%s' type in '%s' header. Expected '%s: %s <JWT>'", s.cfg.HeaderType, s.cfg.HeaderName, s.cfg.HeaderName, s.cfg.HeaderType)
+		case missCookie:
+			msgs[i] = fmt.Sprintf("Missing cookie \"%s\"", s.cookieName(k))
+		case missQuery:
+			// flask-jwt-extended 4.4's spelling, typo included: clients see the same text.
+			msgs[i] = fmt.Sprintf("Missing '%s' query paramater", s.cfg.QueryStringName)
+		case missJSONKey:
+			msgs[i] = fmt.Sprintf("Missing \"%s\" key in json data.", s.jsonKey(k))
+		case missJSONType:
+			msgs[i] = "Invalid content-type. Must be application/json."
+		}
+	}
+	if len(s.cfg.Locations) == 1 && len(msgs) == 1 {
+		return msgs[0]
+	}
+	return fmt.Sprintf("Missing JWT in %s (%s)", locationList(s.cfg.Locations), strings.Join(msgs, "; "))
+}
+
+func (s *Scanner) cookieName(k Kind) string {
+	if k == Refresh {
+		return s.cfg.RefreshCookieName
+	}
+	return s.cfg.CookieName
+}
+
+func (s *Scanner) jsonKey(k Kind) string {
+	if k == Refresh {
+		return s.cfg.RefreshJSONKey
+	}
+	return s.cfg.JSONKey
+}
+
+// fromHeader reads the configured header as flask-jwt-extended's _decode_jwt_from_headers
+// does.
+func (s *Scanner) fromHeader(headers [][2]string) find {
+	var value string
+	found := 0
+	for _, h := range headers {
+		switch {
+		case h[0] == s.cfg.headerKey:
+			value = h[1]
+			found++
+		case len(h[0]) == len(s.normHeader) && wsgiName(h[0]) == s.normHeader:
+			// WSGI servers map '-' and '_' alike: the app would read this one too.
+			s.ambiguous(s.msgs.headerVariant)
+		}
+	}
+	if found > 1 {
+		s.ambiguous(s.msgs.manyHeaders)
+		return find{m: missHeader}
+	}
+	if hasCtlOrNonASCII(value, true) {
+		s.ambiguous(s.msgs.headerChars)
+	}
+	v := strings.Trim(trimBlank(value), ",")
+	if v == "" {
+		return find{m: missHeader}
+	}
+	if s.cfg.HeaderType == "" {
+		if fieldsN(v) != 1 {
+			return find{bad: s.msgs.badHeader}
+		}
+		return find{tok: trimBlank(v)}
+	}
+	var ours string
+	count := 0
+	for rest := v; ; {
+		field, tail, more := strings.Cut(rest, ",")
+		scheme, _ := splitBlank(trimBlank(field))
+		switch {
+		case scheme == s.cfg.HeaderType:
+			ours = trimBlank(field)
+			count++
+		case scheme != "" && strings.EqualFold(scheme, s.cfg.HeaderType):
+			// flask compares the scheme case-sensitively, RFC 9110 does not.
+			s.ambiguous(s.msgs.schemeCase)
+		}
+		if !more {
+			break
+		}
+		rest = tail
+	}
+	switch {
+	case count == 0:
+		return find{m: missHeaderType}
+	case count > 1:
+		s.ambiguous(s.msgs.severalSchemes)
+		return find{m: missHeaderType}
+	}
+	if fieldsN(ours) != 2 {
+		return find{bad: s.msgs.badHeader}
+	}
+	_, tok := splitBlank(ours)
+	return find{tok: tok}
+}
+
+// findCookies parses the Cookie headers as werkzeug does, once for both kinds, and records
+// the ambiguities of the configured names.
+func (s *Scanner) findCookies(headers [][2]string) {
+	names := [2]string{s.cfg.CookieName, s.cfg.RefreshCookieName}
+	s.cookies = [2]find{{m: missCookie}, {m: missCookie}}
+	var seen [2]bool
+	headersSeen := 0
+	for _, h := range headers {
+		if h[0] != "cookie" {
+			continue
+		}
+		headersSeen++
+		for c := range cookiePairs(h[1]) {
+			for k, name := range names {
+				switch {
+				case c.key == name:
+					if strings.TrimLeft(c.rawKey, " ") != name {
+						s.ambiguous(s.msgs.cookieName[k]) // white space werkzeug strips and others keep
+					}
+				case s.decodedName(c.key) == name:
+					s.ambiguous(s.msgs.cookieName[k])
+					continue
+				default:
+					continue
+				}
+				if strings.IndexByte(c.rawValue, '\\') >= 0 || hasCtlOrNonASCII(c.value, false) {
+					s.ambiguous(s.msgs.cookieValue[k])
+				}
+				if seen[k] {
+					if c.value != s.cookies[k].tok {
+						s.ambiguous(s.msgs.cookieDup[k]) // werkzeug keeps the first, others the last
+					}
+					continue
+				}
+				seen[k] = true
+				s.cookies[k].tok = c.value
+			}
+		}
+	}
+	if headersSeen > 1 && (seen[0] || seen[1]) {
+		s.ambiguous(s.msgs.cookieHeaders) // WSGI servers join them with ',', Envoy does not
+	}
+}
+
+// fromQuery reads the query parameter as flask-jwt-extended's _decode_jwt_from_query_string
+// does over werkzeug's url_decode: '&'-separated, names and values percent-decoded, the first
+// value wins.
+func (s *Scanner) fromQuery(headers [][2]string) find {
+	path := ""
+	for _, h := range headers {
+		if h[0] == ":path" {
+			path = h[1]
+			break
+		}
+	}
+	_, query, _ := strings.Cut(path, "?")
+	query, _, _ = strings.Cut(query, "#")
+	name := s.cfg.QueryStringName
+	var value string
+	found := false
+	for rest := query; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		if pair == "" {
+			continue
+		}
+		rawKey, rawValue, _ := strings.Cut(pair, "=")
+		if _, after, ok := strings.Cut(pair, ";"); ok {
+			// Older parsers (and some of today's) also split on ';'.
+			for r := after; r != ""; {
+				var p string
+				p, r, _ = strings.Cut(r, ";")
+				if k, _, _ := strings.Cut(p, "="); s.decodedName(k) == name {
+					s.ambiguous(s.msgs.queryName)
+				}
+			}
+		}
+		if rawKey != name {
+			if s.decodedName(rawKey) == name {
+				s.ambiguous(s.msgs.queryName)
+			}
+			continue
+		}
+		v := rawValue
+		if strings.ContainsAny(v, "%+") {
+			v = s.form(appendPercentDecoded, rawValue)
+		}
+		if hasCtlOrNonASCII(v, false) {
+			s.ambiguous(s.msgs.queryValue)
+		}
+		if found {
+			if v != value {
+				s.ambiguous(s.msgs.queryDup) // werkzeug keeps the first, others the last
+			}
+			continue
+		}
+		found, value = true, v
+	}
+	if value == "" {
+		return find{m: missQuery}
+	}
+	if !strings.HasPrefix(value, s.cfg.QueryStringValuePrefix) {
+		return find{bad: s.msgs.queryPrefix}
+	}
+	return find{tok: value[len(s.cfg.QueryStringValuePrefix):]}
+}
+
+// decodedName is a parameter or cookie name as the most forgiving framework would compare
+// it: percent-decoded and trimmed of any Unicode white space.
+func (s *Scanner) decodedName(raw string) string {
+	if !strings.ContainsAny(raw, "%+ \t") && isVisibleASCII(raw) {
+		return raw
+	}
+	return normName(s.form(appendPercentDecoded, raw))
+}
+
+// fromJSON reads the JSON body as flask-jwt-extended's _decode_jwt_from_json does, for both
+// keys at once.
+func (s *Scanner) fromJSON(headers [][2]string, body []byte) {
+	ct := ""
+	for _, h := range headers {
+		if h[0] == "content-type" {
+			ct = h[1]
+			break
+		}
+	}
+	if !isFlaskJSON(ct) {
+		s.json = [2]find{{m: missJSONType}, {m: missJSONType}}
+		return
+	}
+	s.json = [2]find{{m: missJSONKey}, {m: missJSONKey}}
+	keys := [2]string{s.cfg.JSONKey, s.cfg.RefreshJSONKey}
+	type member struct {
+		value           string
+		isString, found bool
+	}
+	var got [2]member
+	var dup [2]bool
+	s.body = append(s.body[:0], body...)
+	j := jsonReader{b: s.body}
+	j.skipBOM()
+	j.ws()
+	if !j.eat('{') {
+		return // flask: BadRequest, reported as the missing key
+	}
+	for done := false; !done; {
+		j.ws()
+		if j.eat('}') {
+			break
+		}
+		name, ok := j.str()
+		if !ok {
+			return
+		}
+		j.ws()
+		if !j.eat(':') {
+			return
+		}
+		j.ws()
+		k := -1
+		for i, key := range keys {
+			if name == key {
+				k = i
+			}
+		}
+		if k < 0 {
+			if !j.skip(0) {
+				return
+			}
+		} else {
+			var v string
+			str := j.i < len(j.b) && j.b[j.i] == '"'
+			if str {
+				if v, ok = j.str(); !ok {
+					return
+				}
+			} else {
+				start := j.i
+				if !j.skip(0) {
+					return
+				}
+				v = string(j.b[start:j.i])
+			}
+			if got[k].found && (v != got[k].value || str != got[k].isString) {
+				dup[k] = true
+			}
+			got[k] = member{v, str, true} // Python's json keeps the last of repeated names
+		}
+		j.ws()
+		if !j.eat(',') {
+			if !j.eat('}') {
+				return
+			}
+			done = true
+		}
+	}
+	if j.ws(); j.i != len(j.b) {
+		return
+	}
+	for k, g := range got {
+		if dup[k] {
+			s.ambiguous(s.msgs.jsonDup[k]) // Python keeps the last, others the first
+		}
+		switch {
+		case !g.found || g.isString && g.value == "" || !g.isString && pyFalsy(g.value):
+			// absent, or falsy in Python: flask reports the key as missing
+		case !g.isString:
+			s.json[k] = find{bad: "Invalid token type. Token must be a <class 'bytes'>"}
+		default:
+			if hasCtlOrNonASCII(g.value, false) {
+				s.ambiguous(s.msgs.jsonValue[k])
+			}
+			s.json[k] = find{tok: g.value}
+		}
+	}
+}
+
+// pyFalsy reports whether a JSON value that is not a string is false in Python: null,
+// false, a zero, an empty array or object.
+func pyFalsy(v string) bool {
+	switch v {
+	case "null", "false":
+		return true
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return f == 0
+	}
+	compact := strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+			return -1
+		}
+		return r
+	}, v)
+	return compact == "[]" || compact == "{}"
+}
+
+// isFlaskJSON is werkzeug's Request.is_json: application/json or application/*+json.
+func isFlaskJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
+// wsgiName is a header name as WSGI servers key it: '-' and '_' are the same.
+func wsgiName(s string) string {
+	if strings.IndexByte(s, '_') < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "_", "-")
+}
+
+// normName is a name trimmed of any Unicode white space.
+func normName(s string) string {
+	return strings.TrimFunc(s, isPyWhitespace)
+}
+
+// isPyWhitespace is Python's str.isspace: what str.split() and str.strip() split on.
+func isPyWhitespace(r rune) bool {
+	switch r {
+	case '\t', '\n', '\v', '\f', '\r', ' ', 0x1c, 0x1d, 0x1e, 0x1f, 0x85, 0xa0, 0x1680,
+		0x2028, 0x2029, 0x202f, 0x205f, 0x3000:
+		return true
+	}
+	return r >= 0x2000 && r <= 0x200a
+}
+
+// hasCtlOrNonASCII reports bytes that apps split, decode or compare differently: controls
+// (tab allowed where blank is), DEL, and anything outside ASCII.
+func hasCtlOrNonASCII(s string, tabOK bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x7f || c < ' ' && !(tabOK && c == '\t') {
+			return true
+		}
+	}
+	return false
+}
+
+// trimBlank trims spaces and tabs.
+func trimBlank(s string) string { return strings.Trim(s, " \t") }
+
+// splitBlank splits "scheme   rest" at the first run of blanks.
+func splitBlank(s string) (first, rest string) {
+	i := strings.IndexAny(s, " \t")
+	if i < 0 {
+		return s, ""
+	}
+	return s[:i], strings.TrimLeft(s[i:], " \t")
+}
+
+// fieldsN counts blank-separated words without allocating.
+func fieldsN(s string) int {
+	n, in := 0, false
+	for i := 0; i < len(s); i++ {
+		blank := s[i] == ' ' || s[i] == '\t'
+		if !blank && !in {
+			n++
+		}
+		in = !blank
+	}
+	return n
+}
