@@ -34,7 +34,7 @@ var (
 		"aaa.bbb.ccc", "ddd.eee.fff", "h1.p1.s1", "x.y", "tok", "a.b.c.d", "h.p.s==", "h.p.s==AAAA",
 		"eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4In0.c2ln", "h.p.s!!", "h.p.s+/", "",
 	}
-	genBlanks = []string{" ", "  ", "\t", "\u00a0", "\u0085", "\x85", "\xa0", "\u3000", "\u2003", "\x1c", "\x1f", " \t "}
+	genBlanks  = []string{" ", "  ", "\t", "\u00a0", "\u0085", "\x85", "\xa0", "\u3000", "\u2003", "\x1c", "\x1f", " \t "}
 	genSchemes = []string{"Bearer", "bearer", "BEARER", "Basic", "Token", "Bearer,", ""}
 )
 
