@@ -87,7 +87,7 @@ func BenchmarkDecideCacheHit(b *testing.B) {
 	headers := append([][2]string{{":method", "GET"}, {":path", "/"}}, bearer(hs256(b, claimsAt(testNow, "allowed")))...)
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := p.decide(headers); !d.allow {
+		if d := p.decide(headers, nil, true); !d.allow {
 			b.Fatal("denied")
 		}
 	}

@@ -1,54 +1,190 @@
 package filter
 
-import "strings"
+import (
+	"strings"
 
-// tokenCache remembers tokens whose signature and claims were verified, so a token seen
-// again skips the signature check (the expensive part: tens of microseconds for RS256 in a
-// wasm VM). It never caches a revocation answer: the blocklist is consulted on every request.
+	"github.com/jtiguard/jtiguard/blocklistsync"
+	"github.com/jtiguard/jtiguard/credentials"
+)
+
+// identity is what the revocation check needs of one payload: every jti, sub and iat it
+// carries (read leniently, verifying nothing), and their blocklist keys under the hasher of the
+// list they were computed for.
+type identity struct {
+	jtis, subs, iss strs
+	iats            []int64
+	iatUnreadable   bool
+	overflow        bool // a claim repeated more than credentials.MaxValues times
+
+	hasher    keyHasher
+	hashed    bool
+	tokenKeys []uint64 // ("", jti) for every jti, and (iss, jti) for every iss when keyed by issuer
+	subKeys   []uint64 // likewise for every sub
+}
+
+// strs is a short list of strings owned by an identity.
+type strs struct {
+	v []string
+	n int
+}
+
+func cloneValues(v *credentials.Values) strs {
+	out := strs{v: make([]string, v.Len()), n: v.Len()}
+	for i := range out.v {
+		out.v[i] = strings.Clone(v.At(i))
+	}
+	return out
+}
+
+func identityOf(pk *credentials.Peeked) *identity {
+	id := &identity{
+		jtis: cloneValues(&pk.JTI), subs: cloneValues(&pk.Sub), iss: cloneValues(&pk.Iss),
+		iats: append([]int64(nil), pk.Iat[:pk.NIat]...), iatUnreadable: pk.IatUnreadable, overflow: pk.Overflow,
+	}
+	return id
+}
+
+// computeKeys (re)computes the keys for h, in place once the slices exist.
+func (id *identity) computeKeys(h keyHasher, byIssuer bool) {
+	if id.hashed && id.hasher == h {
+		return
+	}
+	id.tokenKeys = keysFor(id.tokenKeys[:0], &id.jtis, &id.iss, byIssuer, h.TokenKey)
+	id.subKeys = keysFor(id.subKeys[:0], &id.subs, &id.iss, byIssuer, h.SubjectKey)
+	id.hasher, id.hashed = h, true
+}
+
+func keysFor(dst []uint64, values, iss *strs, byIssuer bool, key func(iss, v string) uint64) []uint64 {
+	for _, v := range values.v[:values.n] {
+		dst = append(dst, key("", v))
+		if byIssuer {
+			for _, i := range iss.v[:iss.n] {
+				dst = append(dst, key(i, v))
+			}
+		}
+	}
+	return dst
+}
+
+// revoked reports whether any jti is listed, or any sub has a cutoff the token falls under:
+// issued before it, or of no readable issue time (which cannot be ruled out).
+func (id *identity) revoked(snap *blocklistsync.Snapshot, notBefore uint32) bool {
+	for _, k := range id.tokenKeys {
+		if snap.Revoked(k, notBefore) {
+			return true
+		}
+	}
+	for _, k := range id.subKeys {
+		before, ok := snap.CutoffFor(k, notBefore)
+		if !ok {
+			continue
+		}
+		if len(id.iats) == 0 || id.iatUnreadable {
+			return true
+		}
+		for _, iat := range id.iats {
+			if iat < int64(before) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// entry is one cached payload: its identity, and the last token with this payload that
+// verified (tokens differ from it only in their signature).
+type entry struct {
+	id    *identity
+	token string
+	info  tokenInfo
+}
+
+// tokenCache remembers, per payload, what discovery read from it and which token carrying it
+// verified, so a token seen again costs neither decoding nor a signature check. It never
+// caches a revocation answer: the list is consulted on every request.
 //
-// Bounded by entry count; each key is a whole token of at most token.max_bytes, so a VM's
-// cache holds at most max_entries × max_bytes of keys. Eviction is by arbitrary choice (Go's
-// randomised map iteration): cheap, O(1) amortised, and good enough for a cache whose misses
-// only cost a verification.
+// Bounded by entry count; keys and tokens are bounded by the request size limits. Eviction is
+// by arbitrary choice (Go's randomised map iteration): cheap, O(1) amortised, and good enough
+// for a cache whose misses only cost a decode and a verification.
 type tokenCache struct {
 	max     int
-	entries map[string]tokenInfo
+	entries map[string]*entry
 }
 
 func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, entries: make(map[string]tokenInfo, min(max, 4096))}
+	return &tokenCache{max: max, entries: make(map[string]*entry, min(max, 4096))}
 }
 
-// get returns the token's info if cached and not expired at now (Unix seconds).
-func (c *tokenCache) get(token string, now int64) (tokenInfo, bool) {
-	info, ok := c.entries[token]
-	if !ok {
-		return tokenInfo{}, false
+// identity returns the identity of a candidate payload, with keys for h.
+func (c *tokenCache) identity(payload string, h keyHasher, sc *credentials.Scanner, byIssuer bool) *identity {
+	e := c.entries[payload]
+	if e == nil {
+		e = &entry{id: identityOf(sc.Peek(payload))}
+		c.put(payload, e)
 	}
-	if info.expiresAt != 0 && now >= info.expiresAt {
-		delete(c.entries, token) // dropped at the token's expiry: it must be re-judged
-		return tokenInfo{}, false
-	}
-	return info, true
+	e.id.computeKeys(h, byIssuer)
+	return e.id
 }
 
-// put stores a verified token. The key is cloned: the token is usually a slice of a larger
-// header value that the cache must not keep alive.
-func (c *tokenCache) put(token string, info tokenInfo, now int64) {
+// verified returns the info of token if it verified before and is not expired at now (Unix
+// nanoseconds): dropped at its expiry exactly, it must be judged again.
+func (c *tokenCache) verified(token string, now int64) (tokenInfo, bool) {
+	e := c.entries[payloadOf(token)]
+	if e == nil || e.token != token {
+		return tokenInfo{}, false
+	}
+	if e.info.expiresAt != 0 && now >= e.info.expiresAt {
+		e.token = ""
+		return tokenInfo{}, false
+	}
+	return e.info, true
+}
+
+// putVerified remembers that token verified.
+func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *credentials.Scanner, byIssuer bool) {
+	payload := payloadOf(token)
+	e := c.entries[payload]
+	if e == nil {
+		e = &entry{id: identityOf(sc.Peek(payload))}
+		if !c.put(payload, e) {
+			return
+		}
+	}
+	e.token, e.info = strings.Clone(token), info
+}
+
+// put stores e under payload (cloned: it is a view of the request); false if the cache is off.
+func (c *tokenCache) put(payload string, e *entry) bool {
 	if c.max == 0 {
-		return
+		return false
 	}
 	if len(c.entries) >= c.max {
-		// Look at a few arbitrary entries: drop the first, and any of them that expired.
 		scanned := 0
-		for k, e := range c.entries {
-			if scanned == 0 || e.expiresAt != 0 && now >= e.expiresAt {
-				delete(c.entries, k)
-			}
-			if scanned++; scanned == 8 {
+		for k := range c.entries {
+			delete(c.entries, k)
+			if scanned++; scanned == 8 || len(c.entries) < c.max {
 				break
 			}
 		}
 	}
-	c.entries[strings.Clone(token)] = info
+	c.entries[strings.Clone(payload)] = e
+	return true
 }
+
+// payloadOf is what lies between a token's first and last dot, as discovery names it.
+func payloadOf(token string) string {
+	first := strings.IndexByte(token, '.')
+	last := strings.LastIndexByte(token, '.')
+	if first < 0 || last <= first {
+		return ""
+	}
+	return token[first+1 : last]
+}
+
+// keyHasher computes blocklist keys the way the list was built.
+type keyHasher struct{}
+
+func hasherOf(*blocklistsync.Snapshot) keyHasher { return keyHasher{} }
+
+func (keyHasher) TokenKey(iss, jti string) uint64   { return blocklistsync.TokenKey(iss, jti) }
+func (keyHasher) SubjectKey(iss, sub string) uint64 { return blocklistsync.SubjectKey(iss, sub) }

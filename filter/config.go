@@ -11,20 +11,25 @@ import (
 	"time"
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
+	"github.com/jtiguard/jtiguard/credentials"
 )
 
 // ErrInvalidConfig wraps every configuration error; the message names the field.
 var ErrInvalidConfig = errors.New("invalid plugin configuration")
 
-// Location is where a token may be found, named as flask-jwt-extended's JWT_TOKEN_LOCATION.
-type Location string
+// Location is where a token may be found (credentials.Location).
+type Location = credentials.Location
 
-// Token locations.
+// Token locations, named as flask-jwt-extended's JWT_TOKEN_LOCATION.
 const (
-	LocationHeaders     Location = "headers"
-	LocationCookies     Location = "cookies"
-	LocationQueryString Location = "query_string"
+	LocationHeaders     = credentials.LocationHeaders
+	LocationCookies     = credentials.LocationCookies
+	LocationQueryString = credentials.LocationQueryString
+	LocationJSON        = credentials.LocationJSON
 )
+
+// TokenConfig says where the application reads its tokens.
+type TokenConfig = credentials.Config
 
 // Policy says what to do with a request: deny it with a local reply, or let it through.
 type Policy string
@@ -51,40 +56,33 @@ type Response struct {
 }
 
 // Responses are the local replies, defaulting to flask-jwt-extended's. An empty Message on
-// Missing and Invalid means "explain the problem" as flask-jwt-extended does.
+// Missing, Invalid and Ambiguous means "explain the problem" as flask-jwt-extended does.
 type Responses struct {
-	MessageKey  string   `json:"message_key"`
-	Revoked     Response `json:"revoked"`
-	Missing     Response `json:"missing"`
-	Expired     Response `json:"expired"`
-	Invalid     Response `json:"invalid"`
-	Unavailable Response `json:"unavailable"`
-}
-
-// TokenConfig says where to look for the token.
-type TokenConfig struct {
-	Locations       []Location `json:"locations"`
-	HeaderName      string     `json:"header_name"`
-	HeaderType      string     `json:"header_type"`
-	CookieName      string     `json:"cookie_name"`
-	QueryStringName string     `json:"query_string_name"`
-	// MaxBytes bounds the token's length: anything longer is refused before decoding.
-	MaxBytes int `json:"max_bytes"`
-
-	headerKey string // HeaderName in lower case, as Envoy presents header names
+	MessageKey   string   `json:"message_key"`
+	Revoked      Response `json:"revoked"`
+	Missing      Response `json:"missing"`
+	Expired      Response `json:"expired"`
+	Invalid      Response `json:"invalid"`
+	Ambiguous    Response `json:"ambiguous"`
+	BodyTooLarge Response `json:"body_too_large"`
+	Unavailable  Response `json:"unavailable"`
 }
 
 // JWTConfig says how to validate the token.
 type JWTConfig struct {
-	Algorithms    []string        `json:"algorithms"`
-	HMACSecrets   []HMACSecret    `json:"hmac_secrets"`
-	PublicKeys    []PublicKeyPEM  `json:"public_keys"`
-	JWKS          json.RawMessage `json:"jwks"`
-	Leeway        Duration        `json:"leeway"`
-	Issuers       []string        `json:"issuers"`
-	Audiences     []string        `json:"audiences"`
-	TokenTypes    []string        `json:"token_types"`
-	TrustUpstream *TrustUpstream  `json:"trust_upstream"`
+	Algorithms  []string        `json:"algorithms"`
+	HMACSecrets []HMACSecret    `json:"hmac_secrets"`
+	PublicKeys  []PublicKeyPEM  `json:"public_keys"`
+	JWKS        json.RawMessage `json:"jwks"`
+	Leeway      Duration        `json:"leeway"`
+	Issuers     []string        `json:"issuers"`
+	Audiences   []string        `json:"audiences"`
+	TokenTypes  []string        `json:"token_types"`
+	// StrictSub refuses a token whose sub is not a string (RFC 7519). By default an integer
+	// sub is accepted, as PyJWT did before 2.10 and flask-jwt-extended's own examples issue
+	// (identity=user.id), and its cutoffs are looked up by its decimal form.
+	StrictSub     bool           `json:"strict_sub"`
+	TrustUpstream *TrustUpstream `json:"trust_upstream"`
 
 	keys keySet
 }
@@ -105,10 +103,14 @@ type PublicKeyPEM struct {
 	PEM string `json:"pem"`
 }
 
-// TrustUpstream reads claims that Envoy's jwt_authn already verified, from the header named
-// by its forward_payload_header, instead of verifying a signature again.
+// TrustUpstream reads claims that Envoy's jwt_authn already verified instead of verifying a
+// signature again: from the dynamic metadata it writes (payload_in_metadata: a client cannot
+// forge it), or from the header it forwards (forward_payload_header: safe only where
+// jwt_authn runs on every request, since it does not remove a header a client sent when no
+// verifier runs). Exactly one of the two is set.
 type TrustUpstream struct {
-	PayloadHeader string `json:"payload_header"`
+	PayloadInMetadata string `json:"payload_in_metadata"`
+	PayloadHeader     string `json:"payload_header"`
 
 	headerKey string // PayloadHeader in lower case, as Envoy presents header names
 }
@@ -141,22 +143,18 @@ type Duration = blocklistsync.Duration
 
 // Limits on values that come from configuration.
 const (
-	maxTokenBytesLimit = 64 << 10 // Envoy's default header limit is 60 KiB
-	maxCacheEntries    = 1 << 20
+	maxCacheEntries = 1 << 20
+	// maxLeeway bounds jwt.leeway: the revocation source keeps an entry for --expiry-grace
+	// (default 1h) past its token's expiry, and a token is accepted until exp + leeway, so
+	// the two must match for a revoked token to stay listed while it is still accepted.
+	maxLeeway = time.Hour
 )
 
 // DefaultConfig is what an empty configuration means: flask-jwt-extended's defaults.
 func DefaultConfig() Config {
 	return Config{
 		Prefix: "jtiguard.",
-		Token: TokenConfig{
-			Locations:       []Location{LocationHeaders},
-			HeaderName:      "Authorization",
-			HeaderType:      "Bearer",
-			CookieName:      "access_token_cookie",
-			QueryStringName: "jwt",
-			MaxBytes:        8192,
-		},
+		Token:  credentials.DefaultConfig(),
 		JWT: JWTConfig{
 			Algorithms: []string{"HS256"},
 			TokenTypes: []string{"access", "refresh"},
@@ -166,12 +164,14 @@ func DefaultConfig() Config {
 		FailMode:     FailClosed,
 		MaxStaleness: Duration(60 * time.Second),
 		Responses: Responses{
-			MessageKey:  "msg",
-			Revoked:     Response{Status: 401, Message: "Token has been revoked"},
-			Missing:     Response{Status: 401},
-			Expired:     Response{Status: 401, Message: "Token has expired"},
-			Invalid:     Response{Status: 422},
-			Unavailable: Response{Status: 503, Message: "Token revocation list unavailable"},
+			MessageKey:   "msg",
+			Revoked:      Response{Status: 401, Message: "Token has been revoked"},
+			Missing:      Response{Status: 401},
+			Expired:      Response{Status: 401, Message: "Token has expired"},
+			Invalid:      Response{Status: 422},
+			Ambiguous:    Response{Status: 422},
+			BodyTooLarge: Response{Status: 413, Message: "Request body too large to check for a token"},
+			Unavailable:  Response{Status: 503, Message: "Token revocation list unavailable"},
 		},
 		Cache: CacheConfig{MaxEntries: 1024},
 		Sync:  blocklistsync.DefaultConfig(),
@@ -205,7 +205,7 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 	if cfg.Prefix == "" || len(cfg.Prefix) > 128 {
 		bad("prefix", "must be 1-128 bytes, got %q", cfg.Prefix)
 	}
-	validateToken(&cfg.Token, bad)
+	cfg.Token.Validate("token.", bad)
 	switch cfg.MissingToken {
 	case PolicyAllow, PolicyDeny:
 	default:
@@ -241,53 +241,6 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 	return &cfg, nil
 }
 
-func validateToken(t *TokenConfig, bad func(string, string, ...any)) {
-	if len(t.Locations) == 0 {
-		bad("token.locations", "must name at least one of headers, cookies, query_string")
-	}
-	seen := map[Location]bool{}
-	for _, l := range t.Locations {
-		switch l {
-		case LocationHeaders, LocationCookies, LocationQueryString:
-		default:
-			bad("token.locations", "unknown location %q (want headers, cookies or query_string)", l)
-		}
-		if seen[l] {
-			bad("token.locations", "%q listed twice", l)
-		}
-		seen[l] = true
-	}
-	t.headerKey = strings.ToLower(t.HeaderName)
-	if seen[LocationHeaders] && !validHeaderName(t.HeaderName) {
-		bad("token.header_name", "must be a valid HTTP header name, got %q", t.HeaderName)
-	}
-	if strings.ContainsAny(t.HeaderType, " \t") {
-		bad("token.header_type", "must be one word (or empty for a bare token), got %q", t.HeaderType)
-	}
-	if seen[LocationCookies] && (t.CookieName == "" || strings.ContainsAny(t.CookieName, "=; \t")) {
-		bad("token.cookie_name", "cookies is a location, so a cookie name is needed (no '=', ';' or spaces), got %q", t.CookieName)
-	}
-	if seen[LocationQueryString] && (t.QueryStringName == "" || strings.ContainsAny(t.QueryStringName, "&=#")) {
-		bad("token.query_string_name", "query_string is a location, so a parameter name is needed, got %q", t.QueryStringName)
-	}
-	if t.MaxBytes < 16 || t.MaxBytes > maxTokenBytesLimit {
-		bad("token.max_bytes", "must be 16 to %d, got %d", maxTokenBytesLimit, t.MaxBytes)
-	}
-}
-
-func validHeaderName(s string) bool {
-	if s == "" || strings.HasPrefix(s, ":") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
-
 func validateResponses(r *Responses, bad func(string, string, ...any)) {
 	if r.MessageKey == "" {
 		bad("responses.message_key", "must not be empty")
@@ -295,7 +248,8 @@ func validateResponses(r *Responses, bad func(string, string, ...any)) {
 	for _, x := range []struct {
 		name string
 		resp Response
-	}{{"revoked", r.Revoked}, {"missing", r.Missing}, {"expired", r.Expired}, {"invalid", r.Invalid}, {"unavailable", r.Unavailable}} {
+	}{{"revoked", r.Revoked}, {"missing", r.Missing}, {"expired", r.Expired}, {"invalid", r.Invalid},
+		{"ambiguous", r.Ambiguous}, {"body_too_large", r.BodyTooLarge}, {"unavailable", r.Unavailable}} {
 		if x.resp.Status < 400 || x.resp.Status > 599 {
 			bad("responses."+x.name+".status", "must be a 4xx or 5xx status, got %d", x.resp.Status)
 		}
@@ -308,8 +262,8 @@ func validateResponses(r *Responses, bad func(string, string, ...any)) {
 var knownTokenTypes = []string{"access", "refresh"}
 
 func validateJWT(j *JWTConfig, getenv func(string) string, bad func(string, string, ...any)) {
-	if j.Leeway.D() < 0 || j.Leeway.D() > 24*time.Hour {
-		bad("jwt.leeway", "must be 0 to 24h, got %s", j.Leeway.D())
+	if j.Leeway.D() < 0 || j.Leeway.D() > maxLeeway {
+		bad("jwt.leeway", "must be 0 to %s (the revocation source's default --expiry-grace), got %s", maxLeeway, j.Leeway.D())
 	}
 	for _, iss := range j.Issuers {
 		if iss == "" || len(iss) > blocklistsync.MaxIssuerLen {
@@ -329,10 +283,13 @@ func validateJWT(j *JWTConfig, getenv func(string) string, bad func(string, stri
 			bad("jwt.token_types", "unknown token type %q (want access or refresh)", t)
 		}
 	}
-	if j.TrustUpstream != nil {
-		j.TrustUpstream.headerKey = strings.ToLower(j.TrustUpstream.PayloadHeader)
-		if !validHeaderName(j.TrustUpstream.PayloadHeader) {
-			bad("jwt.trust_upstream.payload_header", "must be a valid HTTP header name, got %q", j.TrustUpstream.PayloadHeader)
+	if tu := j.TrustUpstream; tu != nil {
+		tu.headerKey = strings.ToLower(tu.PayloadHeader)
+		switch {
+		case (tu.PayloadHeader == "") == (tu.PayloadInMetadata == ""):
+			bad("jwt.trust_upstream", "needs exactly one of payload_in_metadata (jwt_authn's payload_in_metadata; Istio: \"payload\") or payload_header")
+		case tu.PayloadHeader != "" && !credentials.ValidHeaderName(tu.PayloadHeader):
+			bad("jwt.trust_upstream.payload_header", "must be a valid HTTP header name, got %q", tu.PayloadHeader)
 		}
 		if len(j.HMACSecrets)+len(j.PublicKeys) > 0 || len(j.JWKS) > 0 {
 			bad("jwt.trust_upstream", "verifies no signatures, so hmac_secrets, public_keys and jwks must be empty")

@@ -74,7 +74,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "duration as number", config: `{"max_staleness":5,` + secretCfg + `}`, wantErr: "duration string"},
 		{name: "empty prefix", config: `{"prefix":"",` + secretCfg + `}`, wantErr: "prefix"},
 		{name: "no locations", config: `{"token":{"locations":[]},` + secretCfg + `}`, wantErr: "token.locations"},
-		{name: "unknown location", config: `{"token":{"locations":["json"]},` + secretCfg + `}`, wantErr: `unknown location "json"`},
+		{name: "unknown location", config: `{"token":{"locations":["form"]},` + secretCfg + `}`, wantErr: `unknown location "form"`},
 		{name: "location twice", config: `{"token":{"locations":["headers","headers"]},` + secretCfg + `}`, wantErr: "listed twice"},
 		{name: "cookie location without name", config: `{"token":{"locations":["cookies"],"cookie_name":""},` + secretCfg + `}`, wantErr: "token.cookie_name"},
 		{name: "query location without name", config: `{"token":{"locations":["query_string"],"query_string_name":""},` + secretCfg + `}`, wantErr: "token.query_string_name"},

@@ -6,7 +6,9 @@ package filter
 // in the request path is answered (500) instead of trapping the VM. Only a module built with
 // -tags jtiguard_faultinject has it.
 func injectFault(headers [][2]string) {
-	if headerValue(headers, "x-jtiguard-panic") != "" {
-		panic("injected fault")
+	for _, h := range headers {
+		if h[0] == "x-jtiguard-panic" {
+			panic("injected fault")
+		}
 	}
 }

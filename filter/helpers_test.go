@@ -8,6 +8,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
+	"log"
 	"sync"
 	"testing"
 	"time"
@@ -90,4 +92,21 @@ func sign(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims,
 
 func hs256(t testing.TB, claims jwt.MapClaims) string {
 	return sign(t, jwt.SigningMethodHS256, testKeys().hs, claims, nil)
+}
+
+func headerValue(headers [][2]string, name string) string {
+	for _, h := range headers {
+		if h[0] == name {
+			return h[1]
+		}
+	}
+	return ""
+}
+
+// quietLogs stops the SDK's emulator from echoing every host log line (tests that make many
+// requests).
+func quietLogs(tb testing.TB) {
+	prev := log.Writer()
+	log.SetOutput(io.Discard)
+	tb.Cleanup(func() { log.SetOutput(prev) })
 }

@@ -1,12 +1,11 @@
-// Package filter is the HTTP filter: it finds the JWT in a request, validates it, and rejects
-// it when its jti (or its subject's cutoff) is on the blocklist that blocklistsync keeps in
-// shared data. It is written to the proxy-wasm-go-sdk's context interfaces and reaches the
-// host only through internal/abi.
+// Package filter is the HTTP filter: it finds every token a request carries, denies the
+// request if any of them is revoked (by jti, or by its subject's cutoff) on the blocklist that
+// blocklistsync keeps in shared data, and validates the token the application would read. It is
+// written to the proxy-wasm-go-sdk's context interfaces and reaches the host only through
+// internal/abi.
 package filter
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
+	"github.com/jtiguard/jtiguard/credentials"
 	"github.com/jtiguard/jtiguard/internal/abi"
 )
 
@@ -49,21 +49,19 @@ type pluginContext struct {
 	now func() time.Time
 
 	cfg      *Config
+	scanner  *credentials.Scanner
 	verifier *verifier
 	cache    *tokenCache
 	reader   *blocklistsync.Reader
 	syncer   *blocklistsync.Syncer
 	metrics  *metrics
-	bodies   fixedBodies
+	replies  replies
 	// fastTicks is true until the first list is seen: ticks then come every startupTick, so
 	// the first poll does not wait a whole tick period.
 	fastTicks bool
 	// lastReadErr throttles logging of a broken shared list to once a minute per VM.
 	lastReadErr time.Time
 }
-
-// fixedBodies are the replies whose message does not depend on the request.
-type fixedBodies struct{ revoked, expired, unavailable []byte }
 
 // OnPluginStart implements types.PluginContext. A configuration error is logged at critical
 // level and fails the start, so Envoy refuses the configuration instead of running without
@@ -83,17 +81,22 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 		return types.OnPluginStartStatusFailed
 	}
 	p.cfg = cfg
+	var kinds [2]bool
+	for _, t := range cfg.JWT.TokenTypes {
+		kinds[kindOf(t)] = true
+	}
+	payloadHeader := ""
+	if tu := cfg.JWT.TrustUpstream; tu != nil {
+		payloadHeader = tu.headerKey
+	}
+	p.scanner = credentials.NewScanner(&cfg.Token, kinds, payloadHeader)
 	p.verifier = newVerifier(cfg, p.now)
 	p.cache = newTokenCache(cfg.Cache.MaxEntries)
 	keys := blocklistsync.KeysFor(cfg.Prefix)
 	p.reader = blocklistsync.NewReader(hostStore{}, keys)
 	p.metrics = newMetrics(cfg.Prefix)
-	r := &cfg.Responses
-	p.bodies = fixedBodies{
-		revoked:     jsonMessage(r.MessageKey, r.Revoked.Message),
-		expired:     jsonMessage(r.MessageKey, r.Expired.Message),
-		unavailable: jsonMessage(r.MessageKey, r.Unavailable.Message),
-	}
+	p.replies = newReplies(&cfg.Responses)
+	tick := metricsFlushTick
 	if cfg.Sync.Cluster != "" {
 		p.syncer = blocklistsync.NewSyncer(cfg.Sync, blocklistsync.SyncOptions{
 			Keys:          keys,
@@ -108,19 +111,30 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 		// a VM it kills right after, which would hold the lease for a whole lease_ttl. Worker VMs
 		// tick, so the first poll happens on the first tick, soon after.
 		p.fastTicks = true
-		if err := abi.SetTickPeriodMilliSeconds(uint32(min(startupTick, p.syncer.TickPeriod()).Milliseconds())); err != nil {
-			abi.Log(abi.LogLevelCritical, "jtiguard: set tick period: "+err.Error())
-			return types.OnPluginStartStatusFailed
-		}
+		tick = min(startupTick, p.syncer.TickPeriod())
 	}
+	if err := abi.SetTickPeriodMilliSeconds(uint32(tick.Milliseconds())); err != nil {
+		abi.Log(abi.LogLevelCritical, "jtiguard: set tick period: "+err.Error())
+		return types.OnPluginStartStatusFailed
+	}
+	abi.RefreshLogLevel()
 	abi.Log(abi.LogLevelInfo, fmt.Sprintf("jtiguard: started (prefix %q, locations %v, fail_mode %s, sync cluster %q)",
 		cfg.Prefix, cfg.Token.Locations, cfg.FailMode, cfg.Sync.Cluster))
 	return types.OnPluginStartStatusOK
 }
 
+// kindOf maps a jwt.token_types entry to the route kind that accepts it.
+func kindOf(tokenType string) credentials.Kind {
+	if tokenType == "refresh" {
+		return credentials.Refresh
+	}
+	return credentials.Access
+}
+
 // OnTick implements types.PluginContext: every worker VM ticks; the syncer decides which
 // one polls. Refreshing the local view here too means the first request after a change
-// does not pay for indexing the new snapshot.
+// does not pay for indexing the new snapshot. Counters counted on the request path are
+// handed to the host here, so a metric lags by at most one tick.
 func (p *pluginContext) OnTick() {
 	if p.syncer != nil {
 		p.syncer.Tick()
@@ -131,14 +145,20 @@ func (p *pluginContext) OnTick() {
 	}
 	if p.fastTicks && snap != nil {
 		p.fastTicks = false
-		if err := abi.SetTickPeriodMilliSeconds(uint32(p.syncer.TickPeriod().Milliseconds())); err != nil {
+		if err := abi.SetTickPeriodMilliSeconds(uint32(min(p.syncer.TickPeriod(), metricsFlushTick).Milliseconds())); err != nil {
 			abi.Log(abi.LogLevelError, "jtiguard: set tick period: "+err.Error())
 		}
 	}
+	p.metrics.flush()
+	abi.RefreshLogLevel()
 }
 
-// startupTick is the tick period until the first list is held.
-const startupTick = 100 * time.Millisecond
+const (
+	// startupTick is the tick period until the first list is held.
+	startupTick = 100 * time.Millisecond
+	// metricsFlushTick bounds how long a counted request waits to show in the host's metrics.
+	metricsFlushTick = time.Second
+)
 
 // NewHttpContext implements types.PluginContext.
 func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
@@ -149,173 +169,91 @@ func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
 type httpContext struct {
 	types.DefaultHttpContext
 	plugin *pluginContext
+	// waitBody is set while the request is held for its body (the json location).
+	waitBody bool
 }
 
-// OnHttpRequestHeaders implements types.HttpContext.
+// OnHttpRequestHeaders implements types.HttpContext. A request whose body may hold a token
+// (the json location) is held until the body has arrived; a revoked token in its headers is
+// answered at once.
 func (h *httpContext) OnHttpRequestHeaders(numHeaders int, endOfStream bool) types.Action {
+	p := h.plugin
 	headers, err := abi.GetHTTPRequestHeaders()
 	if err != nil {
 		abi.Log(abi.LogLevelError, "jtiguard: read request headers: "+err.Error())
-		headers = nil
+		return h.respond(p.replies.internal)
 	}
-	d := h.plugin.decide(headers)
+	if !endOfStream && p.scanner.WantsBody(headers) {
+		if d := p.decide(headers, nil, false); !d.allow {
+			return h.respond(d)
+		}
+		h.waitBody = true
+		return types.ActionPause
+	}
+	return h.respond(p.decide(headers, nil, true))
+}
+
+// OnHttpRequestBody implements types.HttpContext: Pause buffers the body in the host until
+// its end, where the request is decided with it.
+func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Action {
+	if !h.waitBody {
+		return types.ActionContinue
+	}
+	if bodySize > h.plugin.scanner.MaxBodyBytes() {
+		h.waitBody = false
+		h.plugin.metrics.tooLarge++
+		return h.respond(h.plugin.replies.bodyTooLarge)
+	}
+	if !endOfStream {
+		return types.ActionPause
+	}
+	return h.decideWithBody(bodySize)
+}
+
+// OnHttpRequestTrailers implements types.HttpContext: trailers end a request whose body was
+// being held.
+func (h *httpContext) OnHttpRequestTrailers(int) types.Action {
+	if !h.waitBody {
+		return types.ActionContinue
+	}
+	return h.decideWithBody(h.plugin.scanner.MaxBodyBytes())
+}
+
+func (h *httpContext) decideWithBody(size int) types.Action {
+	h.waitBody = false
+	p := h.plugin
+	body, err := abi.GetHTTPRequestBody(0, size)
+	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
+		abi.Log(abi.LogLevelError, "jtiguard: read request body: "+err.Error())
+		return h.respond(p.replies.internal)
+	}
+	if body == nil {
+		body = []byte{}
+	}
+	headers, err := abi.GetHTTPRequestHeaders()
+	if err != nil {
+		abi.Log(abi.LogLevelError, "jtiguard: read request headers: "+err.Error())
+		return h.respond(p.replies.internal)
+	}
+	return h.respond(p.decide(headers, body, true))
+}
+
+// respond carries out a decision.
+func (h *httpContext) respond(d decision) types.Action {
 	if d.allow {
 		return types.ActionContinue
 	}
-	if err := abi.SendHTTPResponse(d.status, jsonHeaders, d.body); err != nil {
+	if err := abi.SendHTTPResponse(d.status, d.details, jsonHeaders, d.body); err != nil {
 		abi.Log(abi.LogLevelError, "jtiguard: send local response: "+err.Error())
 	}
 	return types.ActionPause
 }
 
-var jsonHeaders = [][2]string{{"content-type", "application/json"}}
-
-// decision is the filter's answer for one request.
-type decision struct {
-	allow  bool
-	status uint32
-	body   []byte
-}
-
-var allow = decision{allow: true}
-
-// decide runs the whole check on a request's headers. It is the request path: no host call
-// but the shared-data read of the generation record, and no allocation on a cache hit beyond
-// that read.
-func (p *pluginContext) decide(headers [][2]string) decision {
-	injectFault(headers)
-	cfg := p.cfg
-	m := p.metrics
-	var token string
-	if tu := cfg.JWT.TrustUpstream; tu != nil {
-		if token = headerValue(headers, tu.headerKey); token == "" {
-			m.missing.Increment(1)
-			if cfg.MissingToken == PolicyAllow {
-				return allow
-			}
-			return p.reply(cfg.Responses.Missing, fmt.Sprintf("Missing %s Header", tu.PayloadHeader))
-		}
-	} else {
-		ex := extractToken(&cfg.Token, headers)
-		switch {
-		case ex.bad != "":
-			m.invalid.Increment(1)
-			return p.invalid(ex.bad)
-		case ex.token == "":
-			m.missing.Increment(1)
-			if cfg.MissingToken == PolicyAllow {
-				return allow
-			}
-			return p.reply(cfg.Responses.Missing, ex.missingMessage(&cfg.Token))
-		}
-		token = ex.token
-	}
-	m.checked.Increment(1)
-	if len(token) > cfg.Token.MaxBytes {
-		m.invalid.Increment(1)
-		return p.invalid("Token is too large")
-	}
-
-	now := p.now()
-	nowUnix := now.Unix()
-	info, hit := p.cache.get(token, nowUnix)
-	if hit {
-		m.cacheHits.Increment(1)
-	} else {
-		var rej *rejection
-		if cfg.JWT.TrustUpstream != nil {
-			info, rej = p.verifier.verifyPayload(token)
-		} else {
-			info, rej = p.verifier.verify(token)
-		}
-		if rej != nil {
-			m.invalid.Increment(1)
-			if rej.kind == rejectExpired {
-				if cfg.InvalidToken == PolicyAllow {
-					return allow
-				}
-				return decision{status: cfg.Responses.Expired.Status, body: p.bodies.expired}
-			}
-			return p.invalid(rej.message)
-		}
-		p.cache.put(token, info, nowUnix)
-	}
-
-	snap, freshAt, err := p.reader.Refresh()
-	if err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
-		p.logReadError(err)
-	}
-	if snap == nil || (cfg.MaxStaleness > 0 && now.Sub(freshAt) > cfg.MaxStaleness.D()) {
-		if cfg.FailMode == FailOpen {
-			m.failedOpen.Increment(1)
-			return allow
-		}
-		m.failedClosed.Increment(1)
-		return decision{status: cfg.Responses.Unavailable.Status, body: p.bodies.unavailable}
-	}
-	if revoked(snap, &info, clampUnix(nowUnix-p.verifier.leeway)) {
-		m.revoked.Increment(1)
-		abi.Log(abi.LogLevelDebug, fmt.Sprintf("jtiguard: revoked token jti=%q", info.jti))
-		return decision{status: cfg.Responses.Revoked.Status, body: p.bodies.revoked}
-	}
-	m.allowed.Increment(1)
-	return allow
-}
-
-// revoked checks the token's own entry and its subject's cutoff. notBefore is now minus the
-// leeway: an entry counts for as long as its token could still be accepted.
-func revoked(snap *blocklistsync.Snapshot, info *tokenInfo, notBefore uint32) bool {
-	if snap.Revoked(info.tokenKey, notBefore) || info.anyKey != 0 && snap.Revoked(info.anyKey, notBefore) {
-		return true
-	}
-	for _, key := range [2]uint64{info.subKey, info.anySubKey} {
-		if key == 0 {
-			continue
-		}
-		if before, ok := snap.CutoffFor(key, notBefore); ok && (!info.hasIat || info.iat < before) {
-			return true
-		}
-	}
-	return false
-}
-
-// invalid answers a token that failed validation, unless another filter owns authentication.
-func (p *pluginContext) invalid(message string) decision {
-	if p.cfg.InvalidToken == PolicyAllow {
-		return allow
-	}
-	return p.reply(p.cfg.Responses.Invalid, message)
-}
-
-// reply is a local JSON reply; a configured message replaces the explanation.
-func (p *pluginContext) reply(r Response, message string) decision {
-	if r.Message != "" {
-		message = r.Message
-	}
-	return decision{status: r.Status, body: jsonMessage(p.cfg.Responses.MessageKey, message)}
-}
+var jsonHeaders = abi.EncodeHeaders([][2]string{{"content-type", "application/json"}})
 
 func (p *pluginContext) logReadError(err error) {
 	if now := p.now(); now.Sub(p.lastReadErr) >= time.Minute {
 		p.lastReadErr = now
 		abi.Log(abi.LogLevelError, "jtiguard: cannot use the shared revocation list, keeping the last good one: "+err.Error())
 	}
-}
-
-func headerValue(headers [][2]string, name string) string {
-	for _, h := range headers {
-		if h[0] == name {
-			return h[1]
-		}
-	}
-	return ""
-}
-
-// jsonMessage builds {key: message} as flask's jsonify does: no HTML escaping of <, > or &.
-func jsonMessage(key, message string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(map[string]string{key: message})
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

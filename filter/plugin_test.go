@@ -19,6 +19,8 @@ type fixture struct {
 	host proxytest.HostEmulator
 	now  time.Time
 	gen  uint64
+	// keyed marks the lists publish writes as keyed by issuer.
+	keyed bool
 }
 
 func start(t *testing.T, config string) *fixture {
@@ -71,7 +73,7 @@ func (f *fixture) publish(prefix string, lastSuccess time.Time, entries []revoke
 		l.Cutoffs = append(l.Cutoffs, blocklistsync.Cutoff{Key: blocklistsync.SubjectKey(c.iss, c.sub), RevokedBefore: uint32(c.before.Unix())})
 	}
 	l.Normalize(0)
-	raw, err := l.Encode(blocklistsync.Meta{Generation: f.gen, Built: lastSuccess})
+	raw, err := l.Encode(blocklistsync.Meta{Generation: f.gen, Built: lastSuccess, KeyedByIssuer: f.keyed})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -121,6 +123,16 @@ func TestDecisions(t *testing.T) {
 		return hs256(t, c)
 	}()
 	otherKey := sign(t, jwt.SigningMethodHS256, testKeys().hsOther, claimsAt(now, "jti-ok"), nil)
+	refreshTok := func() string {
+		c := claimsAt(now, "jti-refresh")
+		c["type"] = "refresh"
+		return hs256(t, c)
+	}()
+	untyped := func() string {
+		c := claimsAt(now, "jti-untyped")
+		delete(c, "type")
+		return hs256(t, c)
+	}()
 	noneTok, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claimsAt(now, "x")).SignedString(jwt.UnsafeAllowNoneSignatureType)
 
 	entries := []revokedEntry{{jti: "jti-revoked", exp: now.Add(time.Hour)}, {jti: "jti-lapsed", exp: now.Add(-time.Second)}}
@@ -160,6 +172,13 @@ func TestDecisions(t *testing.T) {
 		{name: "bad header shape", headers: [][2]string{{"authorization", "Bearer a b"}}, wantStatus: 422, wantBody: `{"msg":"Bad Authorization header. Expected 'Authorization: Bearer <JWT>'"}`},
 		{name: "token too large", extra: `,"token":{"max_bytes":64}`, headers: bearer(valid), wantStatus: 422, wantBody: `{"msg":"Token is too large"}`},
 		{name: "invalid token passes when another filter owns authentication", extra: `,"invalid_token":"allow"`, headers: bearer(otherKey)},
+		{name: "refresh token where only access tokens are allowed", extra: `,"jwt":{"token_types":["access"],"hmac_secrets":[{"secret":` + jsonString(string(testKeys().hs)) + `}]}`,
+			headers: bearer(refreshTok), wantStatus: 422, wantBody: `{"msg":"Only non-refresh tokens are allowed"}`},
+		{name: "access token where only refresh tokens are allowed", extra: `,"jwt":{"token_types":["refresh"],"hmac_secrets":[{"secret":` + jsonString(string(testKeys().hs)) + `}]}`,
+			headers: bearer(valid), wantStatus: 422, wantBody: `{"msg":"Only refresh tokens are allowed"}`},
+		{name: "no type claim is an access token", extra: `,"jwt":{"token_types":["refresh"],"hmac_secrets":[{"secret":` + jsonString(string(testKeys().hs)) + `}]}`,
+			headers: bearer(untyped), wantStatus: 422, wantBody: `{"msg":"Only refresh tokens are allowed"}`},
+		{name: "either kind by default", headers: bearer(refreshTok)},
 		{name: "custom revoked response", extra: `,"responses":{"message_key":"error","revoked":{"status":403,"message":"nope"}}`,
 			headers: bearer(revokedTok), wantStatus: 403, wantBody: `{"error":"nope"}`},
 	}
@@ -220,6 +239,7 @@ func TestCutoffRevokesTokenWithoutIat(t *testing.T) {
 func TestIssuerKeyedRevocation(t *testing.T) {
 	cfg := `{"jwt":{"issuers":["https://a","https://b"],"hmac_secrets":[{"secret":` + jsonString(string(testKeys().hs)) + `}]},"sync":{"cluster":""}}`
 	f := start(t, cfg)
+	f.keyed = true
 	f.publish("jtiguard.", testNow, []revokedEntry{{iss: "https://a", jti: "shared-jti"}, {jti: "any-issuer"}}, nil)
 	tok := func(iss, jti string) string {
 		c := claimsAt(testNow, jti)
@@ -241,6 +261,13 @@ func TestIssuerKeyedRevocation(t *testing.T) {
 			t.Errorf("iss %s jti %s: revoked = %v; want %v", tt.iss, tt.jti, got, tt.revoked)
 		}
 	}
+	// A list keyed the other way (a configuration change, or two plugins sharing a prefix)
+	// is never used: its keys would miss. No usable list: fail closed.
+	f.keyed = false
+	f.publish("jtiguard.", testNow, []revokedEntry{{iss: "https://a", jti: "shared-jti"}}, nil)
+	if _, resp := f.request(bearer(tok("https://a", "shared-jti"))); resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("list keyed without issuers under an issuer-keyed filter: %+v; want 503", resp)
+	}
 }
 
 func TestTrustUpstreamMode(t *testing.T) {
@@ -256,9 +283,16 @@ func TestTrustUpstreamMode(t *testing.T) {
 	if a, resp := f.request([][2]string{{"x-jwt-payload", payload("up-ok")}}); a != types.ActionContinue || resp != nil {
 		t.Fatalf("valid payload: %v %+v; want continue", a, resp)
 	}
-	// The Authorization header is not what this mode reads.
-	if a, _ := f.request(bearer(hs256(t, claimsAt(testNow, "up-revoked")))); a != types.ActionContinue {
-		t.Fatal("trust-upstream mode judged the Authorization header")
+	// Validation reads only the payload header, but revocation reads every token: a revoked
+	// one in the Authorization header (jwt_authn forwarding it, or a CORS preflight it
+	// bypassed) is denied.
+	if _, resp := f.request(bearer(hs256(t, claimsAt(testNow, "up-revoked")))); resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("revoked token in the Authorization header: %+v; want 401", resp)
+	}
+	// A client's own payload header beside jwt_authn's: refused.
+	two := [][2]string{{"x-jwt-payload", payload("forged")}, {"x-jwt-payload", payload("up-ok")}}
+	if _, resp := f.request(two); resp == nil || resp.StatusCode != 422 {
+		t.Fatalf("two payload headers: %+v; want 422", resp)
 	}
 }
 
@@ -271,6 +305,7 @@ func TestCacheSkipsVerificationButNotRevocation(t *testing.T) {
 			t.Fatalf("request %d denied", i)
 		}
 	}
+	f.host.Tick() // counters reach the host on the tick
 	if hits, _ := f.host.GetCounterMetric("jtiguard.requests.cache_hits"); hits != 2 {
 		t.Fatalf("cache hits = %d; want 2", hits)
 	}

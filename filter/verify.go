@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -14,18 +13,12 @@ import (
 	"github.com/jtiguard/jtiguard/blocklistsync"
 )
 
-// tokenInfo is what the filter keeps of a validated token: enough to check revocation
-// without decoding it again. Keys are precomputed so a cached token costs no hashing.
+// tokenInfo is what the filter keeps of a validated token. Revocation is not decided from
+// it: every payload of the request is checked against the list, verified or not.
 type tokenInfo struct {
-	jti       string
-	tokenKey  uint64 // (iss, jti), or ("", jti) when not keyed by issuer
-	anyKey    uint64 // ("", jti) when keyed by issuer: entries that match any issuer; else 0
-	subKey    uint64 // like tokenKey, for the subject; 0 without sub
-	anySubKey uint64
-	iat       uint32
-	hasIat    bool
-	// expiresAt is the Unix second from which the token is expired, leeway included; 0 if
-	// the token has no exp.
+	refresh bool // flask-jwt-extended's type claim says "refresh"
+	// expiresAt is the instant (Unix nanoseconds) from which the token is expired, leeway
+	// included; 0 if the token has no exp. A cached token is judged again from then on.
 	expiresAt int64
 }
 
@@ -53,10 +46,8 @@ type claims struct {
 // verifier validates tokens with one parser built at configuration time.
 type verifier struct {
 	cfg       *JWTConfig
-	byIssuer  bool
 	parser    *jwt.Parser
 	validator *jwt.Validator
-	leeway    int64 // seconds, rounded up
 }
 
 func newVerifier(cfg *Config, now func() time.Time) *verifier {
@@ -71,9 +62,7 @@ func newVerifier(cfg *Config, now func() time.Time) *verifier {
 	}
 	v := &verifier{
 		cfg:       j,
-		byIssuer:  cfg.KeyedByIssuer(),
 		validator: jwt.NewValidator(opts...),
-		leeway:    int64(math.Ceil(j.Leeway.D().Seconds())),
 	}
 	if j.TrustUpstream == nil {
 		v.parser = jwt.NewParser(append(opts, jwt.WithValidMethods(j.keys.algorithms), jwt.WithStrictDecoding())...)
@@ -107,7 +96,7 @@ func (v *verifier) verifyPayload(payload string) (tokenInfo, *rejection) {
 	return v.check(&c)
 }
 
-// check applies what golang-jwt does not: issuer allowlist, jti, token type.
+// check applies what golang-jwt does not: issuer allowlist, jti.
 func (v *verifier) check(c *claims) (tokenInfo, *rejection) {
 	if len(v.cfg.Issuers) > 0 && !slices.Contains(v.cfg.Issuers, c.Issuer) {
 		return tokenInfo{}, &rejection{rejectInvalid, "Invalid issuer"}
@@ -118,43 +107,11 @@ func (v *verifier) check(c *claims) (tokenInfo, *rejection) {
 	if len(c.ID) > blocklistsync.MaxJTILen {
 		return tokenInfo{}, &rejection{rejectInvalid, "Invalid claim: jti is too long"}
 	}
-	// flask-jwt-extended: a token is a refresh token if its type says so, else an access token.
-	typ := "access"
-	if c.Type != nil && *c.Type == "refresh" {
-		typ = "refresh"
-	}
-	if !slices.Contains(v.cfg.TokenTypes, typ) {
-		if typ == "refresh" {
-			return tokenInfo{}, &rejection{rejectInvalid, "Only non-refresh tokens are allowed"}
-		}
-		return tokenInfo{}, &rejection{rejectInvalid, "Only refresh tokens are allowed"}
-	}
-	info := tokenInfo{jti: c.ID}
-	if v.byIssuer {
-		info.tokenKey = blocklistsync.TokenKey(c.Issuer, c.ID)
-		info.anyKey = blocklistsync.TokenKey("", c.ID)
-	} else {
-		info.tokenKey = blocklistsync.TokenKey("", c.ID)
-	}
-	if c.Subject != "" {
-		if v.byIssuer {
-			info.subKey = blocklistsync.SubjectKey(c.Issuer, c.Subject)
-			info.anySubKey = blocklistsync.SubjectKey("", c.Subject)
-		} else {
-			info.subKey = blocklistsync.SubjectKey("", c.Subject)
-		}
-	}
-	if c.IssuedAt != nil {
-		info.iat, info.hasIat = clampUnix(c.IssuedAt.Unix()), true
-	}
+	info := tokenInfo{refresh: c.Type != nil && *c.Type == "refresh"}
 	if c.ExpiresAt != nil {
-		info.expiresAt = c.ExpiresAt.Unix() + v.leeway + 1
+		info.expiresAt = c.ExpiresAt.UnixNano() + int64(v.cfg.Leeway.D())
 	}
 	return info, nil
-}
-
-func clampUnix(s int64) uint32 {
-	return uint32(min(max(s, 0), math.MaxUint32))
 }
 
 // classify maps golang-jwt's errors to flask-jwt-extended's responses (PyJWT's wording).

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/jtiguard/jtiguard/blocklistsync"
 )
 
 func mustConfig(t testing.TB, config string) *Config {
@@ -61,8 +59,8 @@ func TestVerifyEveryAlgorithm(t *testing.T) {
 			if rej != nil {
 				t.Fatalf("verify(%s) rejected: %s", tt.alg.Alg(), rej.message)
 			}
-			if info.jti != "jti-1" || info.tokenKey != blocklistsync.TokenKey("", "jti-1") || info.subKey != blocklistsync.SubjectKey("", "user-1") || !info.hasIat {
-				t.Fatalf("info = %+v", info)
+			if info.refresh || info.expiresAt != testNow.Add(15*time.Minute).UnixNano() {
+				t.Fatalf("info = %+v; want an access token expiring at its exp", info)
 			}
 			// A token signed with another key of the same kind fails.
 			other := map[string]any{"HS": k.hsOther, "RS": k.rsa2, "PS": k.rsa2}[tt.alg.Alg()[:2]]
@@ -105,12 +103,6 @@ func TestVerifyRejections(t *testing.T) {
 		{"issued in the future", hsCfg, hs256(t, with(func(c jwt.MapClaims) { c["iat"] = testNow.Add(time.Minute).Unix(); delete(c, "nbf") })), rejectInvalid, "The token is not yet valid (iat)"},
 		{"missing jti", hsCfg, hs256(t, with(func(c jwt.MapClaims) { delete(c, "jti") })), rejectInvalid, "Missing claim: jti"},
 		{"jti too long", hsCfg, hs256(t, with(func(c jwt.MapClaims) { c["jti"] = strings.Repeat("j", 300) })), rejectInvalid, "Invalid claim: jti is too long"},
-		{"refresh where access only", `{"jwt":{"token_types":["access"],"hmac_secrets":[{"secret":` + jsonString(string(k.hs)) + `}]}}`,
-			hs256(t, with(func(c jwt.MapClaims) { c["type"] = "refresh" })), rejectInvalid, "Only non-refresh tokens are allowed"},
-		{"access where refresh only", `{"jwt":{"token_types":["refresh"],"hmac_secrets":[{"secret":` + jsonString(string(k.hs)) + `}]}}`,
-			hs256(t, claimsAt(testNow, "j")), rejectInvalid, "Only refresh tokens are allowed"},
-		{"no type claim is access", `{"jwt":{"token_types":["refresh"],"hmac_secrets":[{"secret":` + jsonString(string(k.hs)) + `}]}}`,
-			hs256(t, with(func(c jwt.MapClaims) { delete(c, "type") })), rejectInvalid, "Only refresh tokens are allowed"},
 		{"wrong issuer", `{"jwt":{"issuers":["https://good"],"hmac_secrets":[{"secret":` + jsonString(string(k.hs)) + `}]}}`,
 			hs256(t, with(func(c jwt.MapClaims) { c["iss"] = "https://evil" })), rejectInvalid, "Invalid issuer"},
 		{"wrong audience", `{"jwt":{"audiences":["api"],"hmac_secrets":[{"secret":` + jsonString(string(k.hs)) + `}]}}`,
@@ -161,21 +153,6 @@ func TestVerifyLeewayAndKid(t *testing.T) {
 	}
 }
 
-func TestVerifyIssuerKeys(t *testing.T) {
-	k := testKeys()
-	v := verifierFor(t, `{"jwt":{"issuers":["https://a","https://b"],"hmac_secrets":[{"secret":`+jsonString(string(k.hs))+`}]}}`)
-	c := claimsAt(testNow, "same")
-	c["iss"] = "https://b"
-	info, rej := v.verify(hs256(t, c))
-	if rej != nil {
-		t.Fatal(rej.message)
-	}
-	if info.tokenKey != blocklistsync.TokenKey("https://b", "same") || info.anyKey != blocklistsync.TokenKey("", "same") ||
-		info.subKey != blocklistsync.SubjectKey("https://b", "user-1") || info.anySubKey != blocklistsync.SubjectKey("", "user-1") {
-		t.Fatalf("keys = %+v", info)
-	}
-}
-
 func TestVerifyPayloadTrustUpstream(t *testing.T) {
 	v := verifierFor(t, `{"jwt":{"trust_upstream":{"payload_header":"x-jwt-payload"}}}`)
 	enc := func(c jwt.MapClaims) string {
@@ -183,7 +160,7 @@ func TestVerifyPayloadTrustUpstream(t *testing.T) {
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
 	info, rej := v.verifyPayload(enc(claimsAt(testNow, "up-1")))
-	if rej != nil || info.jti != "up-1" {
+	if rej != nil || info.refresh {
 		t.Fatalf("verifyPayload = %+v, %+v", info, rej)
 	}
 	expired := claimsAt(testNow, "up-2")

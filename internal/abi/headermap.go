@@ -3,6 +3,7 @@ package abi
 import (
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // ErrBadHeaderMap is returned when the host hands over a header map that does not follow
@@ -36,31 +37,56 @@ func encodeHeaderMap(pairs [][2]string) []byte {
 	return buf
 }
 
-// decodeHeaderMap is the inverse of encodeHeaderMap. It checks every length against the
-// buffer, so a short or lying map from the host yields ErrBadHeaderMap, never a panic.
-func decodeHeaderMap(buf []byte) ([][2]string, error) {
+// decodeHeaderMap is the inverse of encodeHeaderMap, copying every string.
+func decodeHeaderMap(buf []byte) ([][2]string, error) { return decodeHeaderMapInto(nil, buf, false) }
+
+// decodeHeaderMapInto decodes into dst's backing array (grown if needed). With view set, the
+// strings point into buf instead of copying it: no allocation once dst is large enough, and
+// valid only while buf is. It checks every length against the buffer, so a short or lying map
+// from the host yields ErrBadHeaderMap, never a panic.
+func decodeHeaderMapInto(dst [][2]string, buf []byte, view bool) ([][2]string, error) {
+	dst = dst[:0]
 	if len(buf) == 0 {
-		return nil, nil
+		return dst, nil
 	}
 	if len(buf) < 4 {
-		return nil, ErrBadHeaderMap
+		return dst, ErrBadHeaderMap
 	}
 	count := binary.LittleEndian.Uint32(buf)
 	// Each pair needs 8 bytes of lengths and 2 terminators: bound count before allocating.
 	if uint64(count)*10 > uint64(len(buf)-4) {
-		return nil, ErrBadHeaderMap
+		return dst, ErrBadHeaderMap
 	}
 	lens := buf[4:]
 	data := buf[4+8*int(count):]
-	pairs := make([][2]string, count)
-	for i := range pairs {
+	if cap(dst) < int(count) {
+		dst = make([][2]string, 0, count)
+	}
+	for i := 0; i < int(count); i++ {
 		kl := int(binary.LittleEndian.Uint32(lens[8*i:]))
 		vl := int(binary.LittleEndian.Uint32(lens[8*i+4:]))
 		if kl < 0 || vl < 0 || kl+1+vl+1 > len(data) || data[kl] != 0 || data[kl+1+vl] != 0 {
-			return nil, ErrBadHeaderMap
+			return dst[:0], ErrBadHeaderMap
 		}
-		pairs[i] = [2]string{string(data[:kl]), string(data[kl+1 : kl+1+vl])}
+		k, v := data[:kl], data[kl+1:kl+1+vl]
+		if view {
+			dst = append(dst, [2]string{bytesView(k), bytesView(v)})
+		} else {
+			dst = append(dst, [2]string{string(k), string(v)})
+		}
 		data = data[kl+1+vl+1:]
 	}
-	return pairs, nil
+	return dst, nil
 }
+
+// bytesView is b as a string without copying; b must not change while the string is used.
+func bytesView(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// EncodeHeaders writes pairs in the ABI's wire format, for replies sent many times (see
+// SendHTTPResponse): encode once, at configuration.
+func EncodeHeaders(pairs [][2]string) []byte { return encodeHeaderMap(pairs) }

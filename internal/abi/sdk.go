@@ -27,9 +27,22 @@ func GetHTTPRequestHeader(name string) (string, error) {
 // GetHTTPRequestHeaders returns every request header pair, repeated names included.
 func GetHTTPRequestHeaders() ([][2]string, error) { return proxywasm.GetHttpRequestHeaders() }
 
+// GetHTTPRequestBody returns up to maxSize bytes of the buffered request body from start.
+func GetHTTPRequestBody(start, maxSize int) ([]byte, error) {
+	return proxywasm.GetHttpRequestBody(start, maxSize)
+}
+
+// GetProperty reads a host property by path.
+func GetProperty(path []string) ([]byte, error) { return proxywasm.GetProperty(path) }
+
 // SendHTTPResponse sends a local reply; the stream callback must then return ActionPause.
-func SendHTTPResponse(status uint32, headers [][2]string, body []byte) error {
-	return proxywasm.SendHttpResponse(status, headers, body, -1)
+// The SDK's emulator has no response code details, so details is dropped here.
+func SendHTTPResponse(status uint32, details string, headers, body []byte) error {
+	pairs, err := decodeHeaderMap(headers)
+	if err != nil {
+		return err
+	}
+	return proxywasm.SendHttpResponse(status, pairs, body, -1)
 }
 
 // DispatchHTTPCall sends an HTTP request to cluster; cb runs on this root context with the reply.
@@ -50,10 +63,20 @@ func GetHTTPCallResponseBody(start, maxSize int) ([]byte, error) {
 // GetSharedData returns a copy of key's value and its CAS token.
 func GetSharedData(key string) ([]byte, uint32, error) { return proxywasm.GetSharedData(key) }
 
+// GetSharedDataView is GetSharedData for a value used only during the current callback.
+func GetSharedDataView(key string) ([]byte, uint32, error) { return proxywasm.GetSharedData(key) }
+
 // SetSharedData stores value under key if cas still matches (0: unconditionally, on Envoy).
 func SetSharedData(key string, value []byte, cas uint32) error {
 	return proxywasm.SetSharedData(key, value, cas)
 }
+
+// RefreshLogLevel reads the host's current log level; the SDK has no such call, and its
+// emulator records every level.
+func RefreshLogLevel() {}
+
+// LogEnabled reports whether a message at level would be logged: always, in this build.
+func LogEnabled(LogLevel) bool { return true }
 
 // Log writes msg at level through the host's logger.
 func Log(level LogLevel, msg string) {

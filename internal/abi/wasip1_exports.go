@@ -31,10 +31,24 @@ var state = struct {
 	callouts:   map[calloutKey]HTTPCallCallback{},
 }
 
+// depth counts the module's callbacks now running: a host could call one from inside a host
+// call (Envoy does not, but nothing forbids it), and views must survive until the outermost
+// returns. Every callback but proxy_on_memory_allocate calls enter first and defers
+// recovered, which leaves.
+var depth int
+
+func enter() {
+	if depth == 0 {
+		rewindArena()
+	}
+	depth++
+}
+
 // recovered turns a panic in a callback into a critical log line, so a plugin bug never traps
 // the VM (a trap fails every later request on this worker). onPanic sets the callback's safe
 // result.
 func recovered(callback string, onPanic func()) {
+	depth--
 	if r := recover(); r != nil {
 		Log(LogLevelCritical, fmt.Sprintf("jtiguard: panic in %s: %v", callback, r))
 		clearAllocations()
@@ -44,11 +58,13 @@ func recovered(callback string, onPanic func()) {
 	}
 }
 
+var jsonContentType = encodeHeaderMap([][2]string{{"content-type", "application/json"}})
+
 // failStream answers a stream whose callback panicked. An authentication filter must not let
 // a request through because it crashed, so the safe result is a local 500.
 func failStream(action *uint32) func() {
 	return func() {
-		_ = SendHTTPResponse(500, [][2]string{{"content-type", "application/json"}},
+		_ = SendHTTPResponse(500, "jtiguard_panic", jsonContentType,
 			[]byte(`{"msg":"Internal error in the token revocation filter"}`))
 		*action = uint32(types.ActionPause)
 	}
@@ -62,6 +78,7 @@ func proxyOnMemoryAllocate(size uint32) unsafe.Pointer { return allocate(size) }
 
 //go:wasmexport proxy_on_context_create
 func proxyOnContextCreate(contextID, parentID uint32) {
+	enter()
 	defer recovered("proxy_on_context_create", nil)
 	if parentID == 0 {
 		if state.vm == nil {
@@ -83,6 +100,7 @@ func proxyOnContextCreate(contextID, parentID uint32) {
 
 //go:wasmexport proxy_on_vm_start
 func proxyOnVMStart(rootID, vmConfigSize uint32) (ok bool) {
+	enter()
 	defer recovered("proxy_on_vm_start", func() { ok = false })
 	state.activeRoot = rootID
 	return bool(state.vm.OnVMStart(int(vmConfigSize)))
@@ -90,6 +108,7 @@ func proxyOnVMStart(rootID, vmConfigSize uint32) (ok bool) {
 
 //go:wasmexport proxy_on_configure
 func proxyOnConfigure(rootID, configSize uint32) (ok bool) {
+	enter()
 	defer recovered("proxy_on_configure", func() { ok = false })
 	root, found := state.roots[rootID]
 	if !found {
@@ -102,6 +121,7 @@ func proxyOnConfigure(rootID, configSize uint32) (ok bool) {
 
 //go:wasmexport proxy_on_tick
 func proxyOnTick(rootID uint32) {
+	enter()
 	defer recovered("proxy_on_tick", nil)
 	if root, ok := state.roots[rootID]; ok {
 		state.activeRoot = rootID
@@ -111,6 +131,7 @@ func proxyOnTick(rootID uint32) {
 
 //go:wasmexport proxy_on_queue_ready
 func proxyOnQueueReady(rootID, queueID uint32) {
+	enter()
 	defer recovered("proxy_on_queue_ready", nil)
 	if root, ok := state.roots[rootID]; ok {
 		state.activeRoot = rootID
@@ -120,6 +141,7 @@ func proxyOnQueueReady(rootID, queueID uint32) {
 
 //go:wasmexport proxy_on_http_call_response
 func proxyOnHTTPCallResponse(rootID, callID, numHeaders, bodySize, numTrailers uint32) {
+	enter()
 	defer recovered("proxy_on_http_call_response", nil)
 	key := calloutKey{rootID, callID}
 	cb, ok := state.callouts[key]
@@ -142,6 +164,7 @@ func stream(contextID uint32) types.HttpContext {
 
 //go:wasmexport proxy_on_request_headers
 func proxyOnRequestHeaders(contextID, numHeaders, endOfStream uint32) (action uint32) {
+	enter()
 	defer recovered("proxy_on_request_headers", failStream(&action))
 	if ctx := stream(contextID); ctx != nil {
 		return uint32(ctx.OnHttpRequestHeaders(int(numHeaders), endOfStream != 0))
@@ -151,6 +174,7 @@ func proxyOnRequestHeaders(contextID, numHeaders, endOfStream uint32) (action ui
 
 //go:wasmexport proxy_on_request_body
 func proxyOnRequestBody(contextID, bodySize, endOfStream uint32) (action uint32) {
+	enter()
 	defer recovered("proxy_on_request_body", failStream(&action))
 	if ctx := stream(contextID); ctx != nil {
 		return uint32(ctx.OnHttpRequestBody(int(bodySize), endOfStream != 0))
@@ -160,6 +184,7 @@ func proxyOnRequestBody(contextID, bodySize, endOfStream uint32) (action uint32)
 
 //go:wasmexport proxy_on_request_trailers
 func proxyOnRequestTrailers(contextID, numTrailers uint32) (action uint32) {
+	enter()
 	defer recovered("proxy_on_request_trailers", failStream(&action))
 	if ctx := stream(contextID); ctx != nil {
 		return uint32(ctx.OnHttpRequestTrailers(int(numTrailers)))
@@ -173,6 +198,7 @@ func continueStream(action *uint32) func() { return func() { *action = uint32(ty
 
 //go:wasmexport proxy_on_response_headers
 func proxyOnResponseHeaders(contextID, numHeaders, endOfStream uint32) (action uint32) {
+	enter()
 	defer recovered("proxy_on_response_headers", continueStream(&action))
 	if ctx := stream(contextID); ctx != nil {
 		return uint32(ctx.OnHttpResponseHeaders(int(numHeaders), endOfStream != 0))
@@ -182,6 +208,7 @@ func proxyOnResponseHeaders(contextID, numHeaders, endOfStream uint32) (action u
 
 //go:wasmexport proxy_on_response_body
 func proxyOnResponseBody(contextID, bodySize, endOfStream uint32) (action uint32) {
+	enter()
 	defer recovered("proxy_on_response_body", continueStream(&action))
 	if ctx := stream(contextID); ctx != nil {
 		return uint32(ctx.OnHttpResponseBody(int(bodySize), endOfStream != 0))
@@ -191,6 +218,7 @@ func proxyOnResponseBody(contextID, bodySize, endOfStream uint32) (action uint32
 
 //go:wasmexport proxy_on_response_trailers
 func proxyOnResponseTrailers(contextID, numTrailers uint32) (action uint32) {
+	enter()
 	defer recovered("proxy_on_response_trailers", continueStream(&action))
 	if ctx := stream(contextID); ctx != nil {
 		return uint32(ctx.OnHttpResponseTrailers(int(numTrailers)))
@@ -200,6 +228,7 @@ func proxyOnResponseTrailers(contextID, numTrailers uint32) (action uint32) {
 
 //go:wasmexport proxy_on_log
 func proxyOnLog(contextID uint32) {
+	enter()
 	defer recovered("proxy_on_log", nil)
 	if ctx := stream(contextID); ctx != nil {
 		ctx.OnHttpStreamDone()
@@ -208,6 +237,7 @@ func proxyOnLog(contextID uint32) {
 
 //go:wasmexport proxy_on_done
 func proxyOnDone(contextID uint32) (done bool) {
+	enter()
 	defer recovered("proxy_on_done", func() { done = true })
 	if root, ok := state.roots[contextID]; ok {
 		state.activeRoot = contextID
@@ -218,6 +248,7 @@ func proxyOnDone(contextID uint32) (done bool) {
 
 //go:wasmexport proxy_on_delete
 func proxyOnDelete(contextID uint32) {
+	enter()
 	defer recovered("proxy_on_delete", nil)
 	delete(state.streams, contextID)
 	delete(state.streamRoot, contextID)

@@ -20,6 +20,7 @@ const (
 	mapRequestHeaders      = 0
 	mapHTTPCallRespHeaders = 6
 
+	bufferRequestBody      = 0
 	bufferHTTPCallRespBody = 4
 	bufferVMConfig         = 6
 	bufferPluginConfig     = 7
@@ -48,33 +49,81 @@ func statusError(st uint32) error {
 	}
 }
 
-// allocations pins the buffers handed to the host by proxy_on_memory_allocate until the
-// host call that asked for them returns: the host stores only a 32-bit address, which the
-// garbage collector cannot see. takeAllocation finds a buffer again by that address, so no
-// integer ever turns back into a pointer.
-var allocations [][]byte
+// Memory the host writes into. The host copies every value it returns (headers, bodies,
+// shared data) into memory it asks the module for through proxy_on_memory_allocate, and keeps
+// only a 32-bit address, which the garbage collector cannot see. Two kinds of memory answer:
+//
+//   - views: for values used only during the current callback (request headers, the request
+//     body, the generation record read on every request), a bump allocator over one reused
+//     buffer. It is rewound when the next top-level callback starts, so the request path
+//     allocates nothing once the buffer has grown to the largest request seen;
+//   - owned: for values kept after the callback (a snapshot, a feed body, the configuration),
+//     a fresh slice the caller owns.
+//
+// A host call that wants a view sets viewMode around the call. takeAllocation finds the
+// buffer the host wrote by its address, so no integer ever turns back into a pointer.
+var (
+	viewMode bool
+	arena    struct {
+		buf  []byte
+		off  int
+		want int // the largest use seen in one callback: the next rewind grows buf to it
+	}
+	// owned pins the owned buffers handed out during one host call until it returns.
+	owned [][]byte
+)
 
-const maxPinned = 8
+const (
+	maxPinned = 8
+	// maxArena bounds the reused buffer: a larger view (an odd request) is allocated once and
+	// left to the collector rather than keeping that much memory for every later request.
+	maxArena = 1 << 20
+)
 
 func allocate(size uint32) unsafe.Pointer {
-	if len(allocations) >= maxPinned {
+	n := int(size) + 1 // never zero-sized: every allocation needs its own address
+	if viewMode && n <= maxArena {
+		if arena.off+n <= len(arena.buf) {
+			p := unsafe.Pointer(&arena.buf[arena.off])
+			arena.off += (n + 7) &^ 7
+			return p
+		}
+		arena.want = max(arena.want, arena.off+n)
+	}
+	if len(owned) >= maxPinned {
 		// A host call hands back one buffer; a longer list means buffers nobody took (a host
 		// allocating on its own). Let them go rather than pin memory forever.
 		clearAllocations()
 	}
-	buf := make([]byte, size+1) // never zero-sized: every allocation needs its own address
-	allocations = append(allocations, buf)
+	buf := make([]byte, n)
+	owned = append(owned, buf)
 	return unsafe.Pointer(&buf[0])
 }
 
-// takeAllocation returns the host-written buffer at addr, cut to size, and unpins every
-// allocation: callers take at most one buffer per host call and keep their own reference.
+// rewindArena makes the view buffer reusable; every top-level callback calls it first, so a
+// view never outlives the callback that took it.
+func rewindArena() {
+	if arena.want > len(arena.buf) {
+		arena.buf = make([]byte, min(max(arena.want, 2*len(arena.buf), 4096), maxArena))
+	}
+	arena.off, arena.want = 0, 0
+}
+
+// takeAllocation returns the host-written buffer at addr, cut to size, and unpins the owned
+// ones: callers take at most one buffer per host call and keep their own reference.
 func takeAllocation(addr, size uint32) []byte {
 	defer clearAllocations()
 	if addr == 0 || size == 0 {
 		return nil
 	}
-	for _, buf := range allocations {
+	if len(arena.buf) > 0 {
+		base := uint32(uintptr(unsafe.Pointer(&arena.buf[0])))
+		if addr >= base && uint64(addr-base)+uint64(size) < uint64(len(arena.buf)) {
+			off := addr - base
+			return arena.buf[off : off+size : off+size]
+		}
+	}
+	for _, buf := range owned {
 		if uint32(uintptr(unsafe.Pointer(&buf[0]))) == addr && int(size) < len(buf) {
 			return buf[:size:size]
 		}
@@ -83,8 +132,8 @@ func takeAllocation(addr, size uint32) []byte {
 }
 
 func clearAllocations() {
-	clear(allocations)
-	allocations = allocations[:0]
+	clear(owned)
+	owned = owned[:0]
 }
 
 func stringPtr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
@@ -99,9 +148,11 @@ func bytesPtr(b []byte) unsafe.Pointer {
 // SetVMContext registers the plugin's VM context; call it from init().
 func SetVMContext(ctx types.VMContext) { state.vm = ctx }
 
-func getBuffer(bufferType, start, maxSize uint32) ([]byte, error) {
+func getBuffer(bufferType, start, maxSize uint32, view bool) ([]byte, error) {
 	var addr, size uint32
+	viewMode = view
 	st := proxyGetBufferBytes(bufferType, start, maxSize, unsafe.Pointer(&addr), unsafe.Pointer(&size))
+	viewMode = false
 	buf := takeAllocation(addr, size)
 	if err := statusError(st); err != nil {
 		return nil, err
@@ -111,7 +162,7 @@ func getBuffer(bufferType, start, maxSize uint32) ([]byte, error) {
 
 // GetPluginConfiguration returns the plugin configuration; valid only in OnPluginStart.
 func GetPluginConfiguration() ([]byte, error) {
-	return getBuffer(bufferPluginConfig, 0, uint32(state.configSize))
+	return getBuffer(bufferPluginConfig, 0, uint32(state.configSize), false)
 }
 
 // SetTickPeriodMilliSeconds asks the host to call OnTick on this root context every ms.
@@ -130,24 +181,61 @@ func GetHTTPRequestHeader(name string) (string, error) {
 	return string(buf), nil
 }
 
-func getHeaderMap(mapType uint32) ([][2]string, error) {
+func getHeaderMap(mapType uint32, view bool) ([]byte, error) {
 	var addr, size uint32
+	viewMode = view
 	st := proxyGetHeaderMapPairs(mapType, unsafe.Pointer(&addr), unsafe.Pointer(&size))
+	viewMode = false
 	buf := takeAllocation(addr, size)
 	if err := statusError(st); err != nil {
 		return nil, err
 	}
-	return decodeHeaderMap(buf)
+	return buf, nil
 }
 
-// GetHTTPRequestHeaders returns every request header pair, repeated names included.
-func GetHTTPRequestHeaders() ([][2]string, error) { return getHeaderMap(mapRequestHeaders) }
+// requestHeaders is reused by every GetHTTPRequestHeaders.
+var requestHeaders [][2]string
+
+// GetHTTPRequestHeaders returns every request header pair, repeated names included. The
+// strings are views valid only until the current callback returns: clone what you keep.
+func GetHTTPRequestHeaders() ([][2]string, error) {
+	buf, err := getHeaderMap(mapRequestHeaders, true)
+	if err != nil {
+		return nil, err
+	}
+	requestHeaders, err = decodeHeaderMapInto(requestHeaders, buf, true)
+	return requestHeaders, err
+}
+
+// GetHTTPRequestBody returns up to maxSize bytes of the buffered request body from start, as
+// a view valid only until the current callback returns.
+func GetHTTPRequestBody(start, maxSize int) ([]byte, error) {
+	return getBuffer(bufferRequestBody, uint32(start), uint32(maxSize), true)
+}
+
+// GetProperty reads a host property by path (Envoy: segments such as "metadata",
+// "filter_metadata", ...). The value's encoding depends on its type: see the host's docs.
+func GetProperty(path []string) ([]byte, error) {
+	var enc []byte
+	for _, p := range path {
+		enc = append(enc, p...)
+		enc = append(enc, 0)
+	}
+	var addr, size uint32
+	st := proxyGetProperty(bytesPtr(enc), uint32(len(enc)), unsafe.Pointer(&addr), unsafe.Pointer(&size))
+	buf := takeAllocation(addr, size)
+	if err := statusError(st); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
 
 // SendHTTPResponse sends a local reply; the stream callback must then return ActionPause.
-func SendHTTPResponse(status uint32, headers [][2]string, body []byte) error {
-	hs := encodeHeaderMap(headers)
-	return statusError(proxySendLocalResponse(status, nil, 0, bytesPtr(body), uint32(len(body)),
-		bytesPtr(hs), uint32(len(hs)), -1))
+// details is what Envoy logs as %RESPONSE_CODE_DETAILS%; headers are in the wire format of
+// EncodeHeaders.
+func SendHTTPResponse(status uint32, details string, headers, body []byte) error {
+	return statusError(proxySendLocalResponse(status, stringPtr(details), uint32(len(details)), bytesPtr(body), uint32(len(body)),
+		bytesPtr(headers), uint32(len(headers)), -1))
 }
 
 // DispatchHTTPCall sends an HTTP request to cluster; cb runs on this root context with the reply.
@@ -165,17 +253,31 @@ func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, timeoutM
 }
 
 // GetHTTPCallResponseHeaders returns the reply headers (with :status); valid only inside the callback.
-func GetHTTPCallResponseHeaders() ([][2]string, error) { return getHeaderMap(mapHTTPCallRespHeaders) }
+func GetHTTPCallResponseHeaders() ([][2]string, error) {
+	buf, err := getHeaderMap(mapHTTPCallRespHeaders, false)
+	if err != nil {
+		return nil, err
+	}
+	return decodeHeaderMap(buf)
+}
 
 // GetHTTPCallResponseBody returns up to maxSize bytes of the reply body from start.
 func GetHTTPCallResponseBody(start, maxSize int) ([]byte, error) {
-	return getBuffer(bufferHTTPCallRespBody, uint32(start), uint32(maxSize))
+	return getBuffer(bufferHTTPCallRespBody, uint32(start), uint32(maxSize), false)
 }
 
 // GetSharedData returns a copy of key's value and its CAS token.
-func GetSharedData(key string) ([]byte, uint32, error) {
+func GetSharedData(key string) ([]byte, uint32, error) { return getSharedData(key, false) }
+
+// GetSharedDataView is GetSharedData for a value used only during the current callback (the
+// small records read on every request): it allocates nothing.
+func GetSharedDataView(key string) ([]byte, uint32, error) { return getSharedData(key, true) }
+
+func getSharedData(key string, view bool) ([]byte, uint32, error) {
 	var addr, size, cas uint32
+	viewMode = view
 	st := proxyGetSharedData(stringPtr(key), uint32(len(key)), unsafe.Pointer(&addr), unsafe.Pointer(&size), unsafe.Pointer(&cas))
+	viewMode = false
 	buf := takeAllocation(addr, size)
 	if err := statusError(st); err != nil {
 		return nil, 0, err
@@ -187,6 +289,22 @@ func GetSharedData(key string) ([]byte, uint32, error) {
 func SetSharedData(key string, value []byte, cas uint32) error {
 	return statusError(proxySetSharedData(stringPtr(key), uint32(len(key)), bytesPtr(value), uint32(len(value)), cas))
 }
+
+// logLevel is the host's log level as last read by RefreshLogLevel.
+var logLevel = LogLevelTrace
+
+// RefreshLogLevel reads the host's current log level (Envoy can change it at run time); call
+// it now and then, not per request.
+func RefreshLogLevel() {
+	var l uint32
+	if proxyGetLogLevel(unsafe.Pointer(&l)) == statusOK {
+		logLevel = LogLevel(l)
+	}
+}
+
+// LogEnabled reports whether a message at level would be logged, as of RefreshLogLevel: the
+// request path asks before it formats anything.
+func LogEnabled(level LogLevel) bool { return level >= logLevel }
 
 // Log writes msg at level through the host's logger.
 func Log(level LogLevel, msg string) {

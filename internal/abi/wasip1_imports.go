@@ -13,6 +13,7 @@ import "unsafe"
 
 // proxy_log(level, message_data, message_size) writes a message to the host's log.
 //
+//go:noescape
 //go:wasmimport env proxy_log
 func proxyLog(level uint32, msg unsafe.Pointer, size uint32) uint32
 
@@ -25,18 +26,21 @@ func proxySetTickPeriodMilliseconds(period uint32) uint32
 // proxy_get_buffer_bytes(buffer_type, start, max_size, ret_data, ret_size) copies part of a
 // host buffer (request body 0, HTTP call response body 4, VM config 6, plugin config 7, …).
 //
+//go:noescape
 //go:wasmimport env proxy_get_buffer_bytes
 func proxyGetBufferBytes(bufferType, start, maxSize uint32, retData, retSize unsafe.Pointer) uint32
 
 // proxy_get_header_map_pairs(map_type, ret_data, ret_size) copies a whole header map in the
 // wire format of encodeHeaderMap.
 //
+//go:noescape
 //go:wasmimport env proxy_get_header_map_pairs
 func proxyGetHeaderMapPairs(mapType uint32, retData, retSize unsafe.Pointer) uint32
 
 // proxy_get_header_map_value(map_type, key_data, key_size, ret_data, ret_size) copies the first
 // value of one header.
 //
+//go:noescape
 //go:wasmimport env proxy_get_header_map_value
 func proxyGetHeaderMapValue(mapType uint32, key unsafe.Pointer, keySize uint32, retData, retSize unsafe.Pointer) uint32
 
@@ -44,6 +48,7 @@ func proxyGetHeaderMapValue(mapType uint32, key unsafe.Pointer, keySize uint32, 
 // headers_size, grpc_status) replaces the upstream with a reply of our own; it takes effect
 // when the current callback returns.
 //
+//go:noescape
 //go:wasmimport env proxy_send_local_response
 func proxySendLocalResponse(status uint32, details unsafe.Pointer, detailsSize uint32, body unsafe.Pointer, bodySize uint32,
 	headers unsafe.Pointer, headersSize uint32, grpcStatus int32) uint32
@@ -52,6 +57,7 @@ func proxySendLocalResponse(status uint32, details unsafe.Pointer, detailsSize u
 // trailers_size, timeout_ms, ret_call_id) sends a request to a configured cluster; the reply
 // arrives in proxy_on_http_call_response.
 //
+//go:noescape
 //go:wasmimport env proxy_http_call
 func proxyHTTPCall(cluster unsafe.Pointer, clusterSize uint32, headers unsafe.Pointer, headersSize uint32,
 	body unsafe.Pointer, bodySize uint32, trailers unsafe.Pointer, trailersSize uint32, timeoutMillis uint32, retCallID unsafe.Pointer) uint32
@@ -59,17 +65,20 @@ func proxyHTTPCall(cluster unsafe.Pointer, clusterSize uint32, headers unsafe.Po
 // proxy_get_shared_data(key, key_size, ret_value, ret_size, ret_cas) copies a shared value and
 // its CAS token.
 //
+//go:noescape
 //go:wasmimport env proxy_get_shared_data
 func proxyGetSharedData(key unsafe.Pointer, keySize uint32, retValue, retSize, retCas unsafe.Pointer) uint32
 
 // proxy_set_shared_data(key, key_size, value, value_size, cas) stores a shared value if cas
 // still matches (0: unconditionally).
 //
+//go:noescape
 //go:wasmimport env proxy_set_shared_data
 func proxySetSharedData(key unsafe.Pointer, keySize uint32, value unsafe.Pointer, valueSize uint32, cas uint32) uint32
 
 // proxy_define_metric(type, name, name_size, ret_id): counter 0, gauge 1, histogram 2.
 //
+//go:noescape
 //go:wasmimport env proxy_define_metric
 func proxyDefineMetric(metricType uint32, name unsafe.Pointer, nameSize uint32, retID unsafe.Pointer) uint32
 
@@ -82,3 +91,16 @@ func proxyIncrementMetric(id uint32, offset int64) uint32
 //
 //go:wasmimport env proxy_record_metric
 func proxyRecordMetric(id uint32, value uint64) uint32
+
+// proxy_get_property(path, path_size, ret_value, ret_size) copies a host property; path is
+// the '\0'-separated segments.
+//
+//go:noescape
+//go:wasmimport env proxy_get_property
+func proxyGetProperty(path unsafe.Pointer, pathSize uint32, retValue, retSize unsafe.Pointer) uint32
+
+// proxy_get_log_level(ret_level) reports the host's current log level.
+//
+//go:noescape
+//go:wasmimport env proxy_get_log_level
+func proxyGetLogLevel(retLevel unsafe.Pointer) uint32

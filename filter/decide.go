@@ -1,0 +1,265 @@
+package filter
+
+import (
+	"errors"
+	"math"
+	"time"
+
+	"github.com/jtiguard/jtiguard/blocklistsync"
+	"github.com/jtiguard/jtiguard/credentials"
+	"github.com/jtiguard/jtiguard/internal/abi"
+)
+
+// decision is the filter's answer for one request.
+type decision struct {
+	allow   bool
+	status  uint32
+	details string // Envoy's %RESPONSE_CODE_DETAILS%
+	body    []byte
+}
+
+var allow = decision{allow: true}
+
+// decide is the request path, in the order that keeps the promise:
+//
+//  1. Revocation, first and over everything: every payload discovery finds anywhere in the
+//     request (headers, cookies, the request target, a JSON body) is checked against the list,
+//     whether or not its signature verifies and whichever token the application would pick.
+//     A revoked one is denied even where the rest of the request is malformed or ambiguous.
+//  2. Ambiguity: a request the application could read differently from this filter is refused.
+//  3. Validation of the token the application would read (one per kind of route it may be).
+//
+// final is false for the headers of a request held for its body: only step 1 runs then.
+// Nothing here allocates on a request without a token, or with a token seen before.
+func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) decision {
+	injectFault(headers)
+	cfg, m := p.cfg, p.metrics
+	now := p.now()
+	res := p.scanner.Scan(headers, body)
+	upstream := p.upstreamClaims(headers)
+
+	unchecked := false // the list was unusable and fail_mode is open
+	claimsOverflow := false
+	if len(res.Candidates) > 0 || upstream != nil {
+		m.checked++
+		snap, ok := p.usableList(now)
+		switch {
+		case ok:
+			notBefore := clampUnix(now.Unix() - p.leewaySeconds())
+			h := hasherOf(snap)
+			for _, c := range res.Candidates {
+				e := p.cache.identity(c, h, p.scanner, cfg.KeyedByIssuer())
+				if e.revoked(snap, notBefore) {
+					return p.revokedReply(e)
+				}
+				claimsOverflow = claimsOverflow || e.overflow
+			}
+			if upstream != nil {
+				upstream.computeKeys(h, cfg.KeyedByIssuer())
+				if upstream.revoked(snap, notBefore) {
+					return p.revokedReply(upstream)
+				}
+			}
+		case cfg.FailMode == FailClosed:
+			m.failedClosed++
+			return p.replies.unavailable
+		default:
+			unchecked = true
+		}
+	}
+	if !final {
+		return allow
+	}
+
+	if res.Ambiguous != "" || claimsOverflow {
+		m.ambiguous++
+		msg := res.Ambiguous
+		if msg == "" {
+			msg = "Ambiguous request: a token repeats a claim more than 4 times"
+		}
+		return p.reply(cfg.Responses.Ambiguous, msg, "jtiguard_ambiguous")
+	}
+
+	var v validation
+	if cfg.JWT.TrustUpstream != nil {
+		v = p.validateUpstream(headers, upstream, now)
+	} else {
+		v = p.validateSelected(res, now)
+	}
+	switch {
+	case v.ok:
+		m.allowed++
+		if unchecked {
+			m.failedOpen++
+		}
+		return allow
+	case v.failed:
+		m.invalid++
+		if cfg.InvalidToken == PolicyAllow {
+			return allow
+		}
+		return v.fail
+	default:
+		m.missing++
+		if cfg.MissingToken == PolicyAllow {
+			return allow
+		}
+		msg := v.missing
+		if msg == "" {
+			msg = p.scanner.Missing(&res.Selected[v.missingKind], v.missingKind)
+		}
+		return p.reply(cfg.Responses.Missing, msg, "jtiguard_missing")
+	}
+}
+
+// validation is the outcome of validating the token(s) the application would read.
+type validation struct {
+	ok     bool     // a token the application would accept for some route kind
+	failed bool     // else: the first failure, as fail
+	fail   decision //
+	// Else no token: missing explains it, or when empty, the scanner's selection for
+	// missingKind does (written only when a reply needs it).
+	missing     string
+	missingKind credentials.Kind
+}
+
+// validateSelected validates the token flask-jwt-extended would read for each route kind
+// that jwt.token_types allows. The request passes when one of them is valid for its kind:
+// the proxy does not know which kind of route it is.
+func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time) validation {
+	var v validation
+	first := -1
+	for k := range res.Selected {
+		kind := credentials.Kind(k)
+		if !p.kindAllowed(kind) {
+			continue
+		}
+		if first < 0 {
+			first = k
+		}
+		sel := &res.Selected[k]
+		var d decision
+		switch {
+		case sel.Bad != "":
+			d = p.invalidReply(sel.Bad)
+		case sel.Token == "":
+			continue
+		default:
+			info, rej := p.verified(sel.Token, now)
+			switch {
+			case rej != nil:
+				d = p.rejectionReply(rej)
+			case kind == credentials.Access && info.refresh:
+				d = p.invalidReply("Only non-refresh tokens are allowed")
+			case kind == credentials.Refresh && !info.refresh:
+				d = p.invalidReply("Only refresh tokens are allowed")
+			default:
+				return validation{ok: true}
+			}
+		}
+		if !v.failed {
+			v.failed, v.fail = true, d
+		}
+	}
+	v.missingKind = credentials.Kind(max(first, 0))
+	return v
+}
+
+// verified validates a token, through the cache of tokens verified before.
+func (p *pluginContext) verified(token string, now time.Time) (tokenInfo, *rejection) {
+	if len(token) > p.cfg.Token.MaxBytes {
+		return tokenInfo{}, &rejection{rejectInvalid, "Token is too large"}
+	}
+	nowNano := now.UnixNano()
+	if info, ok := p.cache.verified(token, nowNano); ok {
+		p.metrics.cacheHits++
+		return info, nil
+	}
+	info, rej := p.verifier.verify(token)
+	if rej == nil {
+		p.cache.putVerified(token, info, nowNano, p.scanner, p.cfg.KeyedByIssuer())
+	}
+	return info, rej
+}
+
+func (p *pluginContext) kindAllowed(k credentials.Kind) bool {
+	for _, t := range p.cfg.JWT.TokenTypes {
+		if kindOf(t) == k {
+			return true
+		}
+	}
+	return false
+}
+
+// usableList is the list as this VM holds it, if it can be trusted now: present, fresh
+// enough, and keyed the way this configuration keys its lookups.
+func (p *pluginContext) usableList(now time.Time) (*blocklistsync.Snapshot, bool) {
+	snap, freshAt, err := p.reader.Refresh()
+	if err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
+		p.logReadError(err)
+	}
+	if snap == nil || snap.KeyedByIssuer != p.cfg.KeyedByIssuer() {
+		return nil, false
+	}
+	if ms := p.cfg.MaxStaleness.D(); ms > 0 && now.Sub(freshAt) > ms {
+		return nil, false
+	}
+	return snap, true
+}
+
+// leewaySeconds is the clock leeway rounded up: an entry counts for as long as its token
+// could still be accepted.
+func (p *pluginContext) leewaySeconds() int64 {
+	return int64(math.Ceil(p.cfg.JWT.Leeway.D().Seconds()))
+}
+
+func (p *pluginContext) revokedReply(id *identity) decision {
+	p.metrics.revoked++
+	if abi.LogEnabled(abi.LogLevelDebug) && id.jtis.n > 0 {
+		abi.Log(abi.LogLevelDebug, "jtiguard: revoked token jti="+quote(id.jtis.v[0]))
+	}
+	return p.replies.revoked
+}
+
+func (p *pluginContext) rejectionReply(rej *rejection) decision {
+	if rej.kind == rejectExpired {
+		return p.replies.expired
+	}
+	return p.invalidReply(rej.message)
+}
+
+func (p *pluginContext) invalidReply(message string) decision {
+	return p.reply(p.cfg.Responses.Invalid, message, "jtiguard_invalid")
+}
+
+// reply is a local JSON reply; a configured message replaces the explanation.
+func (p *pluginContext) reply(r Response, message, details string) decision {
+	if r.Message != "" {
+		message = r.Message
+	}
+	return decision{status: r.Status, details: details, body: jsonMessage(p.cfg.Responses.MessageKey, message)}
+}
+
+// replies are the decisions whose body does not depend on the request, made once.
+type replies struct {
+	revoked, expired, unavailable, bodyTooLarge, internal decision
+}
+
+func newReplies(r *Responses) replies {
+	d := func(resp Response, details string) decision {
+		return decision{status: resp.Status, details: details, body: jsonMessage(r.MessageKey, resp.Message)}
+	}
+	return replies{
+		revoked:      d(r.Revoked, "jtiguard_revoked"),
+		expired:      d(r.Expired, "jtiguard_expired"),
+		unavailable:  d(r.Unavailable, "jtiguard_unavailable"),
+		bodyTooLarge: d(r.BodyTooLarge, "jtiguard_body_too_large"),
+		// A request the filter cannot read is not let through: it could hold a revoked token.
+		internal: decision{status: 500, details: "jtiguard_internal_error",
+			body: jsonMessage(r.MessageKey, "Internal error in the token revocation filter")},
+	}
+}
+
+func clampUnix(s int64) uint32 {
+	return uint32(min(max(s, 0), math.MaxUint32))
+}

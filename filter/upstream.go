@@ -1,0 +1,152 @@
+package filter
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/jtiguard/jtiguard/internal/abi"
+)
+
+// Trust-upstream mode: Envoy's jwt_authn has verified the token's signature, and the filter
+// reads the claims it passed on. From dynamic metadata (payload_in_metadata) a client cannot
+// forge them. From a header (forward_payload_header) it can wherever jwt_authn does not run a
+// verifier (a rule without requirement, a CORS preflight it bypasses): the header must appear
+// once, and discovery still reads every payload the request carries, that header included, so
+// a revoked token is denied whichever of them the application trusts.
+
+// jwtAuthnFilter is the filter name under which jwt_authn writes its dynamic metadata.
+const jwtAuthnFilter = "envoy.filters.http.jwt_authn"
+
+// upstreamClaims reads the claims jwt_authn wrote to dynamic metadata; nil in the other modes
+// or when there are none (no token, or jwt_authn allowed its absence).
+func (p *pluginContext) upstreamClaims([][2]string) *identity {
+	tu := p.cfg.JWT.TrustUpstream
+	if tu == nil || tu.PayloadInMetadata == "" {
+		return nil
+	}
+	read := func(claim string) []byte {
+		v, err := abi.GetProperty([]string{"metadata", "filter_metadata", jwtAuthnFilter, tu.PayloadInMetadata, claim})
+		if err != nil {
+			if !errors.Is(err, types.ErrorStatusNotFound) {
+				abi.Log(abi.LogLevelWarn, "jtiguard: read jwt_authn metadata "+claim+": "+err.Error())
+			}
+			return nil
+		}
+		return v
+	}
+	jti, sub, iss, iat := read("jti"), read("sub"), read("iss"), read("iat")
+	if jti == nil && sub == nil {
+		return nil
+	}
+	id := &identity{}
+	// Envoy hands a string's bytes as they are and a number as 8 bytes of a double: an
+	// 8-byte value could be either, so both readings are checked.
+	add := func(dst *strs, v []byte, numeric bool) {
+		if v == nil {
+			return
+		}
+		if !numeric {
+			dst.v = append(dst.v, string(v))
+		}
+		if f, ok := metadataNumber(v); ok && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			dst.v = append(dst.v, strconv.FormatInt(int64(f), 10))
+		}
+		dst.n = len(dst.v)
+	}
+	add(&id.jtis, jti, false)
+	add(&id.subs, sub, false)
+	add(&id.iss, iss, false)
+	switch f, ok := metadataNumber(iat); {
+	case iat == nil:
+	case ok:
+		id.iats = []int64{int64(f)}
+	default:
+		id.iatUnreadable = true
+	}
+	return id
+}
+
+// metadataNumber reads a number as Envoy serializes a double property: 8 bytes, host order
+// (little-endian on every platform Envoy runs on).
+func metadataNumber(v []byte) (float64, bool) {
+	if len(v) != 8 {
+		return 0, false
+	}
+	f := math.Float64frombits(binary.LittleEndian.Uint64(v))
+	return f, !math.IsNaN(f) && !math.IsInf(f, 0)
+}
+
+// validateUpstream validates the claims jwt_authn passed on: times with this filter's leeway,
+// jti, and the token type.
+func (p *pluginContext) validateUpstream(headers [][2]string, upstream *identity, now time.Time) validation {
+	tu := p.cfg.JWT.TrustUpstream
+	var info tokenInfo
+	var rej *rejection
+	if tu.PayloadHeader != "" {
+		var value string
+		n := 0
+		for _, h := range headers {
+			if h[0] == tu.headerKey {
+				value = h[1]
+				n++
+			}
+		}
+		switch {
+		case n == 0:
+			return validation{missing: "Missing " + tu.PayloadHeader + " Header"}
+		case n > 1:
+			// jwt_authn replaces a client's header only when a verifier runs: two mean one
+			// of them came from the client.
+			return validation{failed: true, fail: p.reply(p.cfg.Responses.Ambiguous,
+				"Ambiguous request: more than one "+tu.PayloadHeader+" header", "jtiguard_ambiguous")}
+		}
+		info, rej = p.verifier.verifyPayload(value)
+	} else {
+		if upstream == nil {
+			return validation{missing: "Missing JWT payload in " + jwtAuthnFilter + " metadata"}
+		}
+		info, rej = p.metadataInfo(upstream, now)
+	}
+	if rej != nil {
+		return validation{failed: true, fail: p.rejectionReply(rej)}
+	}
+	if !p.kindAllowed(kindOf(map[bool]string{true: "refresh", false: "access"}[info.refresh])) {
+		msg := "Only refresh tokens are allowed"
+		if info.refresh {
+			msg = "Only non-refresh tokens are allowed"
+		}
+		return validation{failed: true, fail: p.invalidReply(msg)}
+	}
+	return validation{ok: true}
+}
+
+// metadataInfo checks the metadata claims' times and jti.
+func (p *pluginContext) metadataInfo(id *identity, now time.Time) (tokenInfo, *rejection) {
+	tu := p.cfg.JWT.TrustUpstream
+	read := func(claim string) []byte {
+		v, _ := abi.GetProperty([]string{"metadata", "filter_metadata", jwtAuthnFilter, tu.PayloadInMetadata, claim})
+		return v
+	}
+	leeway := p.cfg.JWT.Leeway.D()
+	var info tokenInfo
+	if f, ok := metadataNumber(read("exp")); ok {
+		exp := time.Unix(0, int64(f*1e9)).Add(leeway)
+		if !now.Before(exp) {
+			return tokenInfo{}, &rejection{rejectExpired, "Token has expired"}
+		}
+		info.expiresAt = exp.UnixNano()
+	}
+	if f, ok := metadataNumber(read("nbf")); ok && now.Add(leeway).Before(time.Unix(0, int64(f*1e9))) {
+		return tokenInfo{}, &rejection{rejectInvalid, "The token is not yet valid (nbf)"}
+	}
+	if id.jtis.n == 0 || id.jtis.v[0] == "" {
+		return tokenInfo{}, &rejection{rejectInvalid, "Missing claim: jti"}
+	}
+	info.refresh = string(read("type")) == "refresh"
+	return info, nil
+}
