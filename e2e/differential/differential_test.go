@@ -75,13 +75,9 @@ func TestDifferential(t *testing.T) {
 	start := time.Now()
 
 	dir := t.TempDir()
-	localproxytest.WriteModule(t, dir)
+	module := localproxytest.WriteModule(t, dir)
 	t.Logf("module: %s", localproxytest.ModuleInfo(t))
-	envoyYAML := localproxytest.WriteEnvoyYAML(t, dir,
-		"filename: build/jtiguard.wasm", "filename: jtiguard.wasm",
-		"port_value: 8080", "port_value: 1", // replaced per proxy by New's upstream below
-		"port_value: 8081", "port_value: 2")
-	shipped, err := envoyconfig.Load(envoyYAML)
+	shipped, err := envoyconfig.Load(localproxytest.WriteEnvoyYAML(t, t.TempDir()))
 	if err != nil {
 		t.Fatalf("the shipped envoy.yaml: %v", err)
 	}
@@ -97,11 +93,17 @@ func TestDifferential(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mint tokens with the app: %v", err)
 	}
+	// envoy.yaml as shipped, but its module is the one under test and its upstream the app.
+	// The revocation source's port is a free one: timers are off, nothing polls it.
+	envoyYAML := localproxytest.WriteEnvoyYAML(t, t.TempDir(),
+		"filename: build/jtiguard.wasm", "filename: "+module,
+		"port_value: 8080", "port_value: "+localproxytest.Port(t, a.addr),
+		"port_value: 8081", "port_value: "+localproxytest.Port(t, localproxytest.FreeAddr(t)))
 
 	configs := buildConfigs(t, base)
 	cache := wazero.NewCompilationCache()
 	for _, c := range configs {
-		startProxy(t, ctx, c, envoyYAML, a.addr, cache, base)
+		startProxy(t, ctx, c, envoyYAML, cache)
 	}
 
 	shapes := corpus()
@@ -260,7 +262,7 @@ func deepCopy(m map[string]any) map[string]any {
 // the module refuses is retried without the locations it names that the filter does not
 // know (json today), and says so: the app still reads them, so the suite shows what a user
 // who cannot configure them gets.
-func startProxy(t *testing.T, ctx context.Context, c *proxyConfig, envoyYAML, upstream string, cache wazero.CompilationCache, base map[string]any) {
+func startProxy(t *testing.T, ctx context.Context, c *proxyConfig, envoyYAML string, cache wazero.CompilationCache) {
 	t.Helper()
 	load := func(plugin []byte) (*localproxy.Proxy, error) {
 		return localproxy.Load(ctx, localproxy.Options{ConfigPath: envoyYAML, Workers: 2,
@@ -296,9 +298,7 @@ func startProxy(t *testing.T, ctx context.Context, c *proxyConfig, envoyYAML, up
 	if c.prefix == "" {
 		c.prefix = "jtiguard."
 	}
-	// The upstream of the proxy is the app; Load wired envoy.yaml's cluster address, New's
-	// handler forwards to the route cluster, which the harness clusters do not change.
-	c.proxy = localproxy.New(p.Harness(), upstream, nil)
+	c.proxy = p
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -394,8 +394,6 @@ func sanityProxied(t *testing.T, shapes []shape, configs []*proxyConfig, proxied
 		}
 	}
 }
-
-type job struct{ i int }
 
 // target is where runAll sends: the app, or a proxy in front of it (h, appAddr set).
 type target struct {
