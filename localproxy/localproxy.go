@@ -8,6 +8,11 @@
 // person must be able to curl the filter (make run) and tests must drive it over real HTTP.
 // It reproduces what the filter can observe of Envoy (see harness), not Envoy's HTTP
 // features: one listener, one route, no retries, no response-path filter callbacks.
+//
+// Request bodies go through proxy_on_request_body as Envoy's wasm filter feeds them: in
+// chunks, end_of_stream on the last, the whole buffered body visible while the filter
+// pauses (StopIterationAndBuffer), nothing sent upstream until it continues, and 413 past
+// the buffer limit (see Proxy.BufferLimit).
 package localproxy
 
 import (
@@ -41,6 +46,16 @@ var (
 	ErrStart = errors.New("localproxy: the wasm module did not start")
 )
 
+// Defaults of the body options (Options and Proxy fields).
+const (
+	// DefaultBufferLimit is Envoy's default per_connection_buffer_limit_bytes (1 MiB), the
+	// bound of a request body that a filter holds while it pauses.
+	DefaultBufferLimit = 1 << 20
+	// DefaultBodyChunk is the size of the body chunks handed to proxy_on_request_body;
+	// Envoy's are whatever the connection delivered, typically up to 16 KiB.
+	DefaultBodyChunk = 16 << 10
+)
+
 // Options configure Load. Zero values mean the defaults noted.
 type Options struct {
 	// ConfigPath is the Envoy bootstrap (default "envoy.yaml").
@@ -58,6 +73,9 @@ type Options struct {
 	Getenv func(string) string
 	// ConfigureHarness, when set, adjusts the harness config last (tests turn timers off, ...).
 	ConfigureHarness func(harness.Config) harness.Config
+	// BufferLimit and BodyChunk set the Proxy fields of the same names (0: the defaults).
+	BufferLimit int64
+	BodyChunk   int
 }
 
 // Proxy is an http.Handler that filters requests through the module and forwards them.
@@ -66,6 +84,13 @@ type Proxy struct {
 	Config *envoyconfig.Config
 	// WasmPath is the module file that was loaded.
 	WasmPath string
+	// BufferLimit bounds the request body buffered while the filter pauses, as Envoy's
+	// per_connection_buffer_limit_bytes does: past it the request gets Envoy's local reply
+	// 413 "Payload Too Large" and never reaches the upstream. New sets DefaultBufferLimit.
+	BufferLimit int64
+	// BodyChunk is the largest body chunk handed to one proxy_on_request_body call. New
+	// sets DefaultBodyChunk; tests make it small to exercise buffering across calls.
+	BodyChunk int
 
 	h        *harness.Harness
 	upstream *url.URL
@@ -139,6 +164,12 @@ func Load(ctx context.Context, o Options) (*Proxy, error) {
 	}
 	p := New(h, route.Address, o.Logger)
 	p.Config, p.WasmPath = cfg, wasmPath
+	if o.BufferLimit > 0 {
+		p.BufferLimit = o.BufferLimit
+	}
+	if o.BodyChunk > 0 {
+		p.BodyChunk = o.BodyChunk
+	}
 	return p, nil
 }
 
@@ -163,7 +194,8 @@ func New(h *harness.Harness, upstream string, logger *slog.Logger) *Proxy {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{h: h, upstream: &url.URL{Scheme: "http", Host: upstream}, log: logger}
+	p := &Proxy{h: h, upstream: &url.URL{Scheme: "http", Host: upstream}, log: logger,
+		BufferLimit: DefaultBufferLimit, BodyChunk: DefaultBodyChunk}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(p.upstream)
@@ -177,6 +209,12 @@ func New(h *harness.Harness, upstream string, logger *slog.Logger) *Proxy {
 			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			// The filter stopped the body on its way upstream (a local reply, or the buffer
+			// limit): Envoy resets the upstream request and sends the local reply instead.
+			if f, ok := r.Context().Value(feederKey{}).(*bodyFeeder); ok && f.stopped() {
+				f.answer(w)
+				return
+			}
 			// Envoy's router answers 503 when the upstream cannot be reached.
 			p.log.Warn("upstream unreachable", "cluster_address", upstream, "err", err)
 			w.Header().Set("content-type", "text/plain")
@@ -193,7 +231,8 @@ func (p *Proxy) Harness() *harness.Harness { return p.h }
 // Close stops the module's VMs, timers and callouts.
 func (p *Proxy) Close(ctx context.Context) error { return p.h.Close(ctx) }
 
-// ServeHTTP runs the request headers through the filter, then answers or forwards.
+// ServeHTTP runs the request headers, then the body, through the filter, then answers or
+// forwards.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	// The harness runs wazero with close-on-context-done: a cancelled context would close
@@ -206,8 +245,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { _ = s.End(ctx) }()
-	endOfStream := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
-	act, err := s.RequestHeaders(ctx, headersOf(r), endOfStream)
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	act, err := s.RequestHeaders(ctx, headersOf(r), !hasBody)
 	if err != nil {
 		p.fail(w, r, start, "request headers", err)
 		return
@@ -217,16 +256,48 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.access(r, start, s.VM(), int(lr.Status), "local_reply", lr.Details)
 		return
 	}
-	if act != harness.ActionContinue {
-		// The filter never pauses without replying; Envoy would wait for proxy_continue_stream,
-		// which this stand-in does not model.
-		p.fail(w, r, start, "request headers", fmt.Errorf("filter paused the request without a local reply"))
+	if !hasBody {
+		if act != harness.ActionContinue {
+			// The filter never pauses without replying; Envoy would wait for proxy_continue_stream,
+			// which this stand-in does not model.
+			p.fail(w, r, start, "request headers", errPausedForever)
+			return
+		}
+		p.forward(w, r, start, s, nil)
 		return
 	}
+	f := &bodyFeeder{ctx: ctx, s: s, src: r.Body, remaining: r.ContentLength, limit: p.BufferLimit, chunk: p.BodyChunk}
+	if act != harness.ActionContinue {
+		// StopIteration on headers: Envoy sends nothing upstream (not even the headers) until
+		// a body callback continues, so the filter can decide on the whole body first.
+		if err := f.untilReleased(); err != nil {
+			p.fail(w, r, start, "request body", err)
+			return
+		}
+		if f.stopped() {
+			f.answer(w)
+			p.access(r, start, s.VM(), f.status(), "local_reply", f.details())
+			return
+		}
+	}
+	p.forward(w, r, start, s, f)
+}
+
+// forward sends the request upstream with the filter's header changes; the rest of the body,
+// if any, keeps flowing through the filter on its way (f).
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, start time.Time, s *harness.Stream, f *bodyFeeder) {
 	applyHeaders(r, s.RequestHeadersNow())
+	if f != nil {
+		r.Body = f
+		r = r.WithContext(context.WithValue(r.Context(), feederKey{}, f))
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	p.rp.ServeHTTP(sw, r)
-	p.access(r, start, s.VM(), sw.status(), "upstream", "")
+	outcome, details := "upstream", ""
+	if f != nil && f.stopped() {
+		outcome, details = "local_reply", f.details()
+	}
+	p.access(r, start, s.VM(), sw.status(), outcome, details)
 }
 
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, start time.Time, stage string, err error) {

@@ -29,6 +29,7 @@ if ((${#need_install[@]})); then
   apt-get update -qq >&2
   apt-get install -y -qq "${need_install[@]}" >&2
 fi
+bash "$(dirname "$0")/install-differential.sh" >&2 # the Python reference of e2e/differential
 
 # --- Redis: our own instance, no persistence, loopback only. ---
 if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null || true)" != "PONG" ]; then
