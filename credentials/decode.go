@@ -208,3 +208,13 @@ func isRunByte(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
 		c == '-' || c == '_' || c == '+' || c == '/' || c == '=' || c == '.'
 }
+
+// appendWithoutNUL copies s without its NUL bytes.
+func appendWithoutNUL(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] != 0 {
+			dst = append(dst, s[i])
+		}
+	}
+	return dst
+}

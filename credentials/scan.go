@@ -232,6 +232,15 @@ func (s *Scanner) discover(text string, forms formSet) {
 	if forms&formJSON != 0 && strings.IndexByte(text, '\\') >= 0 {
 		s.runs(s.form(appendJSONUnescaped, text))
 	}
+	if forms&formJSON != 0 && strings.IndexByte(text, 0) >= 0 {
+		// Python's json.loads(bytes), which Flask calls, reads UTF-16 and UTF-32 too (by BOM
+		// or NUL pattern): dropping the NULs leaves the ASCII of such a body, escapes and all.
+		ascii := s.form(appendWithoutNUL, text)
+		s.runs(ascii)
+		if strings.IndexByte(ascii, '\\') >= 0 {
+			s.runs(s.form(appendJSONUnescaped, ascii))
+		}
+	}
 }
 
 // percentForms searches text percent-decoded once and, when that leaves escapes, twice.
