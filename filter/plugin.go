@@ -56,11 +56,14 @@ type pluginContext struct {
 	syncer   *blocklistsync.Syncer
 	metrics  *metrics
 	replies  replies
+	gc       *gcPacer
 	// fastTicks is true until the first list is seen: ticks then come every startupTick, so
 	// the first poll does not wait a whole tick period.
 	fastTicks bool
 	// lastReadErr throttles logging of a broken shared list to once a minute per VM.
 	lastReadErr time.Time
+	// free holds contexts of finished streams for reuse.
+	free []*httpContext
 }
 
 // OnPluginStart implements types.PluginContext. A configuration error is logged at critical
@@ -96,6 +99,7 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 	p.reader = blocklistsync.NewReader(hostStore{}, keys)
 	p.metrics = newMetrics(cfg.Prefix)
 	p.replies = newReplies(&cfg.Responses)
+	p.gc = newGCPacer()
 	tick := metricsFlushTick
 	if cfg.Sync.Cluster != "" {
 		p.syncer = blocklistsync.NewSyncer(cfg.Sync, blocklistsync.SyncOptions{
@@ -151,6 +155,7 @@ func (p *pluginContext) OnTick() {
 	}
 	p.metrics.flush()
 	abi.RefreshLogLevel()
+	p.gc.tick()
 }
 
 const (
@@ -160,8 +165,14 @@ const (
 	metricsFlushTick = time.Second
 )
 
-// NewHttpContext implements types.PluginContext.
+// NewHttpContext implements types.PluginContext. Contexts of finished streams are reused: a
+// request allocates nothing.
 func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
+	if n := len(p.free); n > 0 {
+		h := p.free[n-1]
+		p.free = p.free[:n-1]
+		return h
+	}
 	return &httpContext{plugin: p}
 }
 
@@ -172,6 +183,19 @@ type httpContext struct {
 	// waitBody is set while the request is held for its body (the json location).
 	waitBody bool
 }
+
+// Release implements abi.Releaser: the host deleted the stream.
+func (h *httpContext) Release() {
+	p := h.plugin
+	*h = httpContext{plugin: p}
+	if len(p.free) < maxFreeContexts {
+		p.free = append(p.free, h)
+	}
+}
+
+// maxFreeContexts bounds the contexts kept for reuse: as many as requests a worker has had in
+// flight at once, up to this.
+const maxFreeContexts = 4096
 
 // OnHttpRequestHeaders implements types.HttpContext. A request whose body may hold a token
 // (the json location) is held until the body has arrived; a revoked token in its headers is

@@ -316,3 +316,15 @@ func (v *VM) current() (uint32, *Stream) {
 	}
 	return id, v.streams[id]
 }
+
+// CallExport calls an export of the module by name, outside any context (for test-only
+// exports, such as the allocation counters of a module built with -tags jtiguard_testexports).
+func (v *VM) CallExport(ctx context.Context, name string, args ...uint64) (uint64, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	res, err := v.call(ctx, name, 0, args...)
+	if errors.Is(err, errNotExported) {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return res, err
+}

@@ -43,3 +43,10 @@ type Gauge interface {
 // HTTPCallCallback receives the reply of DispatchHTTPCall on the root context that made it.
 // GetHTTPCallResponseHeaders and GetHTTPCallResponseBody are valid only while it runs.
 type HTTPCallCallback func(numHeaders, bodySize, numTrailers int)
+
+// Releaser is an HTTP context that can be reused: Release is called when the host deletes the
+// stream, after its last callback, so the plugin can hand the object to the next stream
+// instead of allocating one per request.
+type Releaser interface {
+	Release()
+}

@@ -250,6 +250,9 @@ func proxyOnDone(contextID uint32) (done bool) {
 func proxyOnDelete(contextID uint32) {
 	enter()
 	defer recovered("proxy_on_delete", nil)
+	if ctx, ok := state.streams[contextID].(Releaser); ok {
+		ctx.Release()
+	}
 	delete(state.streams, contextID)
 	delete(state.streamRoot, contextID)
 	if _, ok := state.roots[contextID]; ok {
