@@ -454,13 +454,12 @@ func (v *Verifier) scanAud(s *scanner, c *Claims, p *payload) jsonProblem {
 		if prob != jsonOK {
 			return prob
 		}
+		p.audFalsy = s.falsy(val)
 		switch {
-		case s.falsy(val):
-			p.audFalsy = true
 		case val.kind == kindString:
 			c.Aud = append(c.Aud, s.b[val.start:val.end])
 			c.HasAud = true
-		default:
+		case !p.audFalsy:
 			p.audFormat = true
 		}
 		return jsonOK
@@ -468,7 +467,7 @@ func (v *Verifier) scanAud(s *scanner, c *Claims, p *payload) jsonProblem {
 	s.i++
 	if s.peek() == ']' {
 		s.i++
-		p.audFalsy = true
+		p.audFalsy, c.HasAud = true, true
 		return jsonOK
 	}
 	for first := true; ; first = false {
