@@ -247,6 +247,32 @@ func (v *Verifier) Verify(token string, c *Claims) error {
 	return v.checkClaims(c, &p)
 }
 
+// VerifyPayload checks the claims of a token whose signature another component verified:
+// Envoy's jwt_authn forwards the payload segment (base64url, padded or not) in its
+// forward_payload_header. The claim checks and messages are those of Verify; Alg and KID
+// stay empty.
+func (v *Verifier) VerifyPayload(segment string, c *Claims) error {
+	c.reset()
+	if len(segment) > v.opts.MaxTokenBytes {
+		return errTooLarge
+	}
+	segment = strings.TrimRight(segment, "=")
+	if cap(c.buf) < 2*len(segment) {
+		c.buf = make([]byte, 2*len(segment), max(2*len(segment), 1024))
+	}
+	buf := c.buf[:cap(c.buf)]
+	n := copy(buf, segment)
+	payLen, err := base64.RawURLEncoding.Strict().Decode(buf[n:], buf[:n])
+	if err != nil {
+		return errPayloadPad
+	}
+	var p payload
+	if prob := v.scanPayload(buf[n:n+payLen], c, &p); prob != jsonOK {
+		return payloadJSONErrors[prob]
+	}
+	return v.checkClaims(c, &p)
+}
+
 // scanHeader reads the JOSE header: alg, kid, crit and b64; other members are checked and
 // skipped.
 func scanHeader(b []byte, h *header) jsonProblem {

@@ -516,3 +516,28 @@ func TestNewOptions(t *testing.T) {
 		t.Error("nil key set accepted")
 	}
 }
+
+// VerifyPayload checks claims alone (jwt_authn's forwarded payload), with Verify's checks.
+func TestVerifyPayload(t *testing.T) {
+	v := hsVerifier(t, jwtverify.Options{Audiences: []string{"api"}})
+	var c jwtverify.Claims
+	payload := b64([]byte(fmt.Sprintf(`{"jti":"j","sub":7,"aud":"api","exp":%d}`, testNow.Unix()+60)))
+	for _, p := range []string{payload, payload + strings.Repeat("=", (4-len(payload)%4)%4)} {
+		if err := v.VerifyPayload(p, &c); err != nil || string(c.JTI) != "j" || string(c.Sub) != "7" || c.Alg != "" {
+			t.Fatalf("VerifyPayload(%q) = %v, %+v", p, err, c)
+		}
+	}
+	for _, tt := range []struct{ payload, msg string }{
+		{"!!", "Invalid payload padding"},
+		{b64([]byte(`{"jti":"j"`)), "Invalid payload string: not valid JSON"},
+		{b64([]byte(`{"jti":"j","aud":"web"}`)), "Invalid audience"},
+		{b64([]byte(fmt.Sprintf(`{"jti":"j","aud":"api","exp":%d}`, testNow.Unix()-60))), "Signature has expired"},
+	} {
+		if err := v.VerifyPayload(tt.payload, &c); err == nil || err.Error() != tt.msg {
+			t.Errorf("VerifyPayload(%q) = %v; want %q", tt.payload, err, tt.msg)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = v.VerifyPayload(payload, &c) }); n != 0 {
+		t.Errorf("VerifyPayload: %v allocations; want 0", n)
+	}
+}
