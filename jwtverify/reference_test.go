@@ -140,6 +140,7 @@ func (p pair) check(t testing.TB, token string) {
 	t.Helper()
 	var c jwtverify.Claims
 	ours := p.ours.Verify(token, &c)
+	p.samePayloadVerdict(t, token, &c, ours)
 	var m jwt.MapClaims = jwt.MapClaims{}
 	tok, ref := p.parser.ParseWithClaims(token, m, p.keyFn)
 	switch {
@@ -154,6 +155,29 @@ func (p pair) check(t testing.TB, token string) {
 		if why := deliberate(reason, token, tok, m); why != "" {
 			t.Fatalf("we refuse (%v, reason %q) a token golang-jwt accepts, and %s: %q", ours, reason, why, token)
 		}
+	}
+}
+
+// claimStage are the reasons found after the signature, by the claim checks alone.
+var claimStage = map[string]bool{
+	"": true, "date-type": true, "date-range": true, "exp-zero": true, "iat": true, "nbf": true, "issuer": true,
+	"audience": true, "sub-type": true, "jti-type": true, "jti-length": true, "expired": true,
+}
+
+// samePayloadVerdict: a token that passed the signature check gets the same verdict and claims
+// from VerifyPayload on its payload segment (jwt_authn's forwarded payload) as from Verify.
+func (p pair) samePayloadVerdict(t testing.TB, token string, c *jwtverify.Claims, err error) {
+	t.Helper()
+	if !claimStage[jwtverify.Reason(err)] {
+		return
+	}
+	var pc jwtverify.Claims
+	perr := p.ours.VerifyPayload(strings.Split(token, ".")[1], &pc)
+	if fmt.Sprint(perr) != fmt.Sprint(err) {
+		t.Fatalf("VerifyPayload = %v; Verify = %v; token %q", perr, err, token)
+	}
+	if err == nil && (string(pc.JTI) != string(c.JTI) || string(pc.Sub) != string(c.Sub) || pc.Exp != c.Exp || !pc.ValidUntil.Equal(c.ValidUntil)) {
+		t.Fatalf("VerifyPayload claims %+v; Verify %+v", pc, c)
 	}
 }
 
