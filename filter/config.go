@@ -12,6 +12,7 @@ import (
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
 	"github.com/jtiguard/jtiguard/credentials"
+	"github.com/jtiguard/jtiguard/jwtverify"
 )
 
 // ErrInvalidConfig wraps every configuration error; the message names the field.
@@ -84,7 +85,7 @@ type JWTConfig struct {
 	StrictSub     bool           `json:"strict_sub"`
 	TrustUpstream *TrustUpstream `json:"trust_upstream"`
 
-	keys keySet
+	keys *jwtverify.KeySet
 }
 
 // HMACSecret is a shared secret for HS256/384/512, given once of three ways.

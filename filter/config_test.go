@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/golang-jwt/jwt/v5"
 	"strings"
 	"testing"
 	"time"
@@ -57,8 +58,11 @@ func TestParseConfig(t *testing.T) {
 				if c.Prefix != "app1." || c.Token.HeaderName != "X-Auth" || c.Token.MaxBytes != 4096 || c.JWT.Leeway.D() != 30*time.Second {
 					t.Fatalf("parsed = %+v", c)
 				}
-				if string(c.JWT.keys.byFamily[familyHMAC][0].key.([]byte)) != "from-env" {
-					t.Fatal("secret_env not resolved")
+				cl := claimsAt(testNow, "env")
+				cl["iss"], cl["aud"] = "https://i", "api"
+				tok := sign(t, jwt.SigningMethodHS512, []byte("from-env"), cl, map[string]any{"kid": "a"})
+				if _, rej := newVerifier(c, func() time.Time { return testNow }).verify(tok); rej != nil {
+					t.Fatalf("secret_env not resolved: a token signed with the variable's value: %s", rej.message)
 				}
 				if !c.KeyedByIssuer() || c.FailMode != FailOpen || c.MaxStaleness.D() != 2*time.Minute || c.Cache.MaxEntries != 10 {
 					t.Fatalf("parsed = %+v", c)

@@ -1,16 +1,10 @@
 package filter
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/jtiguard/jtiguard/blocklistsync"
+	"github.com/jtiguard/jtiguard/jwtverify"
 )
 
 // tokenInfo is what the filter keeps of a validated token. Revocation is not decided from
@@ -37,106 +31,57 @@ type rejection struct {
 	message string
 }
 
-// claims are the registered claims plus flask-jwt-extended's "type".
-type claims struct {
-	jwt.RegisteredClaims
-	Type *string `json:"type"`
-}
-
-// verifier validates tokens with one parser built at configuration time.
+// verifier validates tokens with jwtverify, into one Claims reused by the VM.
 type verifier struct {
-	cfg       *JWTConfig
-	parser    *jwt.Parser
-	validator *jwt.Validator
+	v      *jwtverify.Verifier
+	claims jwtverify.Claims
 }
 
 func newVerifier(cfg *Config, now func() time.Time) *verifier {
 	j := &cfg.JWT
-	opts := []jwt.ParserOption{
-		jwt.WithLeeway(j.Leeway.D()),
-		jwt.WithIssuedAt(),
-		jwt.WithTimeFunc(now),
+	ks := j.keys
+	if ks == nil {
+		// trust_upstream: no signature is verified, only the payload's claims.
+		ks = &jwtverify.KeySet{}
 	}
-	if len(j.Audiences) > 0 {
-		opts = append(opts, jwt.WithAudience(j.Audiences...))
+	v, err := jwtverify.New(ks, jwtverify.Options{
+		Leeway:        j.Leeway.D(),
+		Audiences:     j.Audiences,
+		Issuers:       j.Issuers,
+		StrictSubject: j.StrictSub,
+		MaxTokenBytes: cfg.Token.MaxBytes,
+		Now:           now,
+	})
+	if err != nil {
+		panic("jtiguard: verifier options were validated: " + err.Error())
 	}
-	v := &verifier{
-		cfg:       j,
-		validator: jwt.NewValidator(opts...),
-	}
-	if j.TrustUpstream == nil {
-		v.parser = jwt.NewParser(append(opts, jwt.WithValidMethods(j.keys.algorithms), jwt.WithStrictDecoding())...)
-	}
-	return v
+	return &verifier{v: v}
 }
 
 // verify validates a token from the request (signature mode).
 func (v *verifier) verify(token string) (tokenInfo, *rejection) {
-	var c claims
-	if _, err := v.parser.ParseWithClaims(token, &c, v.cfg.keys.keyFunc); err != nil {
-		return tokenInfo{}, classify(token, err)
-	}
-	return v.check(&c)
+	return v.result(v.v.Verify(token, &v.claims))
 }
 
-// verifyPayload validates claims forwarded by jwt_authn (trust-upstream mode): the payload
-// is base64url JSON, and only the claims are checked.
+// verifyPayload validates claims forwarded by jwt_authn (trust-upstream mode).
 func (v *verifier) verifyPayload(payload string) (tokenInfo, *rejection) {
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(payload, "="))
-	if err != nil {
-		return tokenInfo{}, &rejection{rejectInvalid, "Invalid payload padding"}
-	}
-	var c claims
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return tokenInfo{}, &rejection{rejectInvalid, "Invalid payload string"}
-	}
-	if err := v.validator.Validate(c); err != nil {
-		return tokenInfo{}, classify(payload, err)
-	}
-	return v.check(&c)
+	return v.result(v.v.VerifyPayload(payload, &v.claims))
 }
 
-// check applies what golang-jwt does not: issuer allowlist, jti.
-func (v *verifier) check(c *claims) (tokenInfo, *rejection) {
-	if len(v.cfg.Issuers) > 0 && !slices.Contains(v.cfg.Issuers, c.Issuer) {
-		return tokenInfo{}, &rejection{rejectInvalid, "Invalid issuer"}
-	}
-	if c.ID == "" {
+func (v *verifier) result(err error) (tokenInfo, *rejection) {
+	c := &v.claims
+	switch {
+	case errors.Is(err, jwtverify.ErrTokenExpired):
+		return tokenInfo{}, &rejection{rejectExpired, jwtverify.FlaskExpiredMessage}
+	case err != nil:
+		return tokenInfo{}, &rejection{rejectInvalid, err.Error()}
+	case !c.HasJTI || len(c.JTI) == 0:
+		// Without a jti a token cannot be revoked one by one: the list could never name it.
 		return tokenInfo{}, &rejection{rejectInvalid, "Missing claim: jti"}
 	}
-	if len(c.ID) > blocklistsync.MaxJTILen {
-		return tokenInfo{}, &rejection{rejectInvalid, "Invalid claim: jti is too long"}
-	}
-	info := tokenInfo{refresh: c.Type != nil && *c.Type == "refresh"}
-	if c.ExpiresAt != nil {
-		info.expiresAt = c.ExpiresAt.UnixNano() + int64(v.cfg.Leeway.D())
+	info := tokenInfo{refresh: c.IsRefresh()}
+	if !c.ValidUntil.IsZero() {
+		info.expiresAt = c.ValidUntil.UnixNano()
 	}
 	return info, nil
-}
-
-// classify maps golang-jwt's errors to flask-jwt-extended's responses (PyJWT's wording).
-func classify(token string, err error) *rejection {
-	switch {
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return &rejection{rejectExpired, "Token has expired"}
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		if strings.Count(token, ".") != 2 {
-			return &rejection{rejectInvalid, "Not enough segments"}
-		}
-		return &rejection{rejectInvalid, "Invalid token"}
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid) && strings.Contains(err.Error(), "signing method"):
-		return &rejection{rejectInvalid, "The specified alg value is not allowed"}
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return &rejection{rejectInvalid, "Signature verification failed"}
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return &rejection{rejectInvalid, "The token is not yet valid (nbf)"}
-	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return &rejection{rejectInvalid, "The token is not yet valid (iat)"}
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return &rejection{rejectInvalid, "Audience doesn't match"}
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return &rejection{rejectInvalid, "Missing required claim"}
-	default:
-		return &rejection{rejectInvalid, "Invalid token"}
-	}
 }

@@ -4,7 +4,7 @@
 //
 //	go run ./cmd/wasm-stub-imports -in build/jtiguard.wasm -out build/jtiguard.wasm -envoy
 //
-// -envoy applies wasmstub.EnvoyStubs (path_filestat_get and poll_oneoff); -stub may be repeated. The output is written to a temporary file beside it and renamed into
+// -envoy applies wasmstub.EnvoyStubs (poll_oneoff); -stub may be repeated. The output is written to a temporary file beside it and renamed into
 // place, so -out may equal -in and a failed run never leaves a truncated module behind.
 package main
 

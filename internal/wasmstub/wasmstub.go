@@ -837,15 +837,16 @@ func (m *rewriter) data(r *reader) error {
 // EnvoyStubs are the imports jtiguard's module answers itself, so that it behaves the same on
 // every Envoy from 1.33 on:
 //
-//   - path_filestat_get (ENOSYS, 52): linked through golang-jwt → crypto/x509 → net, never
-//     called; Envoy's host before proxy-wasm-cpp-host 94091cd (April 2026) lacks it and would
-//     refuse the module.
 //   - poll_oneoff (0, no events): Go's runtime polls after a GC once its netpoller exists, and
 //     sleeps through it; those hosts answer ENOSYS, which the runtime treats as fatal
 //     (golang/go#78513), and Envoy forbids the call inside proxy_on_memory_allocate, where a GC
 //     can start. The plugin never sleeps or waits on I/O (it runs only inside host callbacks),
 //     so "nothing ready" is always the right answer, and it is what newer hosts answer too.
+//
+// path_filestat_get, which Envoy's host before proxy-wasm-cpp-host 94091cd (April 2026) lacks, was
+// stubbed too while golang-jwt linked crypto/x509 and net into the module; jwtverify links
+// neither, so the module no longer imports it (the harness's envoy-1.33 surface refuses a module
+// that does, which the module tests would report).
 var EnvoyStubs = map[string]int32{
-	"wasi_snapshot_preview1.path_filestat_get": 52,
-	"wasi_snapshot_preview1.poll_oneoff":       0,
+	"wasi_snapshot_preview1.poll_oneoff": 0,
 }
