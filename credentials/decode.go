@@ -204,9 +204,25 @@ func unicodeEscape(s string) (r rune, n int) {
 
 // isRunByte reports whether c can appear in a compact JWS as any framework might accept it:
 // either base64 alphabet, padding, and the dot.
-func isRunByte(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '_' || c == '+' || c == '/' || c == '=' || c == '.'
+func isRunByte(c byte) bool { return runBytes[c] }
+
+var runBytes = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		t[c] = b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' ||
+			b == '-' || b == '_' || b == '+' || b == '/' || b == '=' || b == '.'
+	}
+	return t
+}()
+
+// allRunBytes reports whether s is made of token characters only.
+func allRunBytes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !runBytes[s[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 // appendWithoutNUL copies s without its NUL bytes.

@@ -81,7 +81,11 @@ type Scanner struct {
 
 	// What each location holds, for the Scan under way.
 	header, query find
-	cookies, json [2]find
+	// The configured header's (last) value and where its last run of token characters lies,
+	// as discovery saw it: fromHeader's common case needs no second pass over the token.
+	headerValue                  string
+	headerRunStart, headerRunEnd int
+	cookies, json                [2]find
 }
 
 // find is what one location holds for one kind: a token, flask's 422 for a malformed
@@ -136,6 +140,7 @@ func (s *Scanner) Scan(headers [][2]string, body []byte) *Result {
 	r.Candidates = r.Candidates[:0]
 	r.Selected = [2]Selection{}
 	r.Ambiguous = ""
+	s.headerValue = ""
 	s.reserve(headers, body)
 
 	// Discovery.
@@ -150,7 +155,10 @@ func (s *Scanner) Scan(headers [][2]string, body []byte) *Result {
 			s.addCandidate(trimBlank(value))
 			s.discover(value, 0)
 		case s.isScanned(name):
-			s.discover(value, 0)
+			start, end := s.runs(value)
+			if name == s.cfg.headerKey {
+				s.headerValue, s.headerRunStart, s.headerRunEnd = value, start, end
+			}
 		}
 	}
 	if body != nil {
@@ -264,14 +272,15 @@ func (s *Scanner) form(decode func([]byte, string) []byte, text string) string {
 
 // runs cuts text into runs of token characters and adds the payload candidates of each run
 // with at least two dots: every interior segment, and the span from the first to the last
-// dot when there are more than three segments.
-func (s *Scanner) runs(text string) {
+// dot when there are more than three segments. It returns where the last run lies.
+func (s *Scanner) runs(text string) (lastStart, lastEnd int) {
 	for i := 0; i < len(text); {
 		if !isRunByte(text[i]) {
 			i++
 			continue
 		}
 		first, last, dots := -1, -1, 0
+		lastStart = i
 		for ; i < len(text) && isRunByte(text[i]); i++ {
 			if text[i] == '.' {
 				if first < 0 {
@@ -281,6 +290,7 @@ func (s *Scanner) runs(text string) {
 				dots++
 			}
 		}
+		lastEnd = i
 		if dots < 2 {
 			continue
 		}
@@ -294,6 +304,7 @@ func (s *Scanner) runs(text string) {
 			}
 		}
 	}
+	return lastStart, lastEnd
 }
 
 func (s *Scanner) addCandidate(p string) {
@@ -407,6 +418,15 @@ func (s *Scanner) fromHeader(headers [][2]string) find {
 	if found > 1 {
 		s.ambiguous(s.msgs.manyHeaders)
 		return find{m: missHeader}
+	}
+	// The common case: exactly "<type> <token>", the token of token characters, which
+	// discovery already knows (or, for a value it did not see, one more pass).
+	if ht := s.cfg.HeaderType; ht != "" && len(value) > len(ht)+1 && value[len(ht)] == ' ' && value[:len(ht)] == ht {
+		seen := unsafe.StringData(value) == unsafe.StringData(s.headerValue) && len(value) == len(s.headerValue)
+		if seen && s.headerRunStart == len(ht)+1 && s.headerRunEnd == len(value) ||
+			!seen && allRunBytes(value[len(ht)+1:]) {
+			return find{tok: value[len(ht)+1:]}
+		}
 	}
 	if hasCtlOrNonASCII(value, true) {
 		s.ambiguous(s.msgs.headerChars)

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"strings"
+	"unsafe"
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
 	"github.com/jtiguard/jtiguard/credentials"
@@ -109,6 +110,10 @@ type entry struct {
 type tokenCache struct {
 	max     int
 	entries map[string]*entry
+	// last is the entry identity() found last, under the view it was asked for: the token
+	// validation then looks up is usually that same payload, at the same address.
+	lastKey   string
+	lastEntry *entry
 }
 
 func newTokenCache(max int) *tokenCache {
@@ -120,16 +125,31 @@ func (c *tokenCache) identity(payload string, h keyHasher, sc *credentials.Scann
 	e := c.entries[payload]
 	if e == nil {
 		e = &entry{id: identityOf(sc.Peek(payload))}
-		c.put(payload, e)
+		if !c.put(payload, e) {
+			e.id.computeKeys(h, byIssuer)
+			return e.id
+		}
 	}
+	c.lastKey, c.lastEntry = payload, e
 	e.id.computeKeys(h, byIssuer)
 	return e.id
+}
+
+// forgetLast drops the last entry's view: it pointed into the previous request.
+func (c *tokenCache) forgetLast() { c.lastKey, c.lastEntry = "", nil }
+
+// lookup finds payload's entry, first by address among the last one identity() returned.
+func (c *tokenCache) lookup(payload string) *entry {
+	if len(payload) == len(c.lastKey) && unsafe.StringData(payload) == unsafe.StringData(c.lastKey) {
+		return c.lastEntry
+	}
+	return c.entries[payload]
 }
 
 // verified returns the info of token if it verified before and is not expired at now (Unix
 // nanoseconds): dropped at its expiry exactly, it must be judged again.
 func (c *tokenCache) verified(token string, now int64) (tokenInfo, bool) {
-	e := c.entries[payloadOf(token)]
+	e := c.lookup(payloadOf(token))
 	if e == nil || e.token != token {
 		return tokenInfo{}, false
 	}
@@ -159,6 +179,7 @@ func (c *tokenCache) put(payload string, e *entry) bool {
 		return false
 	}
 	if len(c.entries) >= c.max {
+		c.lastKey, c.lastEntry = "", nil
 		scanned := 0
 		for k := range c.entries {
 			delete(c.entries, k)

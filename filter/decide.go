@@ -35,6 +35,7 @@ func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) dec
 	injectFault(headers)
 	cfg, m := p.cfg, p.metrics
 	now := p.now()
+	p.cache.forgetLast()
 	res := p.scanner.Scan(headers, body)
 	upstream := p.upstreamClaims(headers)
 
