@@ -83,6 +83,12 @@ type Change struct {
 	// SQL tables may hold several rows for one jti, and the token stays
 	// revoked as long as any of them says so.
 	Merge bool
+	// Expired marks a removal the store did not ask for: the item is gone
+	// because its time came (a TTL, an eviction, a cleanup job). The index
+	// keeps it until exp + grace, because a filter with a clock leeway still
+	// accepts the token until exp + leeway. Removals asked for (an unrevoke,
+	// a DELETE by the app) leave it false and take effect at once.
+	Expired bool
 }
 
 // Store is the source of truth. The index is only a cache of it, which is why
