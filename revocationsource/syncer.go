@@ -19,6 +19,9 @@ type Syncer struct {
 	Logger         *slog.Logger
 	Metrics        *Metrics
 	ReconcileEvery time.Duration // <= 0: never after the first read
+	// PruneEvery, when > 0 and the store is a Pruner, deletes the store's
+	// expired items that often. Off by default: the store is the app's.
+	PruneEvery time.Duration
 
 	ready atomic.Bool
 	once  sync.Once
@@ -92,10 +95,19 @@ func (s *Syncer) Run(ctx context.Context) error {
 		defer t.Stop()
 		reconcile = t.C
 	}
+	var prune <-chan time.Time
+	if p, ok := s.Store.(Pruner); ok && s.PruneEvery > 0 {
+		t := time.NewTicker(s.PruneEvery)
+		defer t.Stop()
+		prune = t.C
+		s.pruneOnce(ctx, p)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-prune:
+			s.pruneOnce(ctx, s.Store.(Pruner))
 		case <-expire.C:
 			s.Index.MaybeExpire()
 		case <-reconcile:
@@ -107,6 +119,19 @@ func (s *Syncer) Run(ctx context.Context) error {
 				s.Logger.Log(ctx, lvl, "reconciliation failed; keeping the current list", "err", err)
 			}
 		}
+	}
+}
+
+func (s *Syncer) pruneOnce(ctx context.Context, p Pruner) {
+	n, err := p.Prune(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		if s.Metrics != nil {
+			s.Metrics.StoreErrors.WithLabelValues("prune").Inc()
+		}
+		s.Logger.Warn("pruning expired rows failed", "err", err)
+	case n > 0:
+		s.Logger.Info("pruned expired rows", "rows", n)
 	}
 }
 

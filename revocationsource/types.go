@@ -104,6 +104,21 @@ type Store interface {
 	Close() error
 }
 
+// EffectiveEntrier is implemented by stores that cannot keep an entry's exp
+// exactly as given (a table without an expiry column derives it from the
+// creation time): EffectiveEntry is the entry as a later read will return
+// it, so the index holds the same thing before and after a reconciliation.
+type EffectiveEntrier interface {
+	EffectiveEntry(e Entry) Entry
+}
+
+// Pruner is implemented by stores that can delete their own expired items
+// (only when the operator asks: the store may be the app's).
+type Pruner interface {
+	// Prune deletes items whose exp + grace has passed and returns how many.
+	Prune(ctx context.Context) (int64, error)
+}
+
 // Sink receives what a Follower observes.
 type Sink interface {
 	// Apply applies incremental changes.
