@@ -132,8 +132,8 @@ func (s *Store) ensureNotifications(ctx context.Context, force bool) error {
 		s.mu.Lock()
 		s.runID = "" // check again at the next read
 		s.mu.Unlock()
-		log.Error("KEYSPACE NOTIFICATIONS ARE OFF: revocations written to Redis reach the feed only at the next full reconciliation (--reconcile-interval). "+
-			"Set notify-keyspace-events to include \""+neededEvents+"\" in redis.conf, or allow CONFIG SET and leave --redis-configure-notifications on")
+		log.Error("KEYSPACE NOTIFICATIONS ARE OFF: revocations written to Redis reach the feed only at the next full reconciliation (--reconcile-interval). " +
+			"Set notify-keyspace-events to include \"" + neededEvents + "\" in redis.conf, or allow CONFIG SET and leave --redis-configure-notifications on")
 	}
 	return nil
 }
