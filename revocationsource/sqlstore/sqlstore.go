@@ -136,6 +136,16 @@ func quoteIdent(name string) (string, error) {
 	return strings.Join(parts, "."), nil
 }
 
+// CheckIdentifier reports whether name can be a column name, or with
+// qualified a table name (schema.table allowed).
+func CheckIdentifier(name string, qualified bool) error {
+	if !qualified && strings.Contains(name, ".") {
+		return fmt.Errorf("%w: a column name cannot have a schema", ErrBadIdentifier)
+	}
+	_, err := quoteIdent(name)
+	return err
+}
+
 // Store is a SQL-backed revocationsource.Store.
 type Store struct {
 	db    *sql.DB
