@@ -160,11 +160,17 @@ func shortDuration(d time.Duration) string {
 }
 func (v durVal) Set(s string) error {
 	if _, err := strconv.ParseFloat(s, 64); err == nil && s != "0" {
-		return fmt.Errorf("needs a unit, e.g. %ss (units: ms, s, m, h)", s)
+		return fmt.Errorf("needs a unit, e.g. %ss (units: ms, s, m, h, d)", s)
 	}
 	d, err := time.ParseDuration(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok && err != nil {
+		// Days, for token lifetimes: flask's refresh tokens live 30 days.
+		if n, perr := strconv.ParseFloat(days, 64); perr == nil && n >= 0 && n < 1e5 {
+			d, err = time.Duration(n*24*float64(time.Hour)), nil
+		}
+	}
 	if err != nil {
-		return errors.New("want a duration such as 500ms, 5s, 1m or 1h30m")
+		return errors.New("want a duration such as 500ms, 5s, 1m, 1h30m or 30d")
 	}
 	if d < 0 {
 		return errors.New("must not be negative")

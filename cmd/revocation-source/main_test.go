@@ -96,8 +96,8 @@ func TestParseConfig(t *testing.T) {
 			t.Fatalf("%v %v: %+v %v", src.args, src.env, c.sqlType, err)
 		}
 	}
-	c, err = parseConfig([]string{"--sql-expires-column=exp_at", "--jwt-access-token-expires=15m", "--sql-prune-interval=1h"}, envOf(nil))
-	if err != nil || c.sqlExpires != sqlstore.Named("exp_at") || c.accessExpires != 15*time.Minute || c.sqlPrune != time.Hour {
+	c, err = parseConfig([]string{"--sql-expires-column=exp_at", "--jwt-access-token-expires=15m", "--jwt-refresh-token-expires=30d", "--sql-prune-interval=1h"}, envOf(nil))
+	if err != nil || c.sqlExpires != sqlstore.Named("exp_at") || c.accessExpires != 15*time.Minute || c.refreshExpires != 30*24*time.Hour || c.sqlPrune != time.Hour {
 		t.Fatalf("%+v %v", c, err)
 	}
 	if _, err := parseConfig([]string{"--help"}, envOf(nil)); !errors.Is(err, errHelp) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	_ "time/tzdata"
 
 	rs "github.com/jtiguard/jtiguard/revocationsource"
 	"github.com/jtiguard/jtiguard/revocationsource/testenv"
