@@ -35,8 +35,18 @@ func (s *Syncer) init() {
 	})
 }
 
-// Ready reports whether the store has answered at least once.
+// Ready reports whether the store has answered a full read, and has not
+// since become unreadable (ErrUnreadable). An outage keeps it ready: nobody
+// can write to an unreachable store, so the last list is still complete.
 func (s *Syncer) Ready() bool { return s.ready.Load() }
+
+// unreadable withdraws readiness when err says the store's content can no
+// longer be read; the next successful full read restores it.
+func (s *Syncer) unreadable(err error) {
+	if errors.Is(err, ErrUnreadable) && s.ready.Swap(false) {
+		s.Logger.Error("the store's content cannot be read: /readyz and the feed answer 503 until it can; filters keep their last good list", "err", err)
+	}
+}
 
 // ReconcileOnce reads the whole store and applies the difference.
 func (s *Syncer) ReconcileOnce(ctx context.Context) error {
@@ -51,6 +61,7 @@ func (s *Syncer) ReconcileOnce(ctx context.Context) error {
 		if s.Metrics != nil {
 			s.Metrics.StoreErrors.WithLabelValues("load").Inc()
 		}
+		s.unreadable(err)
 		return err
 	}
 	s.ready.Store(true)
@@ -149,6 +160,7 @@ func (s *Syncer) follow(ctx context.Context, f Follower) {
 		if time.Since(started) > time.Minute {
 			b.reset()
 		}
+		s.unreadable(err)
 		s.Logger.Warn("following store changes failed; restarting", "err", err)
 		if !sleepCtx(ctx, b.next()) {
 			return

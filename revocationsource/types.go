@@ -27,6 +27,10 @@ var (
 	ErrTooManyEntries    = errors.New("store holds more entries than allowed")
 	ErrStaleReconcile    = errors.New("change log no longer covers the reconciliation window")
 	ErrNotReady          = errors.New("store has not answered yet")
+	// ErrUnreadable: the store answers, but what it holds cannot be read
+	// (a table changed under the server). Unlike an outage, revocations may
+	// be arriving that the server cannot see, so it stops reporting ready.
+	ErrUnreadable = errors.New("the store answers but its content cannot be read")
 )
 
 // Entry is one revoked token. Exp 0 means "no known expiry".

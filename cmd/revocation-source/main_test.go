@@ -524,3 +524,39 @@ func withOptions(dsn, opts string) string {
 	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads + literally
 	return u.String()
 }
+
+// TestTableChangedUnderTheServer: when the app's table changes so that new
+// rows can no longer be read (here the jti column is renamed), the source
+// stops reporting ready, and the feed answers 503 instead of serving the old
+// list as fresh; once the table fits again, it is ready again. An outage of
+// the database does not do this: nobody can write revocations then.
+func TestTableChangedUnderTheServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	sqliteExec(t, path, flaskV1SQLite, `INSERT INTO token_blocklist (jti, created_at) VALUES ('j1', CURRENT_TIMESTAMP)`)
+	s := launch(t, []string{"--sqlite-path=" + path, "--sql-poll-interval=50ms"}, nil)
+	s.waitReady(t)
+	sqliteExec(t, path, `ALTER TABLE token_blocklist RENAME COLUMN jti TO token_jti`)
+	waitStatus := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, _ := do(t, "GET", s.base+"/readyz", "", "", nil)
+			if resp.StatusCode == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz never answered %d; logs:\n%s", want, s.logs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitStatus(503)
+	if resp, _ := do(t, "GET", s.base+rs.FeedPath, "", "", nil); resp.StatusCode != 503 {
+		t.Fatalf("feed answered %d while the table cannot be read", resp.StatusCode)
+	}
+	if !strings.Contains(s.logs.String(), "token_blocklist") || !strings.Contains(s.logs.String(), "level=ERROR") {
+		t.Fatalf("no error naming the table:\n%s", s.logs)
+	}
+	sqliteExec(t, path, `ALTER TABLE token_blocklist RENAME COLUMN token_jti TO jti`)
+	waitStatus(200)
+}

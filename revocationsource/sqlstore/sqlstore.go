@@ -371,8 +371,16 @@ func (s *Store) loadZone(ctx context.Context) error {
 	return nil
 }
 
+// qi quotes a validated identifier for the dialect. SQLite reads an unknown
+// "double-quoted" name as a string literal (https://sqlite.org/quirks.html
+// §8), so a renamed column would silently turn every jti into the text
+// "jti"; backquoted names are always identifiers, and an unknown one is an
+// error.
 func (s *Store) qi(name string) string {
 	q, _ := quoteIdent(name) // validated in Open
+	if !s.pg {
+		q = strings.ReplaceAll(q, `"`, "`")
+	}
 	return q
 }
 
@@ -466,12 +474,13 @@ func (s *Store) buildQueries() queries {
 
 	if r.cutoffs {
 		ct := s.qi(r.cutoffsTable)
-		q.loadCutoffs = fmt.Sprintf(`SELECT "iss", "sub", "revoked_before", "expires" FROM %s`, ct)
-		q.upsertCutoff = fmt.Sprintf(`INSERT INTO %s ("iss", "sub", "revoked_before", "expires") VALUES (%s, %s, %s, %s)
-ON CONFLICT ("iss", "sub") DO UPDATE SET "revoked_before" = excluded."revoked_before", "expires" = excluded."expires"`,
-			ct, s.ph(1), s.ph(2), s.ph(3), s.ph(4))
-		q.deleteCutoff = fmt.Sprintf(`DELETE FROM %s WHERE "iss" = %s AND "sub" = %s`, ct, s.ph(1), s.ph(2))
-		q.pruneCut = fmt.Sprintf(`DELETE FROM %s WHERE "expires" IS NOT NULL AND "expires" > 0 AND "expires" <= %s`, ct, s.ph(1))
+		iss, sub, rb, exp := s.qi("iss"), s.qi("sub"), s.qi("revoked_before"), s.qi("expires")
+		q.loadCutoffs = fmt.Sprintf(`SELECT %s, %s, %s, %s FROM %s`, iss, sub, rb, exp, ct)
+		q.upsertCutoff = fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s) VALUES (%s, %s, %s, %s)
+ON CONFLICT (%s, %s) DO UPDATE SET %s = excluded.%s, %s = excluded.%s`,
+			ct, iss, sub, rb, exp, s.ph(1), s.ph(2), s.ph(3), s.ph(4), iss, sub, rb, rb, exp, exp)
+		q.deleteCutoff = fmt.Sprintf(`DELETE FROM %s WHERE %s = %s AND %s = %s`, ct, iss, s.ph(1), sub, s.ph(2))
+		q.pruneCut = fmt.Sprintf(`DELETE FROM %s WHERE %s IS NOT NULL AND %s > 0 AND %s <= %s`, ct, exp, exp, exp, s.ph(1))
 	}
 	return q
 }
@@ -562,6 +571,59 @@ func (s *Store) loadFilter() filter {
 			before: s.maxLifetime()}
 	}
 	return filter{}
+}
+
+// classify looks at the catalog again after a failed read: when the tables
+// no longer fit what the queries were built for (a column renamed or
+// dropped, the table gone), the failure is not an outage but rows the server
+// cannot see, and it is marked rs.ErrUnreadable.
+func (s *Store) classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	t, derr := s.describe(ctx, s.cfg.Table)
+	if derr != nil {
+		return err // the database itself is not answering: an outage
+	}
+	var ct tableInfo
+	if s.r.cutoffs {
+		if ct, derr = s.describe(ctx, s.r.cutoffsTable); derr != nil {
+			return err
+		}
+	}
+	var problem error
+	switch {
+	case t == nil:
+		problem = &SchemaError{Table: s.cfg.Table, Problem: "no longer exists"}
+	case s.r.cutoffs && ct == nil:
+		problem = &SchemaError{Table: s.r.cutoffsTable, Problem: "no longer exists"}
+	default:
+		r, rerr := s.resolve(t, ct)
+		switch {
+		case rerr != nil:
+			problem = rerr
+		case !sameLayout(r, s.r):
+			problem = &SchemaError{Table: s.cfg.Table, Problem: "its columns changed since the server started; restart it"}
+		}
+	}
+	if problem == nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w (%w)", rs.ErrUnreadable, problem, err)
+}
+
+// sameLayout reports whether two resolutions read the same columns the
+// same way.
+func sameLayout(a, b resolved) bool {
+	same := func(x, y *colInfo) bool {
+		if x == nil || y == nil {
+			return x == y
+		}
+		return x.name == y.name && x.kind == y.kind
+	}
+	return a.id.name == b.id.name && a.jti.name == b.jti.name && a.jti.kind == b.jti.kind &&
+		same(a.typ, b.typ) && same(a.created, b.created) && same(a.expires, b.expires) && same(a.iss, b.iss) &&
+		a.cutoffs == b.cutoffs
 }
 
 // Close closes the database.
@@ -667,7 +729,7 @@ func (s *Store) Load(ctx context.Context) (rs.State, error) {
 	}
 	rows, err := s.db.QueryContext(ctx, s.q.load, args...)
 	if err != nil {
-		return st, fmt.Errorf("load blocklist: %w", err)
+		return st, s.classify(ctx, fmt.Errorf("load blocklist: %w", err))
 	}
 	defer rows.Close()
 	var maxID int64
@@ -711,7 +773,7 @@ func (s *Store) loadCutoffs(ctx context.Context) ([]rs.Cutoff, error) {
 	}
 	rows, err := s.db.QueryContext(ctx, s.q.loadCutoffs)
 	if err != nil {
-		return nil, fmt.Errorf("load cutoffs: %w", err)
+		return nil, s.classify(ctx, fmt.Errorf("load cutoffs: %w", err))
 	}
 	defer rows.Close()
 	now := s.cfg.Now().Unix()
@@ -764,7 +826,7 @@ func (s *Store) PollOnce(ctx context.Context, sink rs.Sink) error {
 		from := s.maxID.Load()
 		rows, err := s.db.QueryContext(ctx, s.q.poll, max(0, from-idLookback), pollBatch)
 		if err != nil {
-			return fmt.Errorf("poll blocklist: %w", err)
+			return s.classify(ctx, fmt.Errorf("poll blocklist: %w", err))
 		}
 		var (
 			changes []rs.Change

@@ -870,3 +870,29 @@ func TestRealFlaskApp(t *testing.T) {
 		}
 	}
 }
+
+// TestRenamedColumnIsAnErrorNotALiteral: SQLite reads an unknown
+// "double-quoted" name as a string literal, so after the app renamed its jti
+// column every row would have read as the jti "jti". Identifiers are
+// backquoted for SQLite, and the failure is marked rs.ErrUnreadable.
+func TestRenamedColumnIsAnErrorNotALiteral(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			d := newDB(t, driver, "")
+			d.exec(t, flaskDDL[driver]["v1"]...)
+			d.exec(t, d.sql(`INSERT INTO token_blocklist (jti, created_at) VALUES ('real', CURRENT_TIMESTAMP)`))
+			s := d.open(t, Config{})
+			d.exec(t, `ALTER TABLE token_blocklist RENAME COLUMN jti TO token_jti`)
+			idx := rs.NewIndex(nil, 0)
+			if err := s.PollOnce(context.Background(), idx); !errors.Is(err, rs.ErrUnreadable) || !errors.Is(err, ErrSchema) {
+				t.Fatalf("poll: %v", err)
+			}
+			if _, err := s.Load(context.Background()); !errors.Is(err, rs.ErrUnreadable) {
+				t.Fatalf("load: %v", err)
+			}
+			if n, _ := idx.Len(); n != 0 {
+				t.Fatalf("read %d entries from a table without the jti column", n)
+			}
+		})
+	}
+}
