@@ -17,6 +17,12 @@ import (
 // deltas. A poller further behind than that gets a snapshot.
 const DefaultMaxLog = 100_000
 
+// DefaultExpiryGrace is how long an entry stays in the list past its exp. A
+// filter with a clock leeway accepts a token until exp + leeway, so the list
+// must hold the entry at least that long; 1h is the largest leeway the filter
+// allows.
+const DefaultExpiryGrace = time.Hour
+
 // Index is the in-memory mirror of a store plus a bounded change log.
 //
 // Versions are a digest of the content rather than a counter: two replicas
@@ -30,6 +36,7 @@ const DefaultMaxLog = 100_000
 type Index struct {
 	now    func() time.Time
 	maxLog int
+	grace  int64 // seconds an item outlives its exp
 	// OnInvalid is called (under the index lock, keep it cheap) for each item
 	// dropped because it breaks the feed's limits.
 	OnInvalid func()
@@ -46,6 +53,11 @@ type Index struct {
 	version  string
 	exps     expHeap
 	hbuf     []byte
+	// held items are gone from the store because their time came (a Redis
+	// TTL, an eviction, a cleanup job) but stay in the list until exp +
+	// grace. Holding is not content: it does not change the version.
+	heldE map[EntryKey]struct{}
+	heldC map[CutoffKey]struct{}
 
 	nextExp atomic.Int64
 }
@@ -74,13 +86,43 @@ func NewIndex(now func() time.Time, maxLog int) *Index {
 	x := &Index{
 		now:      now,
 		maxLog:   maxLog,
+		grace:    int64(DefaultExpiryGrace / time.Second),
 		entries:  make(map[EntryKey]int64),
 		cutoffs:  make(map[CutoffKey]cutoffVal),
 		versions: make(map[string]uint64),
+		heldE:    make(map[EntryKey]struct{}),
+		heldC:    make(map[CutoffKey]struct{}),
 	}
 	x.nextExp.Store(math.MaxInt64)
 	x.recordVersionLocked()
 	return x
+}
+
+// SetExpiryGrace sets how long items stay past their exp (default
+// DefaultExpiryGrace; rounded up to a second). Call it before first use.
+func (x *Index) SetExpiryGrace(d time.Duration) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.grace = int64((max(d, 0) + time.Second - 1) / time.Second)
+	x.updateNextExpLocked()
+}
+
+// ExpiryGrace is the grace set with SetExpiryGrace.
+func (x *Index) ExpiryGrace() time.Duration {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return time.Duration(x.grace) * time.Second
+}
+
+// gone reports whether an item with this exp has left the list at now.
+func (x *Index) gone(exp, now int64) bool { return exp != 0 && exp+x.grace <= now }
+
+// Held is the number of entries and cutoffs that the store no longer has
+// and that the index keeps until exp + grace.
+func (x *Index) Held() (entries, cutoffs int) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.heldE), len(x.heldC)
 }
 
 // Version is the name of the current content.
@@ -112,8 +154,8 @@ func (x *Index) Apply(changes []Change) string {
 	return x.version
 }
 
-// MaybeExpire drops entries and cutoffs whose exp has passed. It is cheap
-// when nothing is due, so the HTTP handler calls it on every request.
+// MaybeExpire drops entries and cutoffs whose exp + grace has passed. It is
+// cheap when nothing is due, so the HTTP handler calls it on every request.
 func (x *Index) MaybeExpire() {
 	now := x.now().Unix()
 	if now < x.nextExp.Load() {
@@ -126,7 +168,7 @@ func (x *Index) MaybeExpire() {
 
 func (x *Index) expireLocked(now int64) {
 	var changes []Change
-	for x.exps.Len() > 0 && x.exps[0].exp <= now {
+	for x.exps.Len() > 0 && x.gone(x.exps[0].exp, now) {
 		it := heap.Pop(&x.exps).(expItem)
 		if it.cutoff {
 			k := CutoffKey{Iss: it.a, Sub: it.b}
@@ -151,7 +193,7 @@ func (x *Index) updateNextExpLocked() {
 		x.nextExp.Store(math.MaxInt64)
 		return
 	}
-	x.nextExp.Store(x.exps[0].exp)
+	x.nextExp.Store(x.exps[0].exp + x.grace)
 }
 
 // applyBatchLocked applies changes; a batch with at least one effective
@@ -226,7 +268,8 @@ func (x *Index) applyOneLocked(ch Change, now int64) bool {
 		if had && ch.Merge {
 			e.Exp = longerExp(old, e.Exp)
 		}
-		if e.Exp != 0 && e.Exp <= now {
+		delete(x.heldE, k) // the store has it (again)
+		if x.gone(e.Exp, now) {
 			if !had {
 				return false
 			}
@@ -246,7 +289,12 @@ func (x *Index) applyOneLocked(ch Change, now int64) bool {
 		x.seq++
 		return true
 	case OpRemoveEntry:
-		return x.removeEntryLocked(ch.Entry.Key())
+		k := ch.Entry.Key()
+		if _, had := x.entries[k]; had && ch.Expired {
+			x.heldE[k] = struct{}{}
+			return false
+		}
+		return x.removeEntryLocked(k)
 	case OpPutCutoff:
 		c := ch.Cutoff
 		if c.Validate() != nil {
@@ -255,7 +303,8 @@ func (x *Index) applyOneLocked(ch Change, now int64) bool {
 		}
 		k := c.Key()
 		old, had := x.cutoffs[k]
-		if c.Exp != 0 && c.Exp <= now {
+		delete(x.heldC, k)
+		if x.gone(c.Exp, now) {
 			if !had {
 				return false
 			}
@@ -276,7 +325,12 @@ func (x *Index) applyOneLocked(ch Change, now int64) bool {
 		x.seq++
 		return true
 	case OpRemoveCutoff:
-		return x.removeCutoffLocked(ch.Cutoff.Key())
+		k := ch.Cutoff.Key()
+		if _, had := x.cutoffs[k]; had && ch.Expired {
+			x.heldC[k] = struct{}{}
+			return false
+		}
+		return x.removeCutoffLocked(k)
 	}
 	return false
 }
@@ -294,6 +348,7 @@ func (x *Index) removeEntryLocked(k EntryKey) bool {
 	}
 	x.subLocked(x.entryHash(k, old))
 	delete(x.entries, k)
+	delete(x.heldE, k)
 	x.seq++
 	return true
 }
@@ -305,6 +360,7 @@ func (x *Index) removeCutoffLocked(k CutoffKey) bool {
 	}
 	x.subLocked(x.cutoffHash(k, old))
 	delete(x.cutoffs, k)
+	delete(x.heldC, k)
 	x.seq++
 	return true
 }
@@ -507,6 +563,7 @@ func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
 	if x.seq > since && (len(x.log) == 0 || x.log[0].seq > since+1) {
 		return fmt.Errorf("%w: read started at change %d, log starts later", ErrStaleReconcile, since)
 	}
+	now := x.now().Unix()
 	touchedE := make(map[EntryKey]bool)
 	touchedC := make(map[CutoffKey]bool)
 	start := sort.Search(len(x.log), func(i int) bool { return x.log[i].seq > since })
@@ -532,13 +589,18 @@ func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
 			if touchedE[k] {
 				continue
 			}
+			delete(x.heldE, k) // the store has it: no longer held
 			if cur, ok := x.entries[k]; !ok || cur != exp {
 				changes = append(changes, Change{Op: OpPutEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss, Exp: exp}})
 			}
 		}
-		for k := range x.entries {
+		for k, exp := range x.entries {
+			if _, held := x.heldE[k]; held {
+				continue
+			}
 			if _, ok := want[k]; !ok && !touchedE[k] {
-				changes = append(changes, Change{Op: OpRemoveEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss}})
+				changes = append(changes, Change{Op: OpRemoveEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss},
+					Expired: timeCame(exp, now)})
 			}
 		}
 	}
@@ -550,13 +612,18 @@ func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
 		if touchedC[k] {
 			continue
 		}
+		delete(x.heldC, k)
 		if cur, ok := x.cutoffs[k]; !ok || cur != v {
 			changes = append(changes, Change{Op: OpPutCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss, RevokedBefore: v.revokedBefore, Exp: v.exp}})
 		}
 	}
-	for k := range x.cutoffs {
+	for k, v := range x.cutoffs {
+		if _, held := x.heldC[k]; held {
+			continue
+		}
 		if _, ok := wantC[k]; !ok && !touchedC[k] {
-			changes = append(changes, Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss}})
+			changes = append(changes, Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss},
+				Expired: timeCame(v.exp, now)})
 		}
 	}
 	if len(changes) > 0 {
@@ -564,6 +631,12 @@ func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
 	}
 	return nil
 }
+
+// timeCame reports whether an item missing from a full read of the store
+// most likely left it because its exp came (Redis deletes a key at its TTL,
+// rounded here to the second above; an app may clean up expired rows): it is
+// then held until exp + grace rather than dropped.
+func timeCame(exp, now int64) bool { return exp != 0 && exp <= now+1 }
 
 type expItem struct {
 	exp    int64

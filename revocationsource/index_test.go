@@ -2,6 +2,7 @@ package revocationsource
 
 import (
 	"errors"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -66,7 +67,8 @@ func TestIndexDelta(t *testing.T) {
 		{"replace exp", []Change{put("a", t0+5)}, []Change{put("a", t0+50)}, []string{"a"}, nil},
 		{"no-op put", []Change{put("a", 0)}, []Change{put("a", 0)}, nil, nil},
 		{"remove absent", nil, []Change{del("zz")}, nil, nil},
-		{"already expired put is dropped", nil, []Change{put("old", t0-1)}, nil, nil},
+		{"already expired put is dropped", nil, []Change{put("old", t0-3600)}, nil, nil},
+		{"put expired within the grace is kept", nil, []Change{put("leeway", t0-1)}, []string{"leeway"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +134,7 @@ func TestIndexUnknownAndTruncatedVersions(t *testing.T) {
 func TestIndexExpiry(t *testing.T) {
 	clk := newFakeClock(t0)
 	x := NewIndex(clk.Now, 0)
+	x.SetExpiryGrace(0)
 	x.Apply([]Change{put("short", t0+10), put("long", t0+100), put("forever", 0),
 		{Op: OpPutCutoff, Cutoff: Cutoff{Sub: "u", RevokedBefore: t0, Exp: t0 + 10}}})
 	base := x.Version()
@@ -290,5 +293,180 @@ func TestIndexHammer(t *testing.T) {
 	}
 	if want := writers * 26; n > want || n == 0 {
 		t.Fatalf("unexpected entry count %d", n)
+	}
+}
+
+func jtis(x *Index) []string {
+	_, e, _ := x.Snapshot()
+	var out []string
+	for _, en := range e {
+		out = append(out, en.JTI)
+	}
+	return out
+}
+
+// TestIndexExpiryGrace: with a clock leeway the filter accepts a token until
+// exp + leeway, so the list keeps its entry (and a cutoff) until exp + grace.
+func TestIndexExpiryGrace(t *testing.T) {
+	clk := newFakeClock(t0)
+	x := NewIndex(clk.Now, 0)
+	if x.ExpiryGrace() != DefaultExpiryGrace {
+		t.Fatalf("default grace %s", x.ExpiryGrace())
+	}
+	x.SetExpiryGrace(60 * time.Second)
+	x.Apply([]Change{put("a", t0+10), {Op: OpPutCutoff, Cutoff: Cutoff{Sub: "u", RevokedBefore: t0, Exp: t0 + 10}}})
+	for _, at := range []int64{t0 + 10, t0 + 69} {
+		clk.unix.Store(at)
+		if got := jtis(x); !equalStrings(got, []string{"a"}) {
+			t.Fatalf("at exp+%d: %v", at-t0-10, got)
+		}
+		if _, c := x.Len(); c != 1 {
+			t.Fatalf("cutoff gone at exp+%d", at-t0-10)
+		}
+	}
+	clk.unix.Store(t0 + 70)
+	if got := jtis(x); len(got) != 0 {
+		t.Fatalf("at exp+grace: %v", got)
+	}
+	if _, c := x.Len(); c != 0 {
+		t.Fatal("cutoff kept past exp+grace")
+	}
+	// A put that arrives late but within the grace is served; one past it is not.
+	x.Apply([]Change{put("late", t0+11), put("too-late", t0+10)})
+	if got := jtis(x); !equalStrings(got, []string{"late"}) {
+		t.Fatalf("late puts: %v", got)
+	}
+}
+
+// TestIndexHoldsItemsWhoseTimeCame: a store that drops an item because its
+// time came (a Redis TTL, an eviction, a cleanup of expired rows) must not
+// take it out of the list before exp + grace; an unrevoke must.
+func TestIndexHoldsItemsWhoseTimeCame(t *testing.T) {
+	clk := newFakeClock(t0)
+	x := NewIndex(clk.Now, 0)
+	x.SetExpiryGrace(60 * time.Second)
+	x.Apply([]Change{put("ttl", t0+10), put("evicted", t0+1000), put("unrevoked", t0+1000), put("forever", 0)})
+	v := x.Version()
+	clk.unix.Store(t0 + 10)
+	x.Apply([]Change{
+		{Op: OpRemoveEntry, Entry: Entry{JTI: "ttl"}, Expired: true},
+		{Op: OpRemoveEntry, Entry: Entry{JTI: "evicted"}, Expired: true},
+		del("unrevoked"),
+	})
+	if got := jtis(x); !equalStrings(got, []string{"evicted", "forever", "ttl"}) {
+		t.Fatalf("after removals: %v", got)
+	}
+	if e, _ := x.Held(); e != 2 {
+		t.Fatalf("held %d", e)
+	}
+	// A full read that no longer has the held items does not drop them.
+	if err := x.Reconcile(State{Entries: []Entry{{JTI: "forever"}}}, x.Seq()); err != nil {
+		t.Fatal(err)
+	}
+	if got := jtis(x); !equalStrings(got, []string{"evicted", "forever", "ttl"}) {
+		t.Fatalf("after reconcile: %v", got)
+	}
+	clk.unix.Store(t0 + 70)
+	if got := jtis(x); !equalStrings(got, []string{"evicted", "forever"}) {
+		t.Fatalf("at ttl's exp+grace: %v", got)
+	}
+	// The app deletes the evicted key outright: that is an unrevoke.
+	x.Apply([]Change{del("evicted")})
+	if got := jtis(x); !equalStrings(got, []string{"forever"}) {
+		t.Fatalf("after explicit delete of a held entry: %v", got)
+	}
+	if e, _ := x.Held(); e != 0 {
+		t.Fatalf("held %d after everything left", e)
+	}
+	if x.Version() == v {
+		t.Fatal("version unchanged")
+	}
+}
+
+// TestReconcileHoldsExpiredMissingItems: a full read without an item whose
+// exp has come (Redis deleted the key at its TTL, and the notification was
+// lost) holds it; one whose exp is still ahead was deleted, and goes.
+func TestReconcileHoldsExpiredMissingItems(t *testing.T) {
+	clk := newFakeClock(t0)
+	x := NewIndex(clk.Now, 0)
+	x.SetExpiryGrace(60 * time.Second)
+	x.Apply([]Change{put("expired", t0+5), put("deleted", t0+500),
+		{Op: OpPutCutoff, Cutoff: Cutoff{Sub: "u", RevokedBefore: t0, Exp: t0 + 5}}})
+	clk.unix.Store(t0 + 5)
+	v := x.Version()
+	if err := x.Reconcile(State{}, x.Seq()); err != nil {
+		t.Fatal(err)
+	}
+	if got := jtis(x); !equalStrings(got, []string{"expired"}) {
+		t.Fatalf("after reconcile: %v", got)
+	}
+	if _, c := x.Len(); c != 1 {
+		t.Fatal("expired cutoff dropped before exp+grace")
+	}
+	if x.Version() == v {
+		t.Fatal("the deletion did not change the version")
+	}
+	// The store has the held item again (re-revoked): it is no longer held,
+	// so a later explicit delete removes it at once.
+	x.Apply([]Change{put("expired", t0+5)})
+	if e, _ := x.Held(); e != 0 {
+		t.Fatalf("held %d after the store put it back", e)
+	}
+}
+
+// TestIndexNeverDropsBeforeExpPlusGrace is a randomized property: whatever
+// mix of puts, expiry-caused removals, reconciles and clock steps, an entry
+// that was put and never explicitly removed is in the list while now <
+// exp + grace.
+func TestIndexNeverDropsBeforeExpPlusGrace(t *testing.T) {
+	const grace = 30
+	for seed := range int64(200) {
+		r := rand.New(rand.NewPCG(uint64(seed), 1))
+		clk := newFakeClock(t0)
+		x := NewIndex(clk.Now, 16)
+		x.SetExpiryGrace(grace * time.Second)
+		model := map[string]int64{} // jti -> exp of entries that must stay until exp+grace
+		store := map[string]int64{}
+		for range 200 {
+			jti := string(rune('a' + r.IntN(8)))
+			now := clk.Now().Unix()
+			switch r.IntN(5) {
+			case 0: // the store gets a revocation
+				exp := now + int64(r.IntN(40))
+				store[jti] = exp
+				x.Apply([]Change{put(jti, exp)})
+				model[jti] = exp
+			case 1: // the store drops an item whose time came
+				if exp, ok := store[jti]; ok && exp <= now {
+					delete(store, jti)
+					x.Apply([]Change{{Op: OpRemoveEntry, Entry: Entry{JTI: jti}, Expired: true}})
+				}
+			case 2: // a full read of the store
+				st := State{}
+				for j, exp := range store {
+					if exp > now { // a TTL store no longer lists expired keys
+						st.Entries = append(st.Entries, Entry{JTI: j, Exp: exp})
+					}
+				}
+				if err := x.Reconcile(st, x.Seq()); err != nil {
+					t.Fatal(err)
+				}
+			case 3:
+				clk.Add(int64(r.IntN(10)))
+			case 4: // an unrevoke
+				delete(store, jti)
+				delete(model, jti)
+				x.Apply([]Change{del(jti)})
+			}
+			have := map[string]bool{}
+			for _, j := range jtis(x) {
+				have[j] = true
+			}
+			for j, exp := range model {
+				if clk.Now().Unix() < exp+grace && !have[j] {
+					t.Fatalf("seed %d: %q (exp %d) dropped at %d, before exp+grace", seed, j, exp-t0, clk.Now().Unix()-t0)
+				}
+			}
+		}
 	}
 }

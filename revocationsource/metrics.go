@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer, idx *Index) *Metrics {
 		}, []string{"method", "code"}),
 		StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "revocation_source_store_errors_total",
-			Help: "Store failures by operation (load, follow, write).",
+			Help: "Store failures by operation (load, follow, write, prune).",
 		}, []string{"op"}),
 		Reconciles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "revocation_source_reconciles_total",
@@ -70,6 +70,10 @@ func NewMetrics(reg prometheus.Registerer, idx *Index) *Metrics {
 				Name: "revocation_source_cutoffs",
 				Help: "Subject cutoffs currently served.",
 			}, func() float64 { _, n := idx.Len(); return float64(n) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "revocation_source_held_items",
+				Help: "Entries and cutoffs the store dropped when their time came (a TTL, an eviction, a cleanup) that are still served until exp + the expiry grace. Memory only: a restart forgets them.",
+			}, func() float64 { e, c := idx.Held(); return float64(e + c) }),
 		)
 		idx.OnInvalid = m.InvalidItems.Inc
 	}

@@ -30,9 +30,11 @@ const (
 // MaxAdminBody bounds an admin request body: one item is well under 2 KiB.
 const MaxAdminBody = 16 << 10
 
-// deltaCacheSize bounds the cache of encoded deltas. A fleet of pollers is
-// mostly at the same one or two versions, so a small cache absorbs them.
-const deltaCacheSize = 256
+// DefaultDeltaCacheBytes bounds the cache of encoded deltas. A fleet of
+// pollers is mostly at the same one or two versions, so a small cache absorbs
+// them; the bound is in bytes because one delta can be as large as a
+// snapshot.
+const DefaultDeltaCacheBytes = 32 << 20
 
 // Server serves the feed, the admin API and the health endpoints.
 type Server struct {
@@ -44,6 +46,13 @@ type Server struct {
 	Now func() time.Time
 	// AdminToken enables the admin API when non-empty.
 	AdminToken string
+	// FeedToken, when non-empty, is the bearer token the feed requires (the
+	// filter sends it with sync.headers).
+	FeedToken string
+	// MetricsToken, when non-empty, is the bearer token /metrics requires.
+	MetricsToken string
+	// DeltaCacheBytes bounds the encoded deltas kept (0: DefaultDeltaCacheBytes).
+	DeltaCacheBytes int
 	// Ready reports whether the store has answered (nil: always ready).
 	Ready func() bool
 	// Gatherer serves /metrics (nil: no /metrics).
@@ -52,8 +61,10 @@ type Server struct {
 	snapMu sync.Mutex
 	snap   *snapBuild
 
-	deltaMu sync.Mutex
-	deltas  map[[2]string]*encoded
+	deltaMu    sync.Mutex
+	deltas     map[[2]string]*encoded
+	deltaOrder [][2]string // insertion order, oldest first
+	deltaBytes int
 }
 
 type snapBuild struct {
@@ -92,7 +103,8 @@ func (s *Server) Handler() http.Handler {
 		s.Now = time.Now
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+FeedPath, s.serveFeed)
+	feed := http.HandlerFunc(s.serveFeed)
+	mux.Handle("GET "+FeedPath, s.bearer(s.FeedToken, "feed", feed))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
@@ -104,7 +116,7 @@ func (s *Server) Handler() http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	if s.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", s.bearer(s.MetricsToken, "metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})))
 	}
 	if s.AdminToken != "" {
 		mux.HandleFunc("POST "+AdminPath, s.admin(s.adminRevoke))
@@ -213,13 +225,56 @@ func (s *Server) delta(since string) (*encoded, string, bool) {
 		return nil, "", false
 	}
 	e := &encoded{plain: AppendDelta(nil, since, version, d)}
+	s.cacheDelta([2]string{since, version}, e)
+	return e, version, true
+}
+
+// deltaCost is what one cached delta may come to: the plain body and, made
+// on demand, its gzip form (never much larger than the plain one).
+func deltaCost(e *encoded) int { return 2*len(e.plain) + 256 }
+
+// cacheDelta keeps e, dropping the oldest deltas to stay within the byte
+// bound. A delta larger than an eighth of the bound is not kept at all.
+func (s *Server) cacheDelta(key [2]string, e *encoded) {
+	limit := s.DeltaCacheBytes
+	if limit <= 0 {
+		limit = DefaultDeltaCacheBytes
+	}
+	cost := deltaCost(e)
+	if cost > limit/8 {
+		return
+	}
 	s.deltaMu.Lock()
-	if s.deltas == nil || len(s.deltas) >= deltaCacheSize {
+	defer s.deltaMu.Unlock()
+	if s.deltas == nil {
 		s.deltas = make(map[[2]string]*encoded)
 	}
-	s.deltas[[2]string{since, version}] = e
-	s.deltaMu.Unlock()
-	return e, version, true
+	if old, ok := s.deltas[key]; ok {
+		s.deltaBytes -= deltaCost(old)
+	} else {
+		s.deltaOrder = append(s.deltaOrder, key)
+	}
+	s.deltas[key] = e
+	s.deltaBytes += cost
+	drop := 0
+	for s.deltaBytes > limit && drop < len(s.deltaOrder) {
+		k := s.deltaOrder[drop]
+		drop++
+		if old, ok := s.deltas[k]; ok {
+			s.deltaBytes -= deltaCost(old)
+			delete(s.deltas, k)
+		}
+	}
+	if drop > 0 {
+		s.deltaOrder = append([][2]string(nil), s.deltaOrder[drop:]...)
+	}
+}
+
+// deltaCacheUsage reports the cached deltas and what they may take.
+func (s *Server) deltaCacheUsage() (n, bytes int) {
+	s.deltaMu.Lock()
+	defer s.deltaMu.Unlock()
+	return len(s.deltas), s.deltaBytes
 }
 
 // etag names a response: the version it brings the client to, the base for
@@ -294,14 +349,40 @@ type AdminRequest struct {
 
 var errBadRequest = errors.New("bad request")
 
+// bearerMatches reports whether the Authorization header carries want as a
+// bearer token. The scheme is matched case-insensitively (RFC 9110 §11.1),
+// and comparing fixed-size digests keeps the comparison constant-time in the
+// token's length too.
+func bearerMatches(header string, want [sha256.Size]byte) bool {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(header), " ")
+	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	match := subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	return ok && strings.EqualFold(scheme, "Bearer") && match
+}
+
+// bearer guards next with token when it is non-empty.
+func (s *Server) bearer(token, what string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !bearerMatches(r.Header.Get("Authorization"), want) {
+			if what == "feed" {
+				s.countFeed("unauthorized", "identity", 0)
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="revocation-source"`)
+			http.Error(w, "missing or wrong bearer token for the "+what, http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func (s *Server) admin(next func(*http.Request) (int, error)) http.HandlerFunc {
 	want := sha256.Sum256([]byte(s.AdminToken))
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		// Comparing fixed-size digests keeps the comparison constant-time
-		// in the token's length too.
-		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		if !bearerMatches(r.Header.Get("Authorization"), want) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="revocation-source"`)
 			s.adminReply(w, r, http.StatusUnauthorized, "", errors.New("missing or wrong bearer token"))
 			return
@@ -344,8 +425,10 @@ func (s *Server) validateAdmin(req *AdminRequest, revoke bool) error {
 		return fmt.Errorf("%w: give exactly one of jti and sub", errBadRequest)
 	}
 	now := s.Now().Unix()
-	if revoke && req.Exp != 0 && (req.Exp <= now || req.Exp > MaxUnixSeconds) {
-		return fmt.Errorf("%w: exp must be in the future and below 2^32", errBadRequest)
+	grace := int64(s.Index.ExpiryGrace() / time.Second)
+	if revoke && req.Exp != 0 && (req.Exp+grace <= now || req.Exp > MaxUnixSeconds) {
+		return fmt.Errorf("%w: exp %d must be a Unix time in seconds later than now (%d) minus the expiry grace (%ds), below 2^32; for an hour from now use $(($(date +%%s)+3600))",
+			errBadRequest, req.Exp, now, grace)
 	}
 	if req.JTI != "" && req.RevokedBefore != nil {
 		return fmt.Errorf("%w: revoked_before applies to sub only", errBadRequest)
@@ -382,6 +465,9 @@ func (s *Server) adminRevoke(r *http.Request) (int, error) {
 	if req.JTI != "" {
 		e := Entry{JTI: req.JTI, Iss: req.Iss, Exp: req.Exp}
 		err = s.Store.RevokeToken(ctx, e)
+		if eff, ok := s.Store.(EffectiveEntrier); ok {
+			e = eff.EffectiveEntry(e)
+		}
 		// Stores keep the longest revocation of a jti; mirror that.
 		ch = Change{Op: OpPutEntry, Entry: e, Merge: true}
 	} else {
@@ -392,8 +478,30 @@ func (s *Server) adminRevoke(r *http.Request) (int, error) {
 	if err != nil {
 		return s.storeFailure(err)
 	}
-	s.Index.Apply([]Change{ch})
+	version := s.Index.Apply([]Change{ch})
+	s.audit(r, "revoke", req, version)
 	return http.StatusOK, nil
+}
+
+// audit logs one admin change: what was revoked or unrevoked and by which
+// client address, never the bearer token.
+func (s *Server) audit(r *http.Request, action string, req AdminRequest, version string) {
+	attrs := []any{"action", action, "remote", r.RemoteAddr, "version", version}
+	if req.JTI != "" {
+		attrs = append(attrs, "jti", req.JTI)
+	} else {
+		attrs = append(attrs, "sub", req.Sub)
+		if req.RevokedBefore != nil {
+			attrs = append(attrs, "revoked_before", *req.RevokedBefore)
+		}
+	}
+	if req.Iss != "" {
+		attrs = append(attrs, "iss", req.Iss)
+	}
+	if req.Exp != 0 {
+		attrs = append(attrs, "exp", req.Exp)
+	}
+	s.Logger.Info("admin "+action, attrs...)
 }
 
 func (s *Server) adminUnrevoke(r *http.Request) (int, error) {
@@ -427,7 +535,8 @@ func (s *Server) adminUnrevoke(r *http.Request) (int, error) {
 	if err != nil {
 		return s.storeFailure(err)
 	}
-	s.Index.Apply([]Change{ch})
+	version := s.Index.Apply([]Change{ch})
+	s.audit(r, "unrevoke", req, version)
 	return http.StatusOK, nil
 }
 
@@ -439,6 +548,8 @@ func (s *Server) storeFailure(err error) (int, error) {
 		return http.StatusBadRequest, err
 	case errors.Is(err, context.Canceled):
 		return 499, err
+	case errors.Is(err, ErrNotReady):
+		return http.StatusServiceUnavailable, err
 	}
 	if s.Metrics != nil {
 		s.Metrics.StoreErrors.WithLabelValues("write").Inc()

@@ -19,6 +19,9 @@ type Syncer struct {
 	Logger         *slog.Logger
 	Metrics        *Metrics
 	ReconcileEvery time.Duration // <= 0: never after the first read
+	// PruneEvery, when > 0 and the store is a Pruner, deletes the store's
+	// expired items that often. Off by default: the store is the app's.
+	PruneEvery time.Duration
 
 	ready atomic.Bool
 	once  sync.Once
@@ -32,8 +35,18 @@ func (s *Syncer) init() {
 	})
 }
 
-// Ready reports whether the store has answered at least once.
+// Ready reports whether the store has answered a full read, and has not
+// since become unreadable (ErrUnreadable). An outage keeps it ready: nobody
+// can write to an unreachable store, so the last list is still complete.
 func (s *Syncer) Ready() bool { return s.ready.Load() }
+
+// unreadable withdraws readiness when err says the store's content can no
+// longer be read; the next successful full read restores it.
+func (s *Syncer) unreadable(err error) {
+	if errors.Is(err, ErrUnreadable) && s.ready.Swap(false) {
+		s.Logger.Error("the store's content cannot be read: /readyz and the feed answer 503 until it can; filters keep their last good list", "err", err)
+	}
+}
 
 // ReconcileOnce reads the whole store and applies the difference.
 func (s *Syncer) ReconcileOnce(ctx context.Context) error {
@@ -48,6 +61,7 @@ func (s *Syncer) ReconcileOnce(ctx context.Context) error {
 		if s.Metrics != nil {
 			s.Metrics.StoreErrors.WithLabelValues("load").Inc()
 		}
+		s.unreadable(err)
 		return err
 	}
 	s.ready.Store(true)
@@ -92,10 +106,19 @@ func (s *Syncer) Run(ctx context.Context) error {
 		defer t.Stop()
 		reconcile = t.C
 	}
+	var prune <-chan time.Time
+	if p, ok := s.Store.(Pruner); ok && s.PruneEvery > 0 {
+		t := time.NewTicker(s.PruneEvery)
+		defer t.Stop()
+		prune = t.C
+		s.pruneOnce(ctx, p)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-prune:
+			s.pruneOnce(ctx, s.Store.(Pruner))
 		case <-expire.C:
 			s.Index.MaybeExpire()
 		case <-reconcile:
@@ -107,6 +130,19 @@ func (s *Syncer) Run(ctx context.Context) error {
 				s.Logger.Log(ctx, lvl, "reconciliation failed; keeping the current list", "err", err)
 			}
 		}
+	}
+}
+
+func (s *Syncer) pruneOnce(ctx context.Context, p Pruner) {
+	n, err := p.Prune(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		if s.Metrics != nil {
+			s.Metrics.StoreErrors.WithLabelValues("prune").Inc()
+		}
+		s.Logger.Warn("pruning expired rows failed", "err", err)
+	case n > 0:
+		s.Logger.Info("pruned expired rows", "rows", n)
 	}
 }
 
@@ -124,6 +160,7 @@ func (s *Syncer) follow(ctx context.Context, f Follower) {
 		if time.Since(started) > time.Minute {
 			b.reset()
 		}
+		s.unreadable(err)
 		s.Logger.Warn("following store changes failed; restarting", "err", err)
 		if !sleepCtx(ctx, b.next()) {
 			return

@@ -27,6 +27,10 @@ var (
 	ErrTooManyEntries    = errors.New("store holds more entries than allowed")
 	ErrStaleReconcile    = errors.New("change log no longer covers the reconciliation window")
 	ErrNotReady          = errors.New("store has not answered yet")
+	// ErrUnreadable: the store answers, but what it holds cannot be read
+	// (a table changed under the server). Unlike an outage, revocations may
+	// be arriving that the server cannot see, so it stops reporting ready.
+	ErrUnreadable = errors.New("the store answers but its content cannot be read")
 )
 
 // Entry is one revoked token. Exp 0 means "no known expiry".
@@ -83,6 +87,12 @@ type Change struct {
 	// SQL tables may hold several rows for one jti, and the token stays
 	// revoked as long as any of them says so.
 	Merge bool
+	// Expired marks a removal the store did not ask for: the item is gone
+	// because its time came (a TTL, an eviction, a cleanup job). The index
+	// keeps it until exp + grace, because a filter with a clock leeway still
+	// accepts the token until exp + leeway. Removals asked for (an unrevoke,
+	// a DELETE by the app) leave it false and take effect at once.
+	Expired bool
 }
 
 // Store is the source of truth. The index is only a cache of it, which is why
@@ -96,6 +106,21 @@ type Store interface {
 	RevokeSubject(ctx context.Context, c Cutoff) error
 	UnrevokeSubject(ctx context.Context, k CutoffKey) error
 	Close() error
+}
+
+// EffectiveEntrier is implemented by stores that cannot keep an entry's exp
+// exactly as given (a table without an expiry column derives it from the
+// creation time): EffectiveEntry is the entry as a later read will return
+// it, so the index holds the same thing before and after a reconciliation.
+type EffectiveEntrier interface {
+	EffectiveEntry(e Entry) Entry
+}
+
+// Pruner is implemented by stores that can delete their own expired items
+// (only when the operator asks: the store may be the app's).
+type Pruner interface {
+	// Prune deletes items whose exp + grace has passed and returns how many.
+	Prune(ctx context.Context) (int64, error)
 }
 
 // Sink receives what a Follower observes.

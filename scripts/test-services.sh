@@ -6,6 +6,9 @@
 #   eval "$(bash scripts/test-services.sh)"
 #   go test ./revocationsource/... ./cmd/revocation-source/...
 #
+# It also installs what those tests run: Debian's Flask-SQLAlchemy,
+# flask-jwt-extended and psycopg2 (for /usr/bin/python3), curl and openssl.
+#
 # Idempotent: a second run finds both services answering and only prints the
 # exports. Everything but the export lines goes to stderr so that eval sees
 # nothing else. Needs root on Debian (apt-get, su postgres) the first time.
@@ -23,6 +26,11 @@ log() { echo "test-services: $*" >&2; }
 need_install=()
 command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_install+=(postgresql)
+# The real flask-jwt-extended app of the SQL store's tests, and what the docs' commands use.
+/usr/bin/python3 -c 'import flask_sqlalchemy, flask_jwt_extended, psycopg2' >/dev/null 2>&1 ||
+  need_install+=(python3-flask-sqlalchemy python3-python-flask-jwt-extended python3-psycopg2)
+command -v curl >/dev/null 2>&1 || need_install+=(curl)
+command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 if ((${#need_install[@]})); then
   log "installing ${need_install[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -35,7 +35,11 @@ type Store struct {
 	Path         string
 	PollInterval time.Duration // default 1s
 	MaxBytes     int64         // default DefaultMaxBytes
-	MaxEntries   int           // default 2,000,000
+	MaxEntries   int           // live items allowed; default 2,000,000
+	// Grace: items past exp + Grace are left out and do not count against
+	// MaxEntries (0: revocationsource.DefaultExpiryGrace).
+	Grace time.Duration
+	Now   func() time.Time // default time.Now
 
 	mu     sync.Mutex
 	loaded stamp // of the file as last read by Load
@@ -86,13 +90,41 @@ func (s *Store) Load(_ context.Context) (rs.State, error) {
 	if maxEntries <= 0 {
 		maxEntries = 2_000_000
 	}
+	st = s.live(st)
 	if len(st.Entries)+len(st.Cutoffs) > maxEntries {
-		return rs.State{}, fmt.Errorf("%w: %s", rs.ErrTooManyEntries, s.Path)
+		return rs.State{}, fmt.Errorf("%w: %s holds more than %d unexpired items", rs.ErrTooManyEntries, s.Path, maxEntries)
 	}
 	s.mu.Lock()
 	s.loaded = before
 	s.mu.Unlock()
 	return st, nil
+}
+
+// live drops the items past exp + grace.
+func (s *Store) live(st rs.State) rs.State {
+	grace := s.Grace
+	if grace <= 0 {
+		grace = rs.DefaultExpiryGrace
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	cut := now().Add(-grace).Unix()
+	keep := func(exp int64) bool { return exp == 0 || exp > cut }
+	entries := st.Entries[:0]
+	for _, e := range st.Entries {
+		if keep(e.Exp) {
+			entries = append(entries, e)
+		}
+	}
+	cutoffs := st.Cutoffs[:0]
+	for _, c := range st.Cutoffs {
+		if keep(c.Exp) {
+			cutoffs = append(cutoffs, c)
+		}
+	}
+	return rs.State{Entries: entries, Cutoffs: cutoffs}
 }
 
 // Parse reads either format: JSON when the first non-space byte is '{'.

@@ -3,8 +3,10 @@ package filestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +99,28 @@ func TestFollowPicksUpReplacement(t *testing.T) {
 			t.Fatalf("file change not picked up: %d entries", n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestExpiredItemsDoNotCount: items past exp + grace are left out and do
+// not count against MaxEntries. (Issue 8 §4.)
+func TestExpiredItemsDoNotCount(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "list.txt")
+	now := time.Unix(1_800_000_000, 0)
+	body := fmt.Sprintf("old1 %d\nold2 %d\nin-grace %d\nlive %d\nforever\n",
+		now.Unix()-7200, now.Unix()-3601, now.Unix()-60, now.Unix()+60)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := (&Store{Path: path, MaxEntries: 3, Grace: time.Hour, Now: func() time.Time { return now }}).Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range st.Entries {
+		got = append(got, e.JTI)
+	}
+	if strings.Join(got, ",") != "in-grace,live,forever" {
+		t.Fatalf("loaded %v", got)
 	}
 }

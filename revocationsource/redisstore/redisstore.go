@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,6 +46,9 @@ type Config struct {
 	MaxEntries             int   // bound on keys read by Load; default 2,000,000
 	ScanCount              int64 // SCAN COUNT hint; default 1000
 	Logger                 *slog.Logger
+	// OnNotifications, when set, is told whether keyspace notifications
+	// are known to be on (for a metric).
+	OnNotifications func(on bool)
 }
 
 // Store is a Redis-backed revocationsource.Store.
@@ -52,6 +56,11 @@ type Store struct {
 	c   *redis.Client
 	cfg Config
 	db  int
+
+	// runID is the Redis server's run_id when notifications were last
+	// checked: a new one means Redis restarted and forgot a CONFIG SET.
+	mu    sync.Mutex
+	runID string
 }
 
 // Open checks the connection and, if asked, configures notifications.
@@ -69,15 +78,91 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{c: cfg.Client, cfg: cfg, db: cfg.Client.Options().DB}
-	if err := s.c.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("redis ping: %w", err)
-	}
-	if cfg.ConfigureNotifications {
-		if err := s.configureNotifications(ctx); err != nil {
-			cfg.Logger.Warn("could not enable keyspace notifications; changes will be seen at reconciliation only", "err", err)
-		}
+	if err := s.ensureNotifications(ctx, true); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// ensureNotifications checks that keyspace notifications are on, turning
+// them on when configured to, whenever the Redis server may have forgotten
+// them: at the first contact, when its run_id changed (a restart: Redis
+// forgets CONFIG SET unless its config file has the setting), and when force
+// is set (the follower reconnects, which is also how a restart shows). Off,
+// changes are seen only at the next full reconciliation, which is logged at
+// error level. It fails only when Redis cannot be reached at all.
+func (s *Store) ensureNotifications(ctx context.Context, force bool) error {
+	if err := s.c.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	runID := "unknown"
+	if info, err := s.c.Info(ctx, "server").Result(); err == nil {
+		runID = orDefault(infoField(info, "run_id"), runID)
+	}
+	s.mu.Lock()
+	prev := s.runID
+	s.runID = runID
+	s.mu.Unlock()
+	if prev == runID && !force {
+		return nil
+	}
+	log := s.cfg.Logger
+	if prev != "" && prev != runID && runID != "unknown" {
+		log.Warn("Redis restarted (new run_id): checking keyspace notifications again", "run_id", runID)
+	}
+	on, err := s.notificationsOn(ctx)
+	if err == nil && !on && s.cfg.ConfigureNotifications {
+		if err = s.configureNotifications(ctx); err == nil {
+			on = true
+			log.Info("enabled keyspace notifications", "notify-keyspace-events", neededEvents)
+		}
+	}
+	if s.cfg.OnNotifications != nil {
+		s.cfg.OnNotifications(on)
+	}
+	switch {
+	case on:
+	case err != nil && prev == runID:
+		// Cannot tell (CONFIG denied, as on managed Redis), and said so
+		// already for this server.
+	case err != nil:
+		log.Warn("cannot check keyspace notifications (CONFIG GET or CONFIG SET refused): make sure notify-keyspace-events includes \""+
+			neededEvents+"\", or revocations reach the feed only at each full reconciliation", "err", err)
+	default:
+		s.mu.Lock()
+		s.runID = "" // check again at the next read
+		s.mu.Unlock()
+		log.Error("KEYSPACE NOTIFICATIONS ARE OFF: revocations written to Redis reach the feed only at the next full reconciliation (--reconcile-interval). " +
+			"Set notify-keyspace-events to include \"" + neededEvents + "\" in redis.conf, or allow CONFIG SET and leave --redis-configure-notifications on")
+	}
+	return nil
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// notificationsOn reports whether notify-keyspace-events has every class
+// the follower needs.
+func (s *Store) notificationsOn(ctx context.Context) (bool, error) {
+	cur, err := s.c.ConfigGet(ctx, "notify-keyspace-events").Result()
+	if err != nil {
+		return false, err
+	}
+	flags := cur["notify-keyspace-events"]
+	return mergeFlags(flags) == flags, nil
+}
+
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // needed keyspace event classes: K keyspace channel, g generic (del, expire,
@@ -90,6 +175,15 @@ func (s *Store) configureNotifications(ctx context.Context) error {
 		return err
 	}
 	flags := cur["notify-keyspace-events"]
+	merged := mergeFlags(flags)
+	if merged == flags {
+		return nil
+	}
+	return s.c.ConfigSet(ctx, "notify-keyspace-events", merged).Err()
+}
+
+// mergeFlags adds the needed event classes to flags.
+func mergeFlags(flags string) string {
 	merged := flags
 	for _, f := range neededEvents {
 		if strings.ContainsRune(merged, f) {
@@ -100,10 +194,7 @@ func (s *Store) configureNotifications(ctx context.Context) error {
 		}
 		merged += string(f)
 	}
-	if merged == flags {
-		return nil
-	}
-	return s.c.ConfigSet(ctx, "notify-keyspace-events", merged).Err()
+	return merged
 }
 
 // Close closes the client.
@@ -138,6 +229,9 @@ func expOf(ms int64) (exp int64, ok bool) {
 // Load SCANs string keys under the prefix (bounded by MaxEntries) and reads
 // their expiry times in pipelines.
 func (s *Store) Load(ctx context.Context) (rs.State, error) {
+	if err := s.ensureNotifications(ctx, false); err != nil {
+		return rs.State{}, err
+	}
 	var st rs.State
 	var cursor uint64
 	match := globEscape(s.cfg.KeyPrefix) + "*"
@@ -146,7 +240,7 @@ func (s *Store) Load(ctx context.Context) (rs.State, error) {
 		if err != nil {
 			return rs.State{}, fmt.Errorf("scan: %w", err)
 		}
-		entries, err := s.lookup(ctx, keys)
+		entries, err := s.lookup(ctx, keys, nil)
 		if err != nil {
 			return rs.State{}, err
 		}
@@ -171,8 +265,14 @@ func (s *Store) Load(ctx context.Context) (rs.State, error) {
 	return st, nil
 }
 
-// lookup turns keys into puts (the key exists) or removals (it does not).
-func (s *Store) lookup(ctx context.Context, keys []string) ([]rs.Change, error) {
+// removedOnPurpose are the keyspace events of a key deleted by a client (the
+// app unrevoking); any other reason for a key to vanish (expired, evicted)
+// means its time came, and the index holds it until exp + grace.
+var removedOnPurpose = map[string]bool{"del": true, "rename_from": true, "move_from": true}
+
+// lookup turns keys into puts (the key exists) or removals (it does not);
+// events is the last keyspace event seen for each key (nil: none).
+func (s *Store) lookup(ctx context.Context, keys []string, events map[string]string) ([]rs.Change, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -202,7 +302,7 @@ func (s *Store) lookup(ctx context.Context, keys []string) ([]rs.Change, error) 
 		}
 		exp, ok := expOf(ms)
 		if !ok {
-			out = append(out, rs.Change{Op: rs.OpRemoveEntry, Entry: rs.Entry{JTI: jti}})
+			out = append(out, rs.Change{Op: rs.OpRemoveEntry, Entry: rs.Entry{JTI: jti}, Expired: !removedOnPurpose[events[k]]})
 			continue
 		}
 		out = append(out, rs.Change{Op: rs.OpPutEntry, Entry: rs.Entry{JTI: jti, Exp: exp}})
@@ -255,6 +355,11 @@ const (
 // Follow applies keyspace notifications until ctx ends or the subscription
 // breaks.
 func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
+	// The syncer restarts Follow after the subscription broke (a Redis
+	// restart among other things): check notifications again first.
+	if err := s.ensureNotifications(ctx, true); err != nil {
+		return err
+	}
 	prefix := fmt.Sprintf("__keyspace@%d__:", s.db)
 	ps := s.c.PSubscribe(ctx, prefix+globEscape(s.cfg.KeyPrefix)+"*")
 	defer ps.Close()
@@ -275,7 +380,7 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 			}
 			return fmt.Errorf("receive: %w", err)
 		}
-		keys := map[string]bool{}
+		keys := map[string]string{} // key -> last event
 		cutoffs := false
 		handle := func(m any) error {
 			switch m := m.(type) {
@@ -293,7 +398,7 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 				if k == s.cfg.CutoffsKey {
 					cutoffs = true
 				} else {
-					keys[k] = true
+					keys[k] = m.Payload
 				}
 			}
 			return nil
@@ -328,7 +433,7 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 			for k := range keys {
 				list = append(list, k)
 			}
-			changes, err := s.lookup(ctx, list)
+			changes, err := s.lookup(ctx, list, keys)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -28,3 +29,20 @@ func RedisAddr(t testing.TB) string { return Lookup(t, "REDIS_ADDR") }
 
 // PGDSN is the DSN of a test PostgreSQL database (PG_DSN).
 func PGDSN(t testing.TB) string { return Lookup(t, "PG_DSN") }
+
+// RedisServerBinary is the redis-server program, for tests that need a
+// Redis of their own (to restart it). Missing, the test is skipped, or fails
+// under CI=true.
+func RedisServerBinary(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("redis-server")
+	if err == nil {
+		return p
+	}
+	msg := "no redis-server on PATH: run `eval \"$(bash scripts/test-services.sh)\"` first"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (CI=true: not skipping)")
+	}
+	t.Skip(msg)
+	return ""
+}
