@@ -2,6 +2,10 @@
 #
 #   make build      the module: build/jtiguard.wasm (standard Go, wasip1, c-shared)
 #   make run        the local demo: revocation source + echo upstream + the module in the harness proxy
+#                   (ports: envoy.yaml's when free, else free ones; choose with PROXY_PORT=, SOURCE_PORT=,
+#                   UPSTREAM_PORT=, 0 = any free port; RUN_FLAGS=-exit-after-steps stops after the demo)
+#   make oci        OCI images without Docker: build/oci/jtiguard (Istio "compat" Wasm image) and
+#                   build/oci/revocation-source (static binary, non-root); publish with crane push
 #   make test       every test (installs and starts redis-server and PostgreSQL for the source's tests)
 #   make check      gofmt, go vet (native and wasip1), build-tag sanity for TinyGo, go mod tidy
 #   make bench      the benchmarks quoted in README.md
@@ -15,7 +19,7 @@ WASM      := build/jtiguard.wasm
 WASM_STUBS := -envoy
 FUZZTIME  ?= 10s
 
-.PHONY: build run run-envoy test test-services check bench fuzz clean
+.PHONY: build run run-envoy oci test test-long test-services check bench fuzz clean
 
 build:
 	@mkdir -p build
@@ -24,8 +28,18 @@ build:
 	@rm -f $(WASM).tmp
 	@ls -l $(WASM)
 
+# Empty: envoy.yaml's port, or a free one when it is taken. Set: that port or a clear error.
+PROXY_PORT    ?=
+SOURCE_PORT   ?=
+UPSTREAM_PORT ?=
+RUN_FLAGS     ?=
+
+RUN_ARGS = $(if $(PROXY_PORT),-listen 127.0.0.1:$(PROXY_PORT)) \
+	$(if $(SOURCE_PORT),-source-listen 127.0.0.1:$(SOURCE_PORT)) \
+	$(if $(UPSTREAM_PORT),-upstream-listen 127.0.0.1:$(UPSTREAM_PORT))
+
 run: build
-	$(GO) run ./cmd/jtiguard-demo
+	$(GO) run ./cmd/jtiguard-demo $(strip $(RUN_ARGS) $(RUN_FLAGS))
 
 run-envoy: build
 	@command -v envoy >/dev/null || { echo "run-envoy: no envoy binary on PATH (Envoy >= 1.33 is needed)"; exit 1; }
