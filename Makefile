@@ -41,6 +41,16 @@ RUN_ARGS = $(if $(PROXY_PORT),-listen 127.0.0.1:$(PROXY_PORT)) \
 run: build
 	$(GO) run ./cmd/jtiguard-demo $(strip $(RUN_ARGS) $(RUN_FLAGS))
 
+# The revocation source's image runs this static binary; OCI_ARCH=arm64 builds for arm64 instead.
+OCI_ARCH   ?= $(shell $(GO) env GOARCH)
+SOURCE_BIN := build/revocation-source.linux-$(OCI_ARCH)
+
+oci: build
+	@rm -f build/revocation-source.linux-*
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(OCI_ARCH) $(GO) build -trimpath -ldflags='-s -w' -o $(SOURCE_BIN) ./cmd/revocation-source
+	$(GO) run ./cmd/build-oci -plugin $(WASM) -plugin-out build/oci/jtiguard \
+		-source $(SOURCE_BIN) -source-arch $(OCI_ARCH) -source-out build/oci/revocation-source
+
 run-envoy: build
 	@command -v envoy >/dev/null || { echo "run-envoy: no envoy binary on PATH (Envoy >= 1.33 is needed)"; exit 1; }
 	@echo "Envoy on :10000; it expects the revocation source on 127.0.0.1:8081 and an upstream on 127.0.0.1:8080"
