@@ -35,9 +35,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"strconv"
 	"syscall"
 	"time"
 
