@@ -56,13 +56,25 @@ run-envoy: build
 	@echo "Envoy on :10000; it expects the revocation source on 127.0.0.1:8081 and an upstream on 127.0.0.1:8080"
 	envoy -c envoy.yaml --log-level info
 
+# Every go test has an explicit -timeout, so a loaded machine fails with a stack dump instead of
+# hitting go test's 10-minute default. The long tests (the 1M-request soak, the docs' commands run
+# end to end) carry the build tag "long": the default `go test ./...` does not build them, and
+# test-long runs them with their own timeout.
+TEST_TIMEOUT ?= 15m
+LONG_TIMEOUT ?= 20m
+
 # test-services prints `export` lines for the database-backed tests; it installs what is missing.
 test: build
 	eval "$$(bash scripts/test-services.sh)" && \
-	$(GO) test -count=1 ./... && \
-	$(GO) test -count=1 -race ./blocklistsync ./harness ./revocationsource/... && \
-	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
-	$(GO) test -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... && \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race ./blocklistsync ./harness ./revocationsource/... && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
+	$(MAKE) test-long
+
+# The soak (e2e/TestSoakEnvoy133) and the docs' commands (deploy/TestDocs*), tag "long".
+test-long: build
+	$(GO) test -count=1 -tags long -timeout $(LONG_TIMEOUT) -run '^(TestSoakEnvoy133|TestDocs.*)$$' ./e2e ./deploy
 
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
