@@ -516,3 +516,43 @@ func del(t *testing.T, doc any, path string) {
 	}
 	delete(m, last)
 }
+
+// TestFlaskDefaultsConfig puts docs/plugin-config.flask-defaults.json in place of the shipped plugin
+// configuration: Envoy's types accept the bootstrap, its sync.cluster exists there, and it is flask's
+// defaults (headers only, a missing token refused, the secret from JWT_SECRET_KEY).
+func TestFlaskDefaultsConfig(t *testing.T) {
+	b, err := os.ReadFile("../docs/plugin-config.flask-defaults.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(repoEnvoyYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(base, &doc); err != nil {
+		t.Fatal(err)
+	}
+	set(t, doc, pluginPath+".configuration.value", string(b))
+	in, _ := json.Marshal(doc)
+	cfg, err := Parse(in)
+	if err != nil {
+		t.Fatalf("envoy.yaml with the flask-defaults configuration: %v", err)
+	}
+	var pc struct {
+		MissingToken string `json:"missing_token"`
+		Token        struct {
+			Locations []string `json:"locations"`
+		} `json:"token"`
+		JWT struct {
+			HMACSecrets []map[string]string `json:"hmac_secrets"`
+		} `json:"jwt"`
+	}
+	if err := json.Unmarshal(cfg.Plugin.Configuration, &pc); err != nil {
+		t.Fatal(err)
+	}
+	if pc.MissingToken != "deny" || !reflect.DeepEqual(pc.Token.Locations, []string{"headers"}) ||
+		len(pc.JWT.HMACSecrets) != 1 || pc.JWT.HMACSecrets[0]["secret_env"] != "JWT_SECRET_KEY" {
+		t.Errorf("flask defaults: %+v", pc)
+	}
+}
