@@ -27,6 +27,7 @@ import (
 
 	"github.com/jtiguard/jtiguard/deploy"
 	"github.com/jtiguard/jtiguard/envoyconfig"
+	"github.com/jtiguard/jtiguard/filter"
 )
 
 const (
@@ -548,4 +549,19 @@ func boundAddr(t *testing.T, r io.Reader) string {
 		t.Fatalf("the source did not log its listen address within 30s")
 	}
 	return ""
+}
+
+// TestShippedPluginConfigsParse runs both shipped plugin configurations through the filter's own
+// parser; the flask-defaults one reads its secret from JWT_SECRET_KEY in the VM's environment.
+func TestShippedPluginConfigsParse(t *testing.T) {
+	env := map[string]string{"JWT_SECRET_KEY": "flask-app-secret-key-at-least-32-bytes-long"}
+	for _, f := range []string{"../docs/plugin-config.example.json", "../docs/plugin-config.flask-defaults.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := filter.ParseConfig(b, func(k string) string { return env[k] }); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
 }
