@@ -2,6 +2,10 @@
 #
 #   make build      the module: build/jtiguard.wasm (standard Go, wasip1, c-shared)
 #   make run        the local demo: revocation source + echo upstream + the module in the harness proxy
+#                   (ports: envoy.yaml's when free, else free ones; choose with PROXY_PORT=, SOURCE_PORT=,
+#                   UPSTREAM_PORT=, 0 = any free port; RUN_FLAGS=-exit-after-steps stops after the demo)
+#   make oci        OCI images without Docker: build/oci/jtiguard (Istio "compat" Wasm image) and
+#                   build/oci/revocation-source (static binary, non-root); publish with crane push
 #   make test       every test (installs and starts redis-server and PostgreSQL for the source's tests)
 #   make check      gofmt, go vet (native and wasip1), build-tag sanity for TinyGo, go mod tidy
 #   make bench      the benchmarks quoted in README.md
@@ -15,7 +19,7 @@ WASM      := build/jtiguard.wasm
 WASM_STUBS := -envoy
 FUZZTIME  ?= 10s
 
-.PHONY: build run run-envoy test test-services check bench fuzz clean
+.PHONY: build run run-envoy oci test test-long test-services check bench fuzz clean
 
 build:
 	@mkdir -p build
@@ -24,21 +28,53 @@ build:
 	@rm -f $(WASM).tmp
 	@ls -l $(WASM)
 
+# Empty: envoy.yaml's port, or a free one when it is taken. Set: that port or a clear error.
+PROXY_PORT    ?=
+SOURCE_PORT   ?=
+UPSTREAM_PORT ?=
+RUN_FLAGS     ?=
+
+RUN_ARGS = $(if $(PROXY_PORT),-listen 127.0.0.1:$(PROXY_PORT)) \
+	$(if $(SOURCE_PORT),-source-listen 127.0.0.1:$(SOURCE_PORT)) \
+	$(if $(UPSTREAM_PORT),-upstream-listen 127.0.0.1:$(UPSTREAM_PORT))
+
 run: build
-	$(GO) run ./cmd/jtiguard-demo
+	$(GO) run ./cmd/jtiguard-demo $(strip $(RUN_ARGS) $(RUN_FLAGS))
+
+# The revocation source's image runs this static binary; OCI_ARCH=arm64 builds for arm64 instead.
+OCI_ARCH   ?= $(shell $(GO) env GOARCH)
+SOURCE_BIN := build/revocation-source.linux-$(OCI_ARCH)
+
+oci: build
+	@rm -f build/revocation-source.linux-*
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(OCI_ARCH) $(GO) build -trimpath -ldflags='-s -w' -o $(SOURCE_BIN) ./cmd/revocation-source
+	$(GO) run ./cmd/build-oci -plugin $(WASM) -plugin-out build/oci/jtiguard \
+		-source $(SOURCE_BIN) -source-arch $(OCI_ARCH) -source-out build/oci/revocation-source
 
 run-envoy: build
 	@command -v envoy >/dev/null || { echo "run-envoy: no envoy binary on PATH (Envoy >= 1.33 is needed)"; exit 1; }
 	@echo "Envoy on :10000; it expects the revocation source on 127.0.0.1:8081 and an upstream on 127.0.0.1:8080"
 	envoy -c envoy.yaml --log-level info
 
+# Every go test has an explicit -timeout, so a loaded machine fails with a stack dump instead of
+# hitting go test's 10-minute default. The long tests (the 1M-request soak, the docs' commands run
+# end to end) carry the build tag "long": the default `go test ./...` does not build them, and
+# test-long runs them with their own timeout.
+TEST_TIMEOUT ?= 15m
+LONG_TIMEOUT ?= 20m
+
 # test-services prints `export` lines for the database-backed tests; it installs what is missing.
 test: build
 	eval "$$(bash scripts/test-services.sh)" && \
-	$(GO) test -count=1 ./... && \
-	$(GO) test -count=1 -race ./blocklistsync ./harness ./revocationsource/... && \
-	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
-	$(GO) test -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... && \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race ./blocklistsync ./harness ./revocationsource/... && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
+	$(MAKE) test-long
+
+# The soak (e2e/TestSoakEnvoy133) and the docs' commands (deploy/TestDocs*), tag "long".
+test-long: build
+	$(GO) test -count=1 -tags long -timeout $(LONG_TIMEOUT) -run '^(TestSoakEnvoy133|TestDocs.*)$$' ./e2e ./deploy
 
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

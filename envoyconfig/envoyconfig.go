@@ -17,12 +17,14 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -35,7 +37,7 @@ import (
 )
 
 // The named imports above register the Any payloads this package understands (HttpConnectionManager,
-// the wasm filter, the router; StringValue comes with wrapperspb). protojson resolves "@type" through the
+// the wasm filter, the router, the per-route FilterConfig; StringValue comes with wrapperspb). protojson resolves "@type" through the
 // global registry, so a typed_config of any other extension fails to parse with ErrSyntax: the stand-in
 // proxy could not honour it anyway.
 
@@ -61,6 +63,9 @@ var (
 	ErrNoEndpoint = errors.New("envoyconfig: cluster has no usable endpoint")
 	// ErrPluginConfig: the plugin configuration is not JSON or lacks sync.cluster.
 	ErrPluginConfig = errors.New("envoyconfig: bad plugin configuration")
+	// ErrPerFilterConfig: a typed_per_filter_config entry names no HTTP filter of the chain, or is not
+	// an envoy.config.route.v3.FilterConfig (the wasm filter has no per-route configuration of its own).
+	ErrPerFilterConfig = errors.New("envoyconfig: bad typed_per_filter_config")
 )
 
 // DefaultConnectTimeout is what Envoy uses when a cluster leaves connect_timeout unset.
@@ -72,17 +77,53 @@ type Config struct {
 	ListenAddress string
 	// Plugin is the first enabled wasm HTTP filter of the listener's HTTP filter chain.
 	Plugin Plugin
-	// RouteCluster is the cluster the single route forwards to.
+	// RouteCluster is the cluster every route forwards to (the stand-in proxy has one upstream).
 	RouteCluster string
+	// Routes is the inline route table in Envoy's match order (first match wins).
+	Routes []Route
 	// Clusters holds every static cluster by name.
 	Clusters map[string]Cluster
 }
 
+// Route is one forwarding route. Exactly one of Prefix and Path is set.
+type Route struct {
+	Name   string
+	Prefix string // match.prefix: the path starts with it
+	Path   string // match.path: the path (query string removed) equals it
+	// PluginDisabled: the route's (or its virtual host's) typed_per_filter_config disables the wasm
+	// filter with envoy.config.route.v3.FilterConfig{disabled: true}; Envoy then leaves the filter out
+	// of the chain for requests that match this route.
+	PluginDisabled bool
+}
+
+// Matches reports whether a request path (with or without a query string) selects r.
+func (r Route) Matches(path string) bool {
+	if r.Path != "" {
+		p, _, _ := strings.Cut(path, "?")
+		return p == r.Path
+	}
+	return strings.HasPrefix(path, r.Prefix)
+}
+
+// PluginRunsFor reports whether Envoy would run the wasm filter for a request with this :path: the
+// first route that matches decides; a path no route matches still passes through the filter chain
+// (the router then answers 404).
+func (c *Config) PluginRunsFor(path string) bool {
+	for _, r := range c.Routes {
+		if r.Matches(path) {
+			return !r.PluginDisabled
+		}
+	}
+	return true
+}
+
 // Plugin describes the wasm filter: which module to load and what to hand it.
 type Plugin struct {
-	Name   string // plugin name (logging, and identification among plugins of one VM)
-	RootID string // root_id: selects the root context the module registered
-	VMID   string // vm_id: also the namespace of shared data
+	// FilterName is the HTTP filter's name in the chain: the key typed_per_filter_config uses.
+	FilterName string
+	Name       string // plugin name (logging, and identification among plugins of one VM)
+	RootID     string // root_id: selects the root context the module registered
+	VMID       string // vm_id: also the namespace of shared data
 	// Runtime is the wasm engine Envoy would use, e.g. "envoy.wasm.runtime.v8".
 	Runtime string
 	// WasmFile is vm_config.code.local.filename verbatim. Envoy resolves a relative path against its
@@ -154,11 +195,11 @@ func Parse(yamlBytes []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	routeCluster, err := singleRouteCluster(hcm, clusters)
+	plugin, err := extractPlugin(hcm.GetHttpFilters())
 	if err != nil {
 		return nil, err
 	}
-	plugin, err := extractPlugin(hcm.GetHttpFilters())
+	routes, routeCluster, err := routeTable(hcm, clusters, plugin.FilterName)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +210,7 @@ func Parse(yamlBytes []byte) (*Config, error) {
 		ListenAddress: listenAddr,
 		Plugin:        plugin,
 		RouteCluster:  routeCluster,
+		Routes:        routes,
 		Clusters:      clusters,
 	}, nil
 }
@@ -196,10 +238,11 @@ func typeURL(m proto.Message) string {
 }
 
 var (
-	hcmTypeURL         = typeURL(&hcmv3.HttpConnectionManager{})
-	wasmTypeURL        = typeURL(&wasmfilterv3.Wasm{})
-	routerTypeURL      = typeURL(&routerv3.Router{})
-	stringValueTypeURL = typeURL(&wrapperspb.StringValue{})
+	hcmTypeURL          = typeURL(&hcmv3.HttpConnectionManager{})
+	wasmTypeURL         = typeURL(&wasmfilterv3.Wasm{})
+	routerTypeURL       = typeURL(&routerv3.Router{})
+	filterConfigTypeURL = typeURL(&routev3.FilterConfig{})
+	stringValueTypeURL  = typeURL(&wrapperspb.StringValue{})
 )
 
 func extractClusters(cs []*clusterv3.Cluster) (map[string]Cluster, error) {
@@ -266,33 +309,103 @@ func httpConnectionManager(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager
 	return nil, fmt.Errorf("%w: listener %q: no http_connection_manager filter", ErrUnsupported, l.GetName())
 }
 
-// singleRouteCluster returns the cluster of the one route of the inline route_config. Envoy itself
-// refuses a static route to an undefined cluster (validate_clusters), so that is checked here too.
-func singleRouteCluster(hcm *hcmv3.HttpConnectionManager, clusters map[string]Cluster) (string, error) {
+// routeTable reads the inline route table: forwarding routes matched by prefix or exact path, all to
+// one cluster (the stand-in proxy has one upstream), with the wasm filter possibly disabled per route or
+// per virtual host. Envoy itself refuses a static route to an undefined cluster (validate_clusters), so
+// that is checked here too.
+func routeTable(hcm *hcmv3.HttpConnectionManager, clusters map[string]Cluster, pluginFilter string) ([]Route, string, error) {
 	rc := hcm.GetRouteConfig()
 	if rc == nil {
-		return "", fmt.Errorf("%w: http_connection_manager %q: route_config must be inline (no RDS)", ErrUnsupported, hcm.GetStatPrefix())
+		return nil, "", fmt.Errorf("%w: http_connection_manager %q: route_config must be inline (no RDS)", ErrUnsupported, hcm.GetStatPrefix())
 	}
-	var routes []string
+	filterNames := map[string]bool{}
+	for _, f := range hcm.GetHttpFilters() {
+		filterNames[f.GetName()] = true
+	}
+	var routes []Route
+	cluster := ""
 	for _, vh := range rc.GetVirtualHosts() {
-		for _, r := range vh.GetRoutes() {
+		vhField := fmt.Sprintf("route_config %q virtual_host %q", rc.GetName(), vh.GetName())
+		vhDisabled, err := perFilterDisabled(vh.GetTypedPerFilterConfig(), filterNames, pluginFilter, vhField)
+		if err != nil {
+			return nil, "", err
+		}
+		for i, r := range vh.GetRoutes() {
+			field := fmt.Sprintf("%s routes[%d] %q", vhField, i, r.GetName())
 			action := r.GetRoute()
 			if action == nil {
-				return "", fmt.Errorf("%w: route_config %q virtual_host %q: only forwarding routes are supported", ErrUnsupported, rc.GetName(), vh.GetName())
+				return nil, "", fmt.Errorf("%w: %s: only forwarding routes are supported", ErrUnsupported, field)
 			}
 			if action.GetCluster() == "" {
-				return "", fmt.Errorf("%w: route_config %q virtual_host %q: route must name a single cluster", ErrUnsupported, rc.GetName(), vh.GetName())
+				return nil, "", fmt.Errorf("%w: %s: route must name a single cluster", ErrUnsupported, field)
 			}
-			routes = append(routes, action.GetCluster())
+			if _, ok := clusters[action.GetCluster()]; !ok {
+				return nil, "", fmt.Errorf("%w: %s: route.cluster %q is not defined", ErrUnknownCluster, field, action.GetCluster())
+			}
+			if cluster != "" && action.GetCluster() != cluster {
+				return nil, "", fmt.Errorf("%w: %s: route.cluster %q differs from %q: the stand-in proxy has one upstream", ErrUnsupported, field, action.GetCluster(), cluster)
+			}
+			cluster = action.GetCluster()
+			m := r.GetMatch()
+			if len(m.GetHeaders()) > 0 || len(m.GetQueryParameters()) > 0 || m.GetRuntimeFraction() != nil || m.GetGrpc() != nil ||
+				m.GetTlsContext() != nil || len(m.GetDynamicMetadata()) > 0 || (m.GetCaseSensitive() != nil && !m.GetCaseSensitive().GetValue()) {
+				return nil, "", fmt.Errorf("%w: %s: only case-sensitive prefix and path matches are modelled", ErrUnsupported, field)
+			}
+			rt := Route{Name: r.GetName()}
+			switch m.GetPathSpecifier().(type) {
+			case *routev3.RouteMatch_Prefix:
+				rt.Prefix = m.GetPrefix()
+			case *routev3.RouteMatch_Path:
+				rt.Path = m.GetPath()
+			default:
+				return nil, "", fmt.Errorf("%w: %s: only prefix and path matches are modelled", ErrUnsupported, field)
+			}
+			disabled, err := perFilterDisabled(r.GetTypedPerFilterConfig(), filterNames, pluginFilter, field)
+			if err != nil {
+				return nil, "", err
+			}
+			// The most specific level that mentions the filter wins (route over virtual host).
+			if vhDisabled != nil {
+				rt.PluginDisabled = *vhDisabled
+			}
+			if disabled != nil {
+				rt.PluginDisabled = *disabled
+			}
+			routes = append(routes, rt)
 		}
 	}
-	if len(routes) != 1 {
-		return "", fmt.Errorf("%w: route_config %q: want exactly 1 route, have %d", ErrUnsupported, rc.GetName(), len(routes))
+	if len(routes) == 0 {
+		return nil, "", fmt.Errorf("%w: route_config %q: no route", ErrUnsupported, rc.GetName())
 	}
-	if _, ok := clusters[routes[0]]; !ok {
-		return "", fmt.Errorf("%w: route_config %q: route.cluster %q is not defined", ErrUnknownCluster, rc.GetName(), routes[0])
+	return routes, cluster, nil
+}
+
+// perFilterDisabled checks a typed_per_filter_config map and returns whether it disables the plugin's
+// filter (nil when it does not mention it). Envoy keys the map by the HTTP filter's name; an entry
+// for a name that is not in the chain is a typo that Envoy would not apply, so it is an error here.
+func perFilterDisabled(m map[string]*anypb.Any, filters map[string]bool, pluginFilter, field string) (*bool, error) {
+	var out *bool
+	for name, a := range m {
+		f := fmt.Sprintf("%s typed_per_filter_config %q", field, name)
+		if !filters[name] {
+			return nil, fmt.Errorf("%w: %s: no HTTP filter of that name in the chain", ErrPerFilterConfig, f)
+		}
+		if a.GetTypeUrl() != filterConfigTypeURL {
+			return nil, fmt.Errorf("%w: %s: type %q, want %s", ErrPerFilterConfig, f, a.GetTypeUrl(), filterConfigTypeURL)
+		}
+		var fc routev3.FilterConfig
+		if err := unpack(a, &fc, f); err != nil {
+			return nil, err
+		}
+		if fc.GetConfig() != nil && !fc.GetDisabled() {
+			return nil, fmt.Errorf("%w: %s: a per-route config of its own is not supported; only disabled: true|false", ErrPerFilterConfig, f)
+		}
+		if name == pluginFilter {
+			d := fc.GetDisabled()
+			out = &d
+		}
 	}
-	return routes[0], nil
+	return out, nil
 }
 
 // extractPlugin finds the first enabled wasm filter and checks the router terminates the chain. Filters
@@ -327,7 +440,9 @@ func extractPlugin(filters []*hcmv3.HttpFilter) (Plugin, error) {
 		if err := unpack(f.GetTypedConfig(), &w, field); err != nil {
 			return Plugin{}, err
 		}
-		return pluginFrom(w.GetConfig(), field)
+		p, err := pluginFrom(w.GetConfig(), field)
+		p.FilterName = f.GetName()
+		return p, err
 	}
 	return Plugin{}, fmt.Errorf("%w: http_filters: none has typed_config %s", ErrNoWasmFilter, wasmTypeURL)
 }

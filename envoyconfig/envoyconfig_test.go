@@ -38,6 +38,7 @@ func TestLoadRepoConfig(t *testing.T) {
 	want := &Config{
 		ListenAddress: "0.0.0.0:10000",
 		Plugin: Plugin{
+			FilterName:    "envoy.filters.http.wasm",
 			Name:          "jtiguard",
 			RootID:        "jtiguard",
 			VMID:          "jtiguard",
@@ -48,6 +49,10 @@ func TestLoadRepoConfig(t *testing.T) {
 			Env:           map[string]string{"GOGC": "50"},
 		},
 		RouteCluster: "upstream",
+		Routes: []Route{
+			{Name: "healthz", Path: "/healthz", PluginDisabled: true},
+			{Name: "all", Prefix: "/"},
+		},
 		Clusters: map[string]Cluster{
 			"upstream":          {Name: "upstream", Address: "127.0.0.1:8080", ConnectTimeout: time.Second},
 			"revocation_source": {Name: "revocation_source", Address: "127.0.0.1:8081", ConnectTimeout: time.Second},
@@ -70,7 +75,9 @@ const (
 	hcmPath     = "static_resources.listeners.0.filter_chains.0.filters.0.typed_config"
 	filtersPath = hcmPath + ".http_filters"
 	pluginPath  = filtersPath + ".0.typed_config.config"
-	routePath   = hcmPath + ".route_config.virtual_hosts.0.routes.0"
+	vhostPath   = hcmPath + ".route_config.virtual_hosts.0"
+	routePath   = vhostPath + ".routes.1" // the catch-all; routes.0 is /healthz with the filter disabled
+	healthzPath = vhostPath + ".routes.0"
 	clusterPath = "static_resources.clusters"
 )
 
@@ -116,6 +123,7 @@ func TestParseVariants(t *testing.T) {
 			edit: func(t *testing.T, d map[string]any) {
 				set(t, d, filtersPath+".0.name", "my-wasm")
 				set(t, d, filtersPath+".1.name", "my-router")
+				del(t, d, healthzPath+".typed_per_filter_config")
 			},
 			check: func(t *testing.T, c *Config) {
 				if c.Plugin.Name != "jtiguard" {
@@ -282,10 +290,58 @@ func TestParseVariants(t *testing.T) {
 			wantErr: ErrUnsupported,
 		},
 		{
-			name: "two routes",
+			name: "routes to two clusters",
 			edit: func(t *testing.T, d map[string]any) {
-				rs := get(t, d, hcmPath+".route_config.virtual_hosts.0.routes").([]any)
-				set(t, d, hcmPath+".route_config.virtual_hosts.0.routes", append(rs, rs[0]))
+				set(t, d, healthzPath+".route.cluster", "revocation_source")
+			},
+			wantErr: ErrUnsupported,
+			wantMsg: `"upstream" differs from "revocation_source"`,
+		},
+		{
+			name: "per-route key names no filter of the chain",
+			edit: func(t *testing.T, d map[string]any) {
+				set(t, d, filtersPath+".0.name", "jtiguard")
+			},
+			wantErr: ErrPerFilterConfig,
+			wantMsg: `"envoy.filters.http.wasm": no HTTP filter of that name`,
+		},
+		{
+			name: "per-route config that is not a FilterConfig",
+			edit: func(t *testing.T, d map[string]any) {
+				set(t, d, healthzPath+".typed_per_filter_config", map[string]any{"envoy.filters.http.wasm": map[string]any{
+					"@type": "type.googleapis.com/google.protobuf.StringValue", "value": "{}"}})
+			},
+			wantErr: ErrPerFilterConfig,
+		},
+		{
+			name: "per-route FilterConfig with a misspelt field",
+			edit: func(t *testing.T, d map[string]any) {
+				set(t, d, healthzPath+".typed_per_filter_config", map[string]any{"envoy.filters.http.wasm": map[string]any{
+					"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disable": true}})
+			},
+			wantErr: ErrSyntax,
+			wantMsg: "disable",
+		},
+		{
+			name: "disabled on the virtual host, re-enabled on the route",
+			edit: func(t *testing.T, d map[string]any) {
+				fc := func(disabled bool) map[string]any {
+					return map[string]any{"envoy.filters.http.wasm": map[string]any{
+						"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": disabled}}
+				}
+				set(t, d, vhostPath+".typed_per_filter_config", fc(true))
+				set(t, d, healthzPath+".typed_per_filter_config", fc(false))
+			},
+			check: func(t *testing.T, c *Config) {
+				if !c.PluginRunsFor("/healthz") || c.PluginRunsFor("/api") {
+					t.Errorf("routes %+v: want the filter on /healthz only", c.Routes)
+				}
+			},
+		},
+		{
+			name: "regex match is beyond the stand-in",
+			edit: func(t *testing.T, d map[string]any) {
+				set(t, d, routePath+".match", map[string]any{"safe_regex": map[string]any{"regex": "/.*"}})
 			},
 			wantErr: ErrUnsupported,
 		},
@@ -332,6 +388,30 @@ func TestParseVariants(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tt.wantMsg)
 			}
 		})
+	}
+}
+
+// TestPluginRunsFor pins how the repository's route table decides, per path, whether jtiguard runs:
+// only the exact path /healthz (query string aside) skips it.
+func TestPluginRunsFor(t *testing.T) {
+	cfg, err := Load(repoEnvoyYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{
+		"/healthz":          false,
+		"/healthz?probe=1":  false,
+		"/healthz/":         true,
+		"/healthzx":         true,
+		"/healthz/../admin": true,
+		"/HEALTHZ":          true,
+		"/":                 true,
+		"/api/orders":       true,
+		"":                  true, // no route matches: the filter still runs, the router answers 404
+	} {
+		if got := cfg.PluginRunsFor(path); got != want {
+			t.Errorf("PluginRunsFor(%q) = %v, want %v", path, got, want)
+		}
 	}
 }
 
@@ -435,4 +515,44 @@ func del(t *testing.T, doc any, path string) {
 		t.Fatalf("path %q: no key %q to delete", path, last)
 	}
 	delete(m, last)
+}
+
+// TestFlaskDefaultsConfig puts docs/plugin-config.flask-defaults.json in place of the shipped plugin
+// configuration: Envoy's types accept the bootstrap, its sync.cluster exists there, and it is flask's
+// defaults (headers only, a missing token refused, the secret from JWT_SECRET_KEY).
+func TestFlaskDefaultsConfig(t *testing.T) {
+	b, err := os.ReadFile("../docs/plugin-config.flask-defaults.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(repoEnvoyYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(base, &doc); err != nil {
+		t.Fatal(err)
+	}
+	set(t, doc, pluginPath+".configuration.value", string(b))
+	in, _ := json.Marshal(doc)
+	cfg, err := Parse(in)
+	if err != nil {
+		t.Fatalf("envoy.yaml with the flask-defaults configuration: %v", err)
+	}
+	var pc struct {
+		MissingToken string `json:"missing_token"`
+		Token        struct {
+			Locations []string `json:"locations"`
+		} `json:"token"`
+		JWT struct {
+			HMACSecrets []map[string]string `json:"hmac_secrets"`
+		} `json:"jwt"`
+	}
+	if err := json.Unmarshal(cfg.Plugin.Configuration, &pc); err != nil {
+		t.Fatal(err)
+	}
+	if pc.MissingToken != "deny" || !reflect.DeepEqual(pc.Token.Locations, []string{"headers"}) ||
+		len(pc.JWT.HMACSecrets) != 1 || pc.JWT.HMACSecrets[0]["secret_env"] != "JWT_SECRET_KEY" {
+		t.Errorf("flask defaults: %+v", pc)
+	}
 }

@@ -239,6 +239,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the VM's module for good. A client hanging up must not kill a worker, so the VM calls
 	// never see the request's cancellation.
 	ctx := context.WithoutCancel(r.Context())
+	// A route whose typed_per_filter_config disables the wasm filter skips it, as in Envoy. The raw
+	// path is matched (no decoding or normalisation), so the stand-in errs towards running the filter.
+	if p.Config != nil && !p.Config.PluginRunsFor(r.URL.EscapedPath()) {
+		sw := &statusWriter{ResponseWriter: w}
+		p.rp.ServeHTTP(sw, r)
+		p.access(r, start, -1, sw.status(), "upstream_filter_disabled", "")
+		return
+	}
 	s, err := p.h.NewStream(ctx, harness.AnyVM)
 	if err != nil {
 		p.fail(w, r, start, "new stream", err)

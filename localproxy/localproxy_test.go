@@ -208,6 +208,24 @@ func TestLoad(t *testing.T) {
 	if resp.StatusCode != 418 || len(upstreamSaw()) != 1 {
 		t.Fatalf("no-token request: %d, upstream saw %d; want 418 from the upstream", resp.StatusCode, len(upstreamSaw()))
 	}
+	// envoy.yaml disables the filter on exactly /healthz (FilterConfig{disabled: true}); everywhere
+	// else a malformed token is answered by the filter and never reaches the upstream.
+	for _, tc := range []struct {
+		path     string
+		upstream bool
+	}{{"/healthz", true}, {"/healthz?x=1", true}, {"/healthz/", false}, {"/healthzz", false}, {"/%68ealthz", false}, {"/api", false}} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer not.a.jwt")
+		before := len(upstreamSaw())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if reached := len(upstreamSaw()) > before; reached != tc.upstream || (resp.StatusCode == 418) != tc.upstream {
+			t.Errorf("%s with a malformed token: %d, upstream reached %v; want upstream %v", tc.path, resp.StatusCode, reached, tc.upstream)
+		}
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve after cancel: %v; want nil (graceful shutdown)", err)

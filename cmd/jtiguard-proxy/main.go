@@ -28,7 +28,7 @@ import (
 var errUsage = errors.New("usage")
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "jtiguard-proxy:", err)
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
@@ -38,7 +38,7 @@ func main() {
 }
 
 // run parses flags, starts the proxy and serves until SIGINT or SIGTERM.
-func run(args []string, stderr io.Writer) error {
+func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("jtiguard-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "envoy.yaml", "Envoy bootstrap to read (listener, wasm plugin, clusters)")
@@ -47,6 +47,7 @@ func run(args []string, stderr io.Writer) error {
 	wasi := fs.String("wasi", "current", `WASI surface of the host: "current" or "envoy-1.33"`)
 	wasmLog := fs.String("wasm-log-level", "info", "module log level: debug, info, warn, error, critical")
 	verbose := fs.Bool("v", false, "log at debug level")
+	validate := fs.Bool("validate", false, "load the bootstrap and start the module, then exit (as envoy --mode validate)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -76,6 +77,11 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer p.Close(context.Background())
+	if *validate {
+		// Envoy's own words for a bootstrap that passed --mode validate.
+		fmt.Fprintf(stdout, "configuration '%s' OK\n", *configPath)
+		return nil
+	}
 	addr := *listen
 	if addr == "" {
 		addr = p.Config.ListenAddress

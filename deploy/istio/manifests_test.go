@@ -20,23 +20,19 @@ import (
 	extensionsv1alpha1 "istio.io/api/extensions/v1alpha1"
 	networkingv1 "istio.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/jtiguard/jtiguard/deploy"
 )
 
 const (
 	wasmPluginFile   = "wasmplugin.yaml"
 	serviceEntryFile = "serviceentry.yaml"
 	examplePlugin    = "../../docs/plugin-config.example.json"
-
-	// The in-mesh revocation source the WasmPlugin calls.
-	sourceFQDN = "revocation-source.jtiguard.svc.cluster.local"
-	sourcePort = 8081
 )
 
 // outboundCluster is the name Istio gives the outbound cluster of a service port; a proxy-wasm callout
 // must use it verbatim.
-func outboundCluster(port uint32, host string) string {
-	return fmt.Sprintf("outbound|%d||%s", port, host)
-}
+func outboundCluster(port uint32, host string) string { return deploy.IstioCluster(int(port), host) }
 
 // manifest is a Kubernetes object whose spec is left raw for protojson.
 type manifest struct {
@@ -189,8 +185,8 @@ func TestWasmPluginConfig(t *testing.T) {
 
 	sync, _ := got["sync"].(map[string]any)
 	tests := []struct{ key, want string }{
-		{"cluster", outboundCluster(sourcePort, sourceFQDN)},
-		{"authority", sourceFQDN},
+		{"cluster", deploy.IstioSourceCluster()},
+		{"authority", deploy.SourceFQDN},
 	}
 	for _, tt := range tests {
 		if sync[tt.key] != tt.want {

@@ -1,0 +1,567 @@
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/jtiguard/jtiguard/deploy"
+	"github.com/jtiguard/jtiguard/envoyconfig"
+	"github.com/jtiguard/jtiguard/filter"
+)
+
+const (
+	k8sManifest      = "revocation-source.yaml"
+	wasmPluginFile   = "istio/wasmplugin.yaml"
+	serviceEntryFile = "istio/serviceentry.yaml"
+	envoyYAML        = "../envoy.yaml"
+)
+
+// sourceObjects are the objects of deploy/revocation-source.yaml, decoded strictly with Kubernetes'
+// own API types: a misspelt field fails, as kubectl's server-side validation would.
+type sourceObjects struct {
+	ns  corev1.Namespace
+	dep appsv1.Deployment
+	svc corev1.Service
+}
+
+func loadSourceObjects(t *testing.T) sourceObjects {
+	t.Helper()
+	b, err := os.ReadFile(k8sManifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o sourceObjects
+	seen := map[string]int{}
+	for i, doc := range strings.Split(string(b), "\n---\n") {
+		var head struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
+			t.Fatalf("%s document %d: %v", k8sManifest, i, err)
+		}
+		var dst any
+		switch head.Kind {
+		case "Namespace":
+			dst = &o.ns
+		case "Deployment":
+			dst = &o.dep
+		case "Service":
+			dst = &o.svc
+		default:
+			t.Fatalf("%s document %d: unexpected kind %q", k8sManifest, i, head.Kind)
+		}
+		seen[head.Kind]++
+		if err := yaml.UnmarshalStrict([]byte(doc), dst); err != nil {
+			t.Fatalf("%s document %d (%s): %v", k8sManifest, i, head.Kind, err)
+		}
+	}
+	for _, k := range []string{"Namespace", "Deployment", "Service"} {
+		if seen[k] != 1 {
+			t.Fatalf("%s: %d %s objects, want 1", k8sManifest, seen[k], k)
+		}
+	}
+	return o
+}
+
+func container(t *testing.T, d *appsv1.Deployment) corev1.Container {
+	t.Helper()
+	cs := d.Spec.Template.Spec.Containers
+	if len(cs) != 1 {
+		t.Fatalf("deployment %s: %d containers, want 1", d.Name, len(cs))
+	}
+	return cs[0]
+}
+
+// pluginSync reads sync.cluster and sync.authority of the WasmPlugin's pluginConfig.
+func pluginSync(t *testing.T) (cluster, authority string, ns string) {
+	t.Helper()
+	b, err := os.ReadFile(wasmPluginFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wp struct {
+		Metadata struct{ Namespace string }
+		Spec     struct {
+			PluginConfig struct {
+				Sync struct{ Cluster, Authority string }
+			} `json:"pluginConfig"`
+		}
+	}
+	if err := yaml.Unmarshal(b, &wp); err != nil {
+		t.Fatal(err)
+	}
+	return wp.Spec.PluginConfig.Sync.Cluster, wp.Spec.PluginConfig.Sync.Authority, wp.Metadata.Namespace
+}
+
+// TestWasmPluginReachesTheService derives the outbound cluster from the Service as Kubernetes and
+// Istio would (name, namespace, port) and requires the WasmPlugin to call exactly that: the failure
+// this catches is every callout failing, and fail-closed answering 503 to every request with a token.
+func TestWasmPluginReachesTheService(t *testing.T) {
+	o := loadSourceObjects(t)
+	if o.svc.Namespace == "" || o.dep.Namespace == "" {
+		t.Fatalf("%s: Service and Deployment need an explicit namespace (have %q, %q): the FQDN in the callout names it",
+			k8sManifest, o.svc.Namespace, o.dep.Namespace)
+	}
+	if o.svc.Namespace != o.ns.Name || o.dep.Namespace != o.ns.Name {
+		t.Errorf("namespaces: Namespace %q, Deployment %q, Service %q: want one", o.ns.Name, o.dep.Namespace, o.svc.Namespace)
+	}
+	if len(o.svc.Spec.Ports) != 1 {
+		t.Fatalf("Service %s: %d ports, want 1", o.svc.Name, len(o.svc.Spec.Ports))
+	}
+	fqdn := o.svc.Name + "." + o.svc.Namespace + ".svc.cluster.local"
+	want := deploy.IstioCluster(int(o.svc.Spec.Ports[0].Port), fqdn)
+	cluster, authority, _ := pluginSync(t)
+	if cluster != want {
+		t.Errorf("%s sync.cluster = %q; the Service in %s gives %q", wasmPluginFile, cluster, k8sManifest, want)
+	}
+	if authority != fqdn {
+		t.Errorf("%s sync.authority = %q, want the Service's host %q", wasmPluginFile, authority, fqdn)
+	}
+	if cluster != deploy.IstioSourceCluster() {
+		t.Errorf("%s sync.cluster = %q, want deploy.IstioSourceCluster() %q", wasmPluginFile, cluster, deploy.IstioSourceCluster())
+	}
+	if o.svc.Name != deploy.SourceService || o.svc.Namespace != deploy.Namespace || o.svc.Spec.Ports[0].Port != deploy.SourcePort {
+		t.Errorf("Service %s/%s port %d, want %s/%s port %d (deploy.go)", o.svc.Namespace, o.svc.Name, o.svc.Spec.Ports[0].Port,
+			deploy.Namespace, deploy.SourceService, deploy.SourcePort)
+	}
+	if o.svc.Spec.Ports[0].Name != "http" && o.svc.Spec.Ports[0].AppProtocol == nil {
+		t.Errorf("Service port %q: name it http (or set appProtocol) so Istio treats it as HTTP", o.svc.Spec.Ports[0].Name)
+	}
+}
+
+// TestServiceReachesTheContainer: selector ↔ pod labels, targetPort ↔ the container's named port,
+// which is the port --listen opens; probes and the Prometheus annotation use that port too.
+func TestServiceReachesTheContainer(t *testing.T) {
+	o := loadSourceObjects(t)
+	pod := o.dep.Spec.Template
+	for k, v := range o.svc.Spec.Selector {
+		if pod.Labels[k] != v {
+			t.Errorf("Service selector %s=%s does not select the pods (labels %v)", k, v, pod.Labels)
+		}
+	}
+	for k, v := range o.dep.Spec.Selector.MatchLabels {
+		if pod.Labels[k] != v {
+			t.Errorf("Deployment selector %s=%s does not match its own pod template (labels %v)", k, v, pod.Labels)
+		}
+	}
+	c := container(t, &o.dep)
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	tp := o.svc.Spec.Ports[0].TargetPort
+	target := tp.IntVal
+	if tp.StrVal != "" {
+		var ok bool
+		if target, ok = ports[tp.StrVal]; !ok {
+			t.Fatalf("Service targetPort %q names no container port (have %v)", tp.StrVal, ports)
+		}
+	}
+	if target != deploy.SourcePort {
+		t.Errorf("Service targetPort resolves to %d, want %d", target, deploy.SourcePort)
+	}
+	if got := listenPort(t, c.Args); got != int(target) {
+		t.Errorf("container args %q listen on port %d, but the Service sends to %d", c.Args, got, target)
+	}
+	for name, p := range map[string]*corev1.Probe{"startupProbe": c.StartupProbe, "readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("%s: want an httpGet probe", name)
+			continue
+		}
+		port := p.HTTPGet.Port.IntVal
+		if p.HTTPGet.Port.StrVal != "" {
+			port = ports[p.HTTPGet.Port.StrVal]
+		}
+		if port != target {
+			t.Errorf("%s port %s resolves to %d, want the listen port %d", name, p.HTTPGet.Port.String(), port, target)
+		}
+		want := deploy.ReadyPath
+		if name == "livenessProbe" {
+			want = deploy.HealthPath
+		}
+		if p.HTTPGet.Path != want {
+			t.Errorf("%s path %q, want %q", name, p.HTTPGet.Path, want)
+		}
+	}
+	ann := pod.Annotations
+	if ann["prometheus.io/port"] != strconv.Itoa(int(target)) || ann["prometheus.io/path"] != deploy.MetricsPath {
+		t.Errorf("prometheus annotations %v: want port %d, path %s", ann, target, deploy.MetricsPath)
+	}
+	sc := pod.Spec.SecurityContext
+	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser != deploy.SourceUser {
+		t.Errorf("pod securityContext %+v: want runAsNonRoot and runAsUser %d (the image's user)", sc, deploy.SourceUser)
+	}
+	var secretRef *corev1.SecretKeySelector
+	for _, e := range c.Env {
+		if e.Name == deploy.AdminTokenEnv && e.ValueFrom != nil {
+			secretRef = e.ValueFrom.SecretKeyRef
+		}
+	}
+	if secretRef == nil || secretRef.Name != deploy.AdminTokenSecret || secretRef.Key != deploy.AdminTokenKey {
+		t.Errorf("env %s: want secretKeyRef %s/%s, have %+v", deploy.AdminTokenEnv, deploy.AdminTokenSecret, deploy.AdminTokenKey, secretRef)
+	}
+	raw, _ := os.ReadFile(k8sManifest)
+	if !strings.Contains(string(raw), "create secret generic "+deploy.AdminTokenSecret) || !strings.Contains(string(raw), "--from-literal="+deploy.AdminTokenKey+"=") ||
+		!strings.Contains(string(raw), "kubectl -n "+deploy.Namespace+" create secret") {
+		t.Errorf("%s: the comment's kubectl command must create secret %s with key %s in namespace %s",
+			k8sManifest, deploy.AdminTokenSecret, deploy.AdminTokenKey, deploy.Namespace)
+	}
+}
+
+// listenPort returns the port of the --listen argument.
+func listenPort(t *testing.T, args []string) int {
+	t.Helper()
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--listen="); ok {
+			_, port, err := net.SplitHostPort(v)
+			if err != nil {
+				t.Fatalf("arg %q: %v", a, err)
+			}
+			n, _ := strconv.Atoi(port)
+			return n
+		}
+	}
+	t.Fatalf("args %q: no --listen=…: the source's default listens on loopback only, which no probe or Service reaches", args)
+	return 0
+}
+
+// TestEnvoyYAMLAgrees: envoy.yaml's clusters and ports are deploy.go's, and the external ServiceEntry
+// uses the same port as the in-mesh Service.
+func TestEnvoyYAMLAgrees(t *testing.T) {
+	cfg, err := envoyconfig.Load(envoyYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		deploy.EnvoySourceCluster:   net.JoinHostPort("127.0.0.1", strconv.Itoa(deploy.SourcePort)),
+		deploy.EnvoyUpstreamCluster: net.JoinHostPort("127.0.0.1", strconv.Itoa(deploy.UpstreamPort)),
+	}
+	for name, addr := range want {
+		if got := cfg.Clusters[name].Address; got != addr {
+			t.Errorf("envoy.yaml cluster %q at %q, want %q", name, got, addr)
+		}
+	}
+	if cfg.RouteCluster != deploy.EnvoyUpstreamCluster {
+		t.Errorf("envoy.yaml routes to %q, want %q", cfg.RouteCluster, deploy.EnvoyUpstreamCluster)
+	}
+	if _, port, _ := net.SplitHostPort(cfg.ListenAddress); port != strconv.Itoa(deploy.ListenerPort) {
+		t.Errorf("envoy.yaml listener %s, want port %d", cfg.ListenAddress, deploy.ListenerPort)
+	}
+	var pc struct{ Sync struct{ Cluster string } }
+	if err := json.Unmarshal(cfg.Plugin.Configuration, &pc); err != nil || pc.Sync.Cluster != deploy.EnvoySourceCluster {
+		t.Errorf("envoy.yaml plugin sync.cluster = %q (%v), want %q", pc.Sync.Cluster, err, deploy.EnvoySourceCluster)
+	}
+	raw, err := os.ReadFile(envoyYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot struct {
+		Admin struct {
+			Address struct {
+				SocketAddress struct {
+					PortValue int `json:"port_value"`
+				} `json:"socket_address"`
+			}
+		}
+	}
+	if err := yaml.Unmarshal(raw, &boot); err != nil || boot.Admin.Address.SocketAddress.PortValue != deploy.AdminPort {
+		t.Errorf("envoy.yaml admin port %d (%v), want %d", boot.Admin.Address.SocketAddress.PortValue, err, deploy.AdminPort)
+	}
+
+	b, err := os.ReadFile(serviceEntryFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se struct {
+		Spec struct {
+			Hosts []string
+			Ports []struct{ Number int }
+		}
+	}
+	if err := yaml.Unmarshal(b, &se); err != nil || len(se.Spec.Ports) != 1 || se.Spec.Ports[0].Number != deploy.SourcePort {
+		t.Errorf("%s: want one port %d, have %+v (%v)", serviceEntryFile, deploy.SourcePort, se.Spec.Ports, err)
+	}
+}
+
+// outboundRE finds Istio cluster names written anywhere.
+var outboundRE = regexp.MustCompile(`outbound\|(\d+)\|\|([A-Za-z0-9.<>_-]+)`)
+
+// TestDocsNameTheSameClusters: every outbound|…|| name in the README, the docs and the manifests is
+// the in-mesh source's or the external ServiceEntry's (or the generic pattern), so no page tells a
+// user to call a port that nothing listens on.
+func TestDocsNameTheSameClusters(t *testing.T) {
+	b, err := os.ReadFile(serviceEntryFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se struct {
+		Spec struct {
+			Hosts []string
+			Ports []struct{ Number int }
+		}
+	}
+	if err := yaml.Unmarshal(b, &se); err != nil || len(se.Spec.Hosts) != 1 || len(se.Spec.Ports) != 1 {
+		t.Fatalf("%s: %v", serviceEntryFile, err)
+	}
+	allowed := map[string]bool{
+		deploy.IstioSourceCluster():                                    true,
+		deploy.IstioCluster(se.Spec.Ports[0].Number, se.Spec.Hosts[0]): true,
+	}
+	files, _ := filepath.Glob("../docs/*.md")
+	more, _ := filepath.Glob("istio/*.yaml")
+	files = append(files, "../README.md", k8sManifest)
+	files = append(files, more...)
+	found := 0
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range outboundRE.FindAllStringSubmatch(string(text), -1) {
+			found++
+			if !allowed[m[0]] {
+				t.Errorf("%s names %q; the manifests define only %v", f, m[0], allowed)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no outbound|…|| cluster found in the docs: the scan is broken")
+	}
+}
+
+// sourceFlags returns the revocation source's flags (name → default) from its --help output.
+// Until that prints the flag reference (exit 0), the flag definitions are read from its source
+// code instead, and defaultsKnown is false.
+func sourceFlags(t *testing.T, bin string) (flags map[string]string, defaultsKnown bool) {
+	t.Helper()
+	out, _ := exec.Command(bin, "--help").CombinedOutput()
+	flags = map[string]string{}
+	re := regexp.MustCompile(`^\s+--?([a-z0-9][a-z0-9-]*)\b`)
+	defRE := regexp.MustCompile(`\(default "?([^")]*)"?\)`)
+	var last string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := re.FindStringSubmatch(line); m != nil {
+			last = m[1]
+			flags[last] = ""
+		}
+		if m := defRE.FindStringSubmatch(line); m != nil && last != "" {
+			flags[last] = m[1]
+		}
+	}
+	if len(flags) > 0 {
+		return flags, true
+	}
+	t.Logf("revocation-source --help lists no flags (%q); reading the flag definitions from cmd/revocation-source instead", firstLine(out))
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, "../cmd/revocation-source", func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkgs {
+		ast.Inspect(p, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || !regexp.MustCompile(`^(String|Int|Int64|Uint|Bool|Duration|Float64|Func|Text)(Var)?$`).MatchString(sel.Sel.Name) {
+				return true
+			}
+			i := 0
+			if strings.HasSuffix(sel.Sel.Name, "Var") {
+				i = 1
+			}
+			if len(call.Args) > i {
+				if lit, ok := call.Args[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					name, _ := strconv.Unquote(lit.Value)
+					flags[name] = ""
+				}
+			}
+			return true
+		})
+	}
+	if len(flags) == 0 {
+		t.Fatal("no flags found in --help or in cmd/revocation-source")
+	}
+	return flags, false
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return s
+}
+
+// buildSource builds cmd/revocation-source into a temporary directory.
+func buildSource(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "revocation-source")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/revocation-source")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/revocation-source: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestDeploymentRunsTheSource checks the Deployment's args and environment against the source's
+// flags, then runs the real binary with them (store and listen address moved to the test's
+// machine) and calls what Kubernetes calls: the probe paths, and the admin API with the token the
+// Secret provides.
+func TestDeploymentRunsTheSource(t *testing.T) {
+	o := loadSourceObjects(t)
+	c := container(t, &o.dep)
+	bin := buildSource(t)
+	flags, defaultsKnown := sourceFlags(t, bin)
+	envFlag := func(env string) (string, bool) {
+		name, ok := strings.CutPrefix(env, "REVOCATION_SOURCE_")
+		if !ok {
+			return "", false
+		}
+		return strings.ToLower(strings.ReplaceAll(name, "_", "-")), true
+	}
+	for _, a := range c.Args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if _, ok := flags[name]; !ok || !strings.HasPrefix(a, "-") {
+			t.Errorf("container arg %q: the source has no such flag", a)
+		}
+	}
+	for _, e := range c.Env {
+		flag, ok := envFlag(e.Name)
+		if !ok || e.Name == deploy.AdminTokenEnv {
+			continue // REDIS_PASSWORD and the admin token are read from the environment only
+		}
+		if _, ok := flags[flag]; !ok {
+			t.Errorf("env %s: the source has no flag --%s, so the variable is ignored", e.Name, flag)
+		}
+	}
+	if defaultsKnown {
+		want := net.JoinHostPort("127.0.0.1", strconv.Itoa(deploy.SourcePort))
+		if got := flags["listen"]; got != want {
+			t.Errorf("the source's default --listen is %q; README, envoy.yaml and docs say %q", got, want)
+		}
+	}
+
+	// Run it as the Deployment would, but on this machine: a loopback port and SQLite in a temporary
+	// directory instead of the Redis at redis:6379 (later flags win over earlier ones and the env).
+	adminToken := "deploy-test-admin-token"
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom != nil && e.Name == deploy.AdminTokenEnv:
+			env = append(env, e.Name+"="+adminToken)
+		case e.ValueFrom == nil:
+			env = append(env, e.Name+"="+e.Value)
+		}
+	}
+	args := []string{}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--listen=") {
+			a = "--listen=127.0.0.1:0"
+		}
+		args = append(args, a)
+	}
+	args = append(args, "--store=sqlite", "--sqlite-path="+filepath.Join(t.TempDir(), "r.db"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	addr := boundAddr(t, stderr)
+	base := "http://" + addr
+	for _, path := range []string{deploy.HealthPath, deploy.ReadyPath, deploy.MetricsPath} {
+		var status int
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			resp, err := http.Get(base + path)
+			if err == nil {
+				status = resp.StatusCode
+				resp.Body.Close()
+			}
+			if status == http.StatusOK || time.Now().After(deadline) {
+				break
+			}
+		}
+		if status != http.StatusOK {
+			t.Errorf("GET %s → %d, want 200", path, status)
+		}
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/admin/revocations", strings.NewReader(fmt.Sprintf(`{"jti":"deploy-test","exp":%d}`, exp)))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("content-type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("admin revoke with the Secret's token (env %s) → %d %s, want 200", deploy.AdminTokenEnv, resp.StatusCode, body)
+	}
+}
+
+// boundAddr reads the source's log until it says where it listens (JSON lines, or key=value).
+func boundAddr(t *testing.T, r io.Reader) string {
+	t.Helper()
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			line := sc.Text()
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Addr != "" && strings.Contains(rec.Msg, "listening") {
+				found <- rec.Addr
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	select {
+	case a := <-found:
+		return a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the source did not log its listen address within 30s")
+	}
+	return ""
+}
+
+// TestShippedPluginConfigsParse runs both shipped plugin configurations through the filter's own
+// parser; the flask-defaults one reads its secret from JWT_SECRET_KEY in the VM's environment.
+func TestShippedPluginConfigsParse(t *testing.T) {
+	env := map[string]string{"JWT_SECRET_KEY": "flask-app-secret-key-at-least-32-bytes-long"}
+	for _, f := range []string{"../docs/plugin-config.example.json", "../docs/plugin-config.flask-defaults.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := filter.ParseConfig(b, func(k string) string { return env[k] }); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
