@@ -19,6 +19,17 @@ func TestShippedConfigurationsParse(t *testing.T) {
 	if _, err := ParseConfig(example, os.Getenv); err != nil {
 		t.Errorf("docs/plugin-config.example.json: %v", err)
 	}
+	// flask's defaults: the secret comes from the VM's environment, as flask's JWT_SECRET_KEY.
+	flask, err := os.ReadFile("../docs/plugin-config.flask-defaults.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string { return map[string]string{"JWT_SECRET_KEY": "a-secret-of-at-least-32-bytes-long!"}[k] }
+	if cfg, err := ParseConfig(flask, env); err != nil {
+		t.Errorf("docs/plugin-config.flask-defaults.json: %v", err)
+	} else if cfg.MissingToken != PolicyDeny || len(cfg.Token.Locations) != 1 || cfg.Token.Locations[0] != LocationHeaders {
+		t.Errorf("docs/plugin-config.flask-defaults.json is not flask's defaults: missing_token %s, locations %v", cfg.MissingToken, cfg.Token.Locations)
+	}
 
 	manifest, err := os.ReadFile("../deploy/istio/wasmplugin.yaml")
 	if err != nil {
