@@ -116,6 +116,9 @@ type rig struct {
 	now     time.Time
 	metrics *fakeMetrics
 	cfg     Config
+	// byIssuer and maxStaleness are the filter's settings that the syncer is told.
+	byIssuer     bool
+	maxStaleness time.Duration
 }
 
 type vm struct {
@@ -139,8 +142,9 @@ func (r *rig) clock() time.Time { return r.now }
 func (r *rig) vm(id uint64, prefix string) *vm {
 	h := &fakeHost{t: r.t, metrics: r.metrics}
 	keys := KeysFor(prefix)
-	s := NewSyncer(r.cfg, SyncOptions{Keys: keys, Store: r.store, Host: h, Now: r.clock, HolderID: id, MetricsPrefix: "jtiguard."})
-	return &vm{host: h, sync: s, reader: NewReader(r.store, keys)}
+	s := NewSyncer(r.cfg, SyncOptions{Keys: keys, Store: r.store, Host: h, Now: r.clock, HolderID: id, MetricsPrefix: "jtiguard.",
+		KeyedByIssuer: r.byIssuer, MaxStaleness: r.maxStaleness})
+	return &vm{host: h, sync: s, reader: NewReader(r.store, keys, ReaderOptions{KeyedByIssuer: r.byIssuer})}
 }
 
 func (r *rig) advance(d time.Duration) { r.now = r.now.Add(d) }
@@ -151,7 +155,7 @@ func (v *vm) has(t *testing.T, jti string, at time.Time) bool {
 	if err != nil {
 		t.Fatalf("reader: %v", err)
 	}
-	return snap.Revoked(TokenKey("", jti), uint32(at.Unix()))
+	return snap.Revoked(snap.Hasher().TokenKey("", jti), uint32(at.Unix()))
 }
 
 const jsonCT = "application/json"
@@ -237,7 +241,7 @@ func TestDeltaWithForeignBaseForcesResync(t *testing.T) {
 	r.advance(r.cfg.Interval.D())
 	a.sync.Tick()
 	a.host.answer(200, [][2]string{{"content-type", jsonCT}},
-		`{"kind":"delta","base":"v0","version":"v9","added":[{"jti":"x"}]}`)
+		`{"kind":"delta","base":"v0","version":"v9","added":[{"jti":"x"}],"removed":[]}`)
 	if a.has(t, "x", r.now) || !a.has(t, "a", r.now) {
 		t.Fatal("a delta on a foreign base changed the list")
 	}
@@ -475,7 +479,7 @@ func TestExpiredEntriesAreDropped(t *testing.T) {
 	a.sync.Tick()
 	soon := r.now.Add(time.Minute).Unix()
 	a.host.answer(200, [][2]string{{"content-type", jsonCT}},
-		fmt.Sprintf(`{"version":"v1","entries":[{"jti":"short","exp":%d},{"jti":"long","exp":1800000000}]}`, soon))
+		fmt.Sprintf(`{"kind":"snapshot","version":"v1","entries":[{"jti":"short","exp":%d},{"jti":"long","exp":1800000000}]}`, soon))
 	a.reader.Refresh()
 	if a.reader.Snapshot().Len() != 2 {
 		t.Fatal("setup")
