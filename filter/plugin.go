@@ -86,7 +86,7 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 	p.verifier = newVerifier(cfg, p.now)
 	p.cache = newTokenCache(cfg.Cache.MaxEntries)
 	keys := blocklistsync.KeysFor(cfg.Prefix)
-	p.reader = blocklistsync.NewReader(hostStore{}, keys)
+	p.reader = blocklistsync.NewReader(hostStore{}, keys, blocklistsync.ReaderOptions{KeyedByIssuer: cfg.KeyedByIssuer()})
 	p.metrics = newMetrics(cfg.Prefix)
 	r := &cfg.Responses
 	p.bodies = fixedBodies{
@@ -102,6 +102,7 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 			Now:           p.now,
 			KeyedByIssuer: cfg.KeyedByIssuer(),
 			Grace:         cfg.JWT.Leeway.D(),
+			MaxStaleness:  cfg.MaxStaleness.D(),
 			MetricsPrefix: cfg.Prefix,
 		})
 		// No poll and no lease here: Envoy also runs this callback on a "configuration canary",
@@ -218,6 +219,10 @@ func (p *pluginContext) decide(headers [][2]string) decision {
 
 	now := p.now()
 	nowUnix := now.Unix()
+	snap, freshAt, err := p.reader.Refresh()
+	if err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
+		p.logReadError(err)
+	}
 	info, hit := p.cache.get(token, nowUnix)
 	if hit {
 		m.cacheHits.Increment(1)
@@ -238,13 +243,12 @@ func (p *pluginContext) decide(headers [][2]string) decision {
 			}
 			return p.invalid(rej.message)
 		}
+		if snap != nil {
+			info.setKeys(snap.Hasher(), p.verifier.byIssuer)
+		}
 		p.cache.put(token, info, nowUnix)
 	}
 
-	snap, freshAt, err := p.reader.Refresh()
-	if err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
-		p.logReadError(err)
-	}
 	if snap == nil || (cfg.MaxStaleness > 0 && now.Sub(freshAt) > cfg.MaxStaleness.D()) {
 		if cfg.FailMode == FailOpen {
 			m.failedOpen.Increment(1)
@@ -252,6 +256,9 @@ func (p *pluginContext) decide(headers [][2]string) decision {
 		}
 		m.failedClosed.Increment(1)
 		return decision{status: cfg.Responses.Unavailable.Status, body: p.bodies.unavailable}
+	}
+	if h := snap.Hasher(); info.hasher != h {
+		info.setKeys(h, p.verifier.byIssuer) // a list with a new hash key: this request's copy only
 	}
 	if revoked(snap, &info, clampUnix(nowUnix-p.verifier.leeway)) {
 		m.revoked.Increment(1)

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,12 @@ type fixture struct {
 	host proxytest.HostEmulator
 	now  time.Time
 	gen  uint64
+	// byIssuer is the plugin's keying, which a published list must have to be used.
+	byIssuer bool
 }
+
+// testListHasher is the hash key of the lists tests publish.
+var testListHasher, _ = blocklistsync.NewHasher()
 
 func start(t *testing.T, config string) *fixture {
 	t.Helper()
@@ -32,6 +38,9 @@ func start(t *testing.T, config string) *fixture {
 	f.host = host
 	if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
 		t.Fatalf("StartPlugin = %v; critical logs: %q", st, host.GetCriticalLogs())
+	}
+	if cfg, err := ParseConfig([]byte(config), os.Getenv); err == nil {
+		f.byIssuer = cfg.KeyedByIssuer()
 	}
 	return f
 }
@@ -65,13 +74,14 @@ func (f *fixture) publish(prefix string, lastSuccess time.Time, entries []revoke
 		if !e.exp.IsZero() {
 			exp = uint32(e.exp.Unix())
 		}
-		l.Entries = append(l.Entries, blocklistsync.Entry{Key: blocklistsync.TokenKey(e.iss, e.jti), Exp: exp})
+		l.AddToken(testListHasher, e.iss, e.jti, exp)
 	}
 	for _, c := range cutoffs {
-		l.Cutoffs = append(l.Cutoffs, blocklistsync.Cutoff{Key: blocklistsync.SubjectKey(c.iss, c.sub), RevokedBefore: uint32(c.before.Unix())})
+		l.AddCutoff(testListHasher, c.iss, c.sub, uint32(c.before.Unix()), 0)
 	}
 	l.Normalize(0)
-	raw, err := l.Encode(blocklistsync.Meta{Generation: f.gen, Built: lastSuccess})
+	enc, err := l.Encode(blocklistsync.Meta{Generation: f.gen, Built: lastSuccess, Hasher: testListHasher, KeyedByIssuer: f.byIssuer})
+	raw := enc.Snapshot
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -15,10 +15,12 @@ import (
 )
 
 // tokenInfo is what the filter keeps of a validated token: enough to check revocation
-// without decoding it again. Keys are precomputed so a cached token costs no hashing.
+// without decoding it again. Keys are computed with the list's Hasher (a keyed hash) and kept
+// with it, so a cached token costs no hashing until a list with another Hasher arrives.
 type tokenInfo struct {
-	jti       string
-	tokenKey  uint64 // (iss, jti), or ("", jti) when not keyed by issuer
+	jti, iss, sub string
+	hasher        blocklistsync.Hasher // the keys below are this hasher's; zero: not computed
+	tokenKey      uint64               // (iss, jti), or ("", jti) when not keyed by issuer
 	anyKey    uint64 // ("", jti) when keyed by issuer: entries that match any issuer; else 0
 	subKey    uint64 // like tokenKey, for the subject; 0 without sub
 	anySubKey uint64
@@ -129,21 +131,7 @@ func (v *verifier) check(c *claims) (tokenInfo, *rejection) {
 		}
 		return tokenInfo{}, &rejection{rejectInvalid, "Only refresh tokens are allowed"}
 	}
-	info := tokenInfo{jti: c.ID}
-	if v.byIssuer {
-		info.tokenKey = blocklistsync.TokenKey(c.Issuer, c.ID)
-		info.anyKey = blocklistsync.TokenKey("", c.ID)
-	} else {
-		info.tokenKey = blocklistsync.TokenKey("", c.ID)
-	}
-	if c.Subject != "" {
-		if v.byIssuer {
-			info.subKey = blocklistsync.SubjectKey(c.Issuer, c.Subject)
-			info.anySubKey = blocklistsync.SubjectKey("", c.Subject)
-		} else {
-			info.subKey = blocklistsync.SubjectKey("", c.Subject)
-		}
-	}
+	info := tokenInfo{jti: c.ID, iss: c.Issuer, sub: c.Subject}
 	if c.IssuedAt != nil {
 		info.iat, info.hasIat = clampUnix(c.IssuedAt.Unix()), true
 	}
@@ -151,6 +139,26 @@ func (v *verifier) check(c *claims) (tokenInfo, *rejection) {
 		info.expiresAt = c.ExpiresAt.Unix() + v.leeway + 1
 	}
 	return info, nil
+}
+
+// setKeys computes the revocation keys with h, the Hasher of the list they are looked up in.
+func (info *tokenInfo) setKeys(h blocklistsync.Hasher, byIssuer bool) {
+	info.hasher = h
+	info.anyKey, info.subKey, info.anySubKey = 0, 0, 0
+	if byIssuer {
+		info.tokenKey = h.TokenKey(info.iss, info.jti)
+		info.anyKey = h.TokenKey("", info.jti)
+	} else {
+		info.tokenKey = h.TokenKey("", info.jti)
+	}
+	if info.sub != "" {
+		if byIssuer {
+			info.subKey = h.SubjectKey(info.iss, info.sub)
+			info.anySubKey = h.SubjectKey("", info.sub)
+		} else {
+			info.subKey = h.SubjectKey("", info.sub)
+		}
+	}
 }
 
 func clampUnix(s int64) uint32 {

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/jtiguard/jtiguard/blocklistsync"
 )
 
 func mustConfig(t testing.TB, config string) *Config {
@@ -61,7 +59,9 @@ func TestVerifyEveryAlgorithm(t *testing.T) {
 			if rej != nil {
 				t.Fatalf("verify(%s) rejected: %s", tt.alg.Alg(), rej.message)
 			}
-			if info.jti != "jti-1" || info.tokenKey != blocklistsync.TokenKey("", "jti-1") || info.subKey != blocklistsync.SubjectKey("", "user-1") || !info.hasIat {
+			h := testListHasher
+			info.setKeys(h, v.byIssuer)
+			if info.jti != "jti-1" || info.tokenKey != h.TokenKey("", "jti-1") || info.subKey != h.SubjectKey("", "user-1") || !info.hasIat {
 				t.Fatalf("info = %+v", info)
 			}
 			// A token signed with another key of the same kind fails.
@@ -170,8 +170,10 @@ func TestVerifyIssuerKeys(t *testing.T) {
 	if rej != nil {
 		t.Fatal(rej.message)
 	}
-	if info.tokenKey != blocklistsync.TokenKey("https://b", "same") || info.anyKey != blocklistsync.TokenKey("", "same") ||
-		info.subKey != blocklistsync.SubjectKey("https://b", "user-1") || info.anySubKey != blocklistsync.SubjectKey("", "user-1") {
+	h := testListHasher
+	info.setKeys(h, v.byIssuer)
+	if info.tokenKey != h.TokenKey("https://b", "same") || info.anyKey != h.TokenKey("", "same") ||
+		info.subKey != h.SubjectKey("https://b", "user-1") || info.anySubKey != h.SubjectKey("", "user-1") {
 		t.Fatalf("keys = %+v", info)
 	}
 }
