@@ -21,11 +21,11 @@ type tokenInfo struct {
 	jti, iss, sub string
 	hasher        blocklistsync.Hasher // the keys below are this hasher's; zero: not computed
 	tokenKey      uint64               // (iss, jti), or ("", jti) when not keyed by issuer
-	anyKey    uint64 // ("", jti) when keyed by issuer: entries that match any issuer; else 0
-	subKey    uint64 // like tokenKey, for the subject; 0 without sub
-	anySubKey uint64
-	iat       uint32
-	hasIat    bool
+	anyKey        uint64               // ("", jti) when keyed by issuer: entries that match any issuer; else 0
+	subKey        uint64               // like tokenKey, for the subject; 0 without sub
+	anySubKey     uint64
+	iat           uint32
+	hasIat        bool
 	// expiresAt is the Unix second from which the token is expired, leeway included; 0 if
 	// the token has no exp.
 	expiresAt int64
