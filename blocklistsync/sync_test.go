@@ -22,6 +22,18 @@ type fakeHost struct {
 	resp     response
 	dispatch error
 	logs     []string
+	levels   []abi.LogLevel // of each log
+}
+
+// logged returns the logs at level that contain substr.
+func (h *fakeHost) logged(level abi.LogLevel, substr string) []string {
+	var out []string
+	for i, l := range h.logs {
+		if h.levels[i] == level && strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 type call struct {
@@ -77,7 +89,10 @@ func (h *fakeHost) GetHTTPCallResponseHeaders() ([][2]string, error) { return h.
 func (h *fakeHost) GetHTTPCallResponseBody(start, max int) ([]byte, error) {
 	return h.resp.body[start:min(len(h.resp.body), start+max)], nil
 }
-func (h *fakeHost) Log(level abi.LogLevel, msg string) { h.logs = append(h.logs, msg) }
+func (h *fakeHost) Log(level abi.LogLevel, msg string) {
+	h.logs = append(h.logs, msg)
+	h.levels = append(h.levels, level)
+}
 func (h *fakeHost) DefineCounter(name string) abi.Counter {
 	return fakeCounter{h.metrics, name}
 }
@@ -119,6 +134,7 @@ type rig struct {
 	// byIssuer and maxStaleness are the filter's settings that the syncer is told.
 	byIssuer     bool
 	maxStaleness time.Duration
+	rand         func() float64 // jitter draws; nil: math/rand
 }
 
 type vm struct {
@@ -143,7 +159,7 @@ func (r *rig) vm(id uint64, prefix string) *vm {
 	h := &fakeHost{t: r.t, metrics: r.metrics}
 	keys := KeysFor(prefix)
 	s := NewSyncer(r.cfg, SyncOptions{Keys: keys, Store: r.store, Host: h, Now: r.clock, HolderID: id, MetricsPrefix: "jtiguard.",
-		KeyedByIssuer: r.byIssuer, MaxStaleness: r.maxStaleness})
+		KeyedByIssuer: r.byIssuer, MaxStaleness: r.maxStaleness, Rand: r.rand})
 	return &vm{host: h, sync: s, reader: NewReader(r.store, keys, ReaderOptions{KeyedByIssuer: r.byIssuer})}
 }
 
