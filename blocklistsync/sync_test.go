@@ -541,7 +541,11 @@ func TestConfigValidate(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		{"defaults", func(*Config) {}, ""},
+		{"defaults", func(c *Config) {
+			if c.MaxShrink != 0.5 || c.RefuseShrink {
+				t.Fatalf("shrink defaults = %g, %v; want 0.5, warn only", c.MaxShrink, c.RefuseShrink)
+			}
+		}, ""},
 		{"no cluster disables sync", func(c *Config) { c.Cluster = ""; c.Authority = "" }, ""},
 		{"bad path", func(c *Config) { c.Path = "v1" }, "sync.path"},
 		{"bad authority", func(c *Config) { c.Authority = "" }, "sync.authority"},
@@ -554,6 +558,10 @@ func TestConfigValidate(t *testing.T) {
 		{"jitter", func(c *Config) { c.Jitter = 0.9 }, "sync.jitter"},
 		{"short lease", func(c *Config) { c.LeaseTTL = Duration(6 * time.Second) }, "sync.lease_ttl"},
 		{"short backoff cap", func(c *Config) { c.MaxBackoff = Duration(time.Second) }, "sync.max_backoff"},
+		{"max_shrink 1 turns the guard off", func(c *Config) { c.MaxShrink = 1; c.RefuseShrink = true }, ""},
+		{"max_shrink 0", func(c *Config) { c.MaxShrink = 0 }, "sync.max_shrink: must be a fraction above 0 and at most 1 (1 turns the guard off), got 0"},
+		{"max_shrink above 1", func(c *Config) { c.MaxShrink = 1.5 }, "sync.max_shrink: must be a fraction above 0 and at most 1 (1 turns the guard off), got 1.5"},
+		{"max_shrink negative", func(c *Config) { c.MaxShrink = -0.1 }, "got -0.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
