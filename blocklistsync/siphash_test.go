@@ -8,7 +8,7 @@ import (
 
 // sipVectors are SipHash-2-4's reference outputs for the key 00 01 … 0f and the messages
 // 00 01 … (len−1), len 0 to 63: the reference implementation's test vectors, read as
-// little-endian integers. Entry 15 is the paper's worked example (Appendix A). They were
+// little-endian integers (OpenSSL prints the 8 bytes). Entry 15 is the paper's worked example (Appendix A). They were
 // checked here against an independent implementation, OpenSSL 3's SIPHASH MAC:
 //
 //	head -c $len <(seq 0 63 | xargs printf '%02x' | xxd -r -p) |
