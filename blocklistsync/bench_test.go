@@ -13,35 +13,38 @@ var benchSizes = []int{0, 10_000, 1_000_000}
 
 func benchJTI(i int) string { return "5f0c8d2e-7a41-4b6e-9c3d-" + fmt.Sprintf("%012d", i) } // UUID-shaped
 
+// benchHasher is a fixed key, so that runs are comparable.
+var benchHasher = Hasher{0x0123456789abcdef, 0xfedcba9876543210}
+
 func benchList(n int) List {
-	l := List{Entries: make([]Entry, n)}
-	for i := range l.Entries {
-		l.Entries[i] = Entry{Key: TokenKey("", benchJTI(i)), Exp: 1_900_000_000}
+	l := List{Entries: make([]Entry, 0, n)}
+	for i := 0; i < n; i++ {
+		l.AddToken(benchHasher, "", benchJTI(i), 1_900_000_000)
 	}
 	l.Normalize(0)
 	return l
 }
 
-func benchSnapshot(b *testing.B, n int) (*Snapshot, []byte) {
+func benchSnapshot(b *testing.B, n int) (*Snapshot, Encoded) {
 	b.Helper()
 	l := benchList(n)
-	raw, err := l.Encode(Meta{Generation: 1, Version: "v1"})
+	enc, err := l.Encode(Meta{Generation: 1, Version: "v1", Hasher: benchHasher})
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := DecodeSnapshot(raw)
+	s, err := DecodeSnapshot(bytes.Clone(enc.Snapshot))
 	if err != nil {
 		b.Fatal(err)
 	}
-	return s, raw
+	return s, enc
 }
 
 // BenchmarkLookup is the per-request revocation check: it must not grow with the list.
 func BenchmarkLookup(b *testing.B) {
 	for _, n := range benchSizes {
 		s, _ := benchSnapshot(b, n)
-		hit := TokenKey("", benchJTI(n/2))
-		miss := TokenKey("", "not-revoked")
+		hit := benchHasher.TokenKey("", benchJTI(n/2))
+		miss := benchHasher.TokenKey("", "not-revoked")
 		b.Run(fmt.Sprintf("entries=%d/miss", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -67,7 +70,8 @@ func BenchmarkLookup(b *testing.B) {
 // memory it then holds per entry (raw snapshot plus bucket directory).
 func BenchmarkDecodeSnapshot(b *testing.B) {
 	for _, n := range []int{10_000, 1_000_000} {
-		_, raw := benchSnapshot(b, n)
+		_, enc := benchSnapshot(b, n)
+		raw := enc.Snapshot
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			var s *Snapshot
@@ -79,6 +83,7 @@ func BenchmarkDecodeSnapshot(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(len(raw))/float64(n), "shared-B/entry")
+			b.ReportMetric(float64(len(enc.IDs))/float64(n), "ids-B/entry")
 			b.ReportMetric(heapPerEntry(b, raw, n), "vm-B/entry")
 			runtime.KeepAlive(s)
 		})
@@ -133,12 +138,12 @@ func BenchmarkApplyFullSnapshot(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(tc.body)))
 			for b.Loop() {
-				u, err := ParseFeed(tc.body, tc.ctype, FeedLimits{MaxEntries: 2_000_000})
+				u, err := ParseFeed(tc.body, tc.ctype, FeedLimits{MaxEntries: 2_000_000, Hasher: benchHasher})
 				if err != nil {
 					b.Fatal(err)
 				}
 				u.Add.Normalize(0)
-				if _, err := u.Add.Encode(Meta{Generation: 2, Version: u.Version}); err != nil {
+				if _, err := u.Add.Encode(Meta{Generation: 2, Version: u.Version, Hasher: benchHasher}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -148,7 +153,7 @@ func BenchmarkApplyFullSnapshot(b *testing.B) {
 
 // BenchmarkApplyDelta merges a 1k-entry delta (900 added, 100 removed) into a 1M-entry list.
 func BenchmarkApplyDelta(b *testing.B) {
-	s, _ := benchSnapshot(b, 1_000_000)
+	s, enc := benchSnapshot(b, 1_000_000)
 	var body bytes.Buffer
 	body.WriteString(`{"kind":"delta","base":"v1","version":"v2","added":[`)
 	for i := 0; i < 900; i++ {
@@ -167,15 +172,20 @@ func BenchmarkApplyDelta(b *testing.B) {
 	body.WriteString(`]}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		u, err := ParseFeed(body.Bytes(), "application/json", FeedLimits{MaxEntries: 2_000_000})
+		u, err := ParseFeed(body.Bytes(), "application/json", FeedLimits{MaxEntries: 2_000_000, Hasher: benchHasher})
 		if err != nil {
 			b.Fatal(err)
 		}
-		l := mergeDelta(s, u, uint32(time.Now().Unix()))
+		// The lease holder reads the IDs from shared data (a copy) and checks them.
+		held, err := attachIDs(s, bytes.Clone(enc.IDs))
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := mergeDelta(held, u, uint32(time.Now().Unix()))
 		if len(l.Entries) != 1_000_000+800 {
 			b.Fatalf("merged %d entries; want %d", len(l.Entries), 1_000_800)
 		}
-		if _, err := l.Encode(Meta{Generation: 2, Version: u.Version}); err != nil {
+		if _, err := l.Encode(Meta{Generation: 2, Version: u.Version, Hasher: benchHasher}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -52,6 +52,13 @@ type Config struct {
 	// 0 means three intervals.
 	LeaseTTL   Duration `json:"lease_ttl"`
 	MaxBackoff Duration `json:"max_backoff"`
+	// MaxShrink is the largest fraction of the held list's live entries and cutoffs that one
+	// update may remove without a warning (and a sync.large_shrinks count): a source that
+	// lost its data answers with a well-formed, nearly empty list. 1 turns the guard off.
+	MaxShrink float64 `json:"max_shrink"`
+	// RefuseShrink refuses such an update (counted as rejected; the held list stays and ages)
+	// instead of only warning.
+	RefuseShrink bool `json:"refuse_shrink"`
 }
 
 // Limits on feed content and configuration.
@@ -81,6 +88,7 @@ func DefaultConfig() Config {
 		MaxEntries:   defaultMaxEntries,
 		Jitter:       0.1,
 		MaxBackoff:   Duration(time.Minute),
+		MaxShrink:    0.5,
 	}
 }
 
@@ -130,6 +138,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBackoff.D() < c.Interval.D() || c.MaxBackoff.D() > 24*time.Hour {
 		bad("max_backoff", "must be from the interval up to 24h, got %s", c.MaxBackoff.D())
+	}
+	if !(c.MaxShrink > 0 && c.MaxShrink <= 1) { // also refuses NaN
+		bad("max_shrink", "must be a fraction above 0 and at most 1 (1 turns the guard off), got %g", c.MaxShrink)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))

@@ -45,12 +45,18 @@ func (p *feedParser) object() error {
 		return err
 	}
 	kind := ""
+	seen := 0
 	for p.dec.More() {
 		tok, err := p.dec.Token()
 		if err != nil {
 			return err
 		}
 		key, _ := tok.(string)
+		bit := memberBit(key)
+		if bit != 0 && seen&bit != 0 {
+			return fmt.Errorf("member %q twice", key)
+		}
+		seen |= bit
 		switch key {
 		case "kind":
 			err = p.str(&kind, "kind", 16)
@@ -59,13 +65,15 @@ func (p *feedParser) object() error {
 		case "base":
 			err = p.str(&p.u.Base, "base", MaxVersionLen)
 		case "entries", "added":
-			err = p.entries(key, func(k uint64, exp uint32) { p.u.Add.Entries = append(p.u.Add.Entries, Entry{k, exp}) })
+			err = p.entries(key, func(k, id uint64, exp uint32) {
+				p.u.Add.Entries = append(p.u.Add.Entries, Entry{Key: k, ID: id, Exp: exp})
+			})
 		case "removed":
-			err = p.entries(key, func(k uint64, _ uint32) { p.u.Remove = append(p.u.Remove, k) })
+			err = p.entries(key, func(k, id uint64, _ uint32) { p.u.Remove = append(p.u.Remove, Ref{k, id}) })
 		case "cutoffs", "cutoffs_added":
 			err = p.cutoffs(key, true, func(c Cutoff) { p.u.Add.Cutoffs = append(p.u.Add.Cutoffs, c) })
 		case "cutoffs_removed":
-			err = p.cutoffs(key, false, func(c Cutoff) { p.u.RemoveCutoffs = append(p.u.RemoveCutoffs, c.Key) })
+			err = p.cutoffs(key, false, func(c Cutoff) { p.u.RemoveCutoffs = append(p.u.RemoveCutoffs, Ref{c.Key, c.ID}) })
 		default:
 			var skip json.RawMessage // servers may add fields of their own
 			err = p.dec.Decode(&skip)
@@ -80,7 +88,7 @@ func (p *feedParser) object() error {
 	if _, err := p.dec.Token(); err != io.EOF {
 		return errors.New("data after the JSON object")
 	}
-	return finishUpdate(&p.u, kind)
+	return finishUpdate(&p.u, kind, seen)
 }
 
 func (p *feedParser) delim(want json.Delim) error {
@@ -121,7 +129,7 @@ func (p *feedParser) issuer(iss string) (string, error) {
 	return iss, nil
 }
 
-func (p *feedParser) entries(field string, add func(uint64, uint32)) error {
+func (p *feedParser) entries(field string, add func(key, id uint64, exp uint32)) error {
 	if err := p.delim('['); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
@@ -140,7 +148,8 @@ func (p *feedParser) entries(field string, add func(uint64, uint32)) error {
 		if err != nil {
 			return fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
-		add(TokenKey(iss, *e.JTI), e.Exp)
+		k, id := keyAndID(p.lim.Hasher, domainToken, iss, *e.JTI)
+		add(k, id, e.Exp)
 	}
 	if err := p.delim(']'); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
@@ -170,7 +179,8 @@ func (p *feedParser) cutoffs(field string, needTime bool, add func(Cutoff)) erro
 		if err != nil {
 			return fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
-		cut := Cutoff{Key: SubjectKey(iss, *c.Sub), Exp: c.Exp}
+		k, id := keyAndID(p.lim.Hasher, domainSubject, iss, *c.Sub)
+		cut := Cutoff{Key: k, ID: id, Exp: c.Exp}
 		if c.RevokedBefore != nil {
 			cut.RevokedBefore = *c.RevokedBefore
 		}

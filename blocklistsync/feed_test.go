@@ -7,56 +7,64 @@ import (
 	"testing"
 )
 
-var lim = FeedLimits{MaxEntries: 100}
+var lim = FeedLimits{MaxEntries: 100, Hasher: testHasher}
+
+func ref(e Entry) Ref { return Ref{e.Key, e.ID} }
 
 func TestParseFeed(t *testing.T) {
 	tests := []struct {
 		name        string
 		body, ctype string
-		lim         FeedLimits
+		byIssuer    bool
 		wantKind    UpdateKind
 		wantVersion string
 		wantAdd     []Entry
-		wantRemove  []uint64
-		wantCutoffs int
+		wantRemove  []Ref
+		wantCutoffs []Cutoff
 	}{
 		{
 			name: "json snapshot", ctype: "application/json",
 			body:     `{"kind":"snapshot","version":"v1","entries":[{"jti":"a","exp":100},{"jti":"b"}],"cutoffs":[{"sub":"u","revoked_before":50}],"x-extra":{"k":[1]}}`,
 			wantKind: KindSnapshot, wantVersion: "v1",
-			wantAdd:     []Entry{{TokenKey("", "a"), 100}, {TokenKey("", "b"), 0}},
-			wantCutoffs: 1,
+			wantAdd:     []Entry{tokenEntry("", "a", 100), tokenEntry("", "b", 0)},
+			wantCutoffs: []Cutoff{subjectCutoff("", "u", 50, 0)},
 		},
 		{
-			name: "kind defaults to snapshot, sniffed without content type",
-			body: ` {"entries":[{"jti":"a","iss":"https://i"}]}`, wantKind: KindSnapshot,
-			wantAdd: []Entry{{TokenKey("", "a"), 0}}, // not keyed by issuer: iss ignored
+			name: "sniffed as JSON without a content type; iss ignored when not keyed by issuer",
+			body: ` {"kind":"snapshot","entries":[{"jti":"a","iss":"https://i"}]}`, wantKind: KindSnapshot,
+			wantAdd: []Entry{tokenEntry("", "a", 0)},
 		},
 		{
-			name: "issuer kept when keyed", ctype: "application/json", lim: FeedLimits{MaxEntries: 10, KeyedByIssuer: true},
-			body:    `{"entries":[{"jti":"a","iss":"https://i"},{"jti":"b"}]}`,
-			wantAdd: []Entry{{TokenKey("https://i", "a"), 0}, {TokenKey("", "b"), 0}},
+			name: "issuer kept when keyed", ctype: "application/json", byIssuer: true,
+			body:    `{"kind":"snapshot","entries":[{"jti":"a","iss":"https://i"},{"jti":"b"}]}`,
+			wantAdd: []Entry{tokenEntry("https://i", "a", 0), tokenEntry("", "b", 0)},
 		},
 		{
-			name: "delta", ctype: "application/json; charset=utf-8",
+			name: "empty list, said explicitly", ctype: "application/vnd.feed+json",
+			body: `{"kind":"snapshot","version":"v0","entries":[]}`, wantKind: KindSnapshot, wantVersion: "v0",
+		},
+		{
+			name: "delta", ctype: "Application/JSON; charset=utf-8",
 			body:     `{"kind":"delta","base":"v1","version":"v2","added":[{"jti":"c","exp":9}],"removed":[{"jti":"a"}],"cutoffs_removed":[{"sub":"u"}]}`,
 			wantKind: KindDelta, wantVersion: "v2",
-			wantAdd:    []Entry{{TokenKey("", "c"), 9}},
-			wantRemove: []uint64{TokenKey("", "a")},
+			wantAdd:    []Entry{tokenEntry("", "c", 9)},
+			wantRemove: []Ref{ref(tokenEntry("", "a", 0))},
 		},
 		{
-			name: "plain text", ctype: "text/plain",
-			body:     "# comment\n\nabc 1767225600\n  def  \n",
+			name: "plain text", ctype: "text/plain; charset=utf-8",
+			body:     "# comment\n\nabc 1767225600\n  def\t \n",
 			wantKind: KindSnapshot,
-			wantAdd:  []Entry{{TokenKey("", "abc"), 1767225600}, {TokenKey("", "def"), 0}},
+			wantAdd:  []Entry{tokenEntry("", "abc", 1767225600), tokenEntry("", "def", 0)},
+		},
+		{
+			name: "plain text: an empty list is a comment alone", ctype: "text/plain",
+			body: "# nothing is revoked\n", wantKind: KindSnapshot,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := tt.lim
-			if l.MaxEntries == 0 {
-				l = lim
-			}
+			l := lim
+			l.KeyedByIssuer = tt.byIssuer
 			u, err := ParseFeed([]byte(tt.body), tt.ctype, l)
 			if err != nil {
 				t.Fatalf("ParseFeed: %v", err)
@@ -64,14 +72,14 @@ func TestParseFeed(t *testing.T) {
 			if u.Kind != tt.wantKind || u.Version != tt.wantVersion {
 				t.Fatalf("kind, version = %v, %q; want %v, %q", u.Kind, u.Version, tt.wantKind, tt.wantVersion)
 			}
-			if fmt.Sprint(u.Add.Entries) != fmt.Sprint(tt.wantAdd) {
+			if fmt.Sprint(u.Add.Entries) != fmt.Sprint(tt.wantAdd) && len(u.Add.Entries)+len(tt.wantAdd) > 0 {
 				t.Fatalf("add = %v; want %v", u.Add.Entries, tt.wantAdd)
 			}
-			if fmt.Sprint(u.Remove) != fmt.Sprint(tt.wantRemove) && !(len(u.Remove) == 0 && len(tt.wantRemove) == 0) {
+			if fmt.Sprint(u.Remove) != fmt.Sprint(tt.wantRemove) && len(u.Remove)+len(tt.wantRemove) > 0 {
 				t.Fatalf("remove = %v; want %v", u.Remove, tt.wantRemove)
 			}
-			if len(u.Add.Cutoffs) != tt.wantCutoffs {
-				t.Fatalf("cutoffs = %d; want %d", len(u.Add.Cutoffs), tt.wantCutoffs)
+			if fmt.Sprint(u.Add.Cutoffs) != fmt.Sprint(tt.wantCutoffs) && len(u.Add.Cutoffs)+len(tt.wantCutoffs) > 0 {
+				t.Fatalf("cutoffs = %v; want %v", u.Add.Cutoffs, tt.wantCutoffs)
 			}
 		})
 	}
@@ -79,50 +87,140 @@ func TestParseFeed(t *testing.T) {
 
 func TestParseFeedRejects(t *testing.T) {
 	long := strings.Repeat("x", MaxJTILen+1)
-	many := `{"entries":[` + strings.TrimSuffix(strings.Repeat(`{"jti":"a"},`, 101), ",") + `]}`
+	many := `{"kind":"snapshot","entries":[` + strings.TrimSuffix(strings.Repeat(`{"jti":"a"},`, 101), ",") + `]}`
+	snap := func(entries string) string { return `{"kind":"snapshot","entries":[` + entries + `]}` }
 	tests := []struct{ name, body, ctype string }{
 		{"not json", `{"entries":`, "application/json"},
-		{"trailing data", `{"entries":[]} {}`, "application/json"},
-		{"unknown kind", `{"kind":"patch"}`, "application/json"},
-		{"delta without base", `{"kind":"delta","added":[]}`, "application/json"},
-		{"snapshot removing", `{"kind":"snapshot","removed":[{"jti":"a"}]}`, "application/json"},
-		{"jti missing", `{"entries":[{"exp":1}]}`, "application/json"},
-		{"jti empty", `{"entries":[{"jti":""}]}`, "application/json"},
-		{"jti not a string", `{"entries":[{"jti":5}]}`, "application/json"},
-		{"jti too long", `{"entries":[{"jti":"` + long + `"}]}`, "application/json"},
-		{"exp a string", `{"entries":[{"jti":"a","exp":"1"}]}`, "application/json"},
-		{"exp negative", `{"entries":[{"jti":"a","exp":-1}]}`, "application/json"},
-		{"exp too large", `{"entries":[{"jti":"a","exp":4294967296}]}`, "application/json"},
-		{"exp fractional", `{"entries":[{"jti":"a","exp":1.5}]}`, "application/json"},
-		{"entries not an array", `{"entries":{"jti":"a"}}`, "application/json"},
-		{"cutoff without time", `{"cutoffs":[{"sub":"u"}]}`, "application/json"},
-		{"version too long", `{"version":"` + strings.Repeat("v", MaxVersionLen+1) + `"}`, "application/json"},
+		{"trailing data", snap(``) + ` {}`, "application/json"},
+		{"unknown kind", `{"kind":"patch","entries":[]}`, "application/json"},
+		{"kind null", `{"kind":null,"entries":[]}`, "application/json"},
+		{"kind twice", `{"kind":"delta","kind":"snapshot","entries":[]}`, "application/json"},
+		{"entries twice", `{"kind":"snapshot","entries":[],"entries":[{"jti":"a"}]}`, "application/json"},
+		{"delta without base", `{"kind":"delta","added":[],"removed":[]}`, "application/json"},
+		{"delta with an empty base", `{"kind":"delta","base":"","added":[],"removed":[]}`, "application/json"},
+		{"delta without removed", `{"kind":"delta","base":"v1","added":[]}`, "application/json"},
+		{"delta without added", `{"kind":"delta","base":"v1","removed":[]}`, "application/json"},
+		{"delta with entries", `{"kind":"delta","base":"v1","added":[],"removed":[],"entries":[]}`, "application/json"},
+		{"delta adding and removing one jti", `{"kind":"delta","base":"v1","added":[{"jti":"a"}],"removed":[{"jti":"a"}]}`, "application/json"},
+		{"delta adding and removing one cutoff", `{"kind":"delta","base":"v1","added":[],"removed":[],"cutoffs_added":[{"sub":"u","revoked_before":1}],"cutoffs_removed":[{"sub":"u"}]}`, "application/json"},
+		{"snapshot removing", `{"kind":"snapshot","entries":[],"removed":[{"jti":"a"}]}`, "application/json"},
+		{"snapshot with added", `{"kind":"snapshot","added":[{"jti":"a"}]}`, "application/json"},
+		{"snapshot with a base", `{"kind":"snapshot","base":"v1","entries":[]}`, "application/json"},
+		{"jti missing", snap(`{"exp":1}`), "application/json"},
+		{"jti empty", snap(`{"jti":""}`), "application/json"},
+		{"jti not a string", snap(`{"jti":5}`), "application/json"},
+		{"jti too long", snap(`{"jti":"` + long + `"}`), "application/json"},
+		{"exp a string", snap(`{"jti":"a","exp":"1"}`), "application/json"},
+		{"exp negative", snap(`{"jti":"a","exp":-1}`), "application/json"},
+		{"exp too large", snap(`{"jti":"a","exp":4294967296}`), "application/json"},
+		{"exp fractional", snap(`{"jti":"a","exp":1.5}`), "application/json"},
+		{"entries not an array", `{"kind":"snapshot","entries":{"jti":"a"}}`, "application/json"},
+		{"cutoff without time", `{"kind":"snapshot","entries":[],"cutoffs":[{"sub":"u"}]}`, "application/json"},
+		{"version too long", `{"kind":"snapshot","entries":[],"version":"` + strings.Repeat("v", MaxVersionLen+1) + `"}`, "application/json"},
 		{"too many entries", many, "application/json"},
-		{"iss too long", `{"entries":[{"jti":"a","iss":"` + strings.Repeat("i", MaxIssuerLen+1) + `"}]}`, "application/json"},
+		{"iss too long", snap(`{"jti":"a","iss":"` + strings.Repeat("i", MaxIssuerLen+1) + `"}`), "application/json"},
 		{"plain: three fields", "a 1 2\n", "text/plain"},
 		{"plain: bad expiry", "a soon\n", "text/plain"},
+		{"plain: signed expiry", "a +5\n", "text/plain"},
+		{"plain: expiry too large", "a 4294967296\n", "text/plain"},
 		{"plain: jti too long", long + "\n", "text/plain"},
 		{"plain: line too long", strings.Repeat("y", 5000) + "\n", "text/plain"},
+		{"plain: non-ASCII jti", "caf\u00e9\n", "text/plain"},
+		{"plain: NBSP between jti and expiry", "abc\u00a0123\n", "text/plain"},
+		{"plain: control byte", "ab\x00c\n", "text/plain"},
+		{"plain: quoted jti", "\"abc\"\n", "text/plain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := ParseFeed([]byte(tt.body), tt.ctype, lim); !errors.Is(err, ErrBadFeed) {
-				t.Fatalf("ParseFeed(%.60q) error = %v; want ErrBadFeed", tt.body, err)
+			u, err := ParseFeed([]byte(tt.body), tt.ctype, lim)
+			if !errors.Is(err, ErrBadFeed) || u != nil {
+				t.Fatalf("ParseFeed(%.60q) = %v, %v; want nil, ErrBadFeed", tt.body, u, err)
 			}
 		})
 	}
 }
 
-func FuzzParseFeed(f *testing.F) {
-	f.Add([]byte(`{"kind":"snapshot","version":"v1","entries":[{"jti":"a","exp":100}],"cutoffs":[{"sub":"u","revoked_before":5}]}`), true)
-	f.Add([]byte(`{"kind":"delta","base":"v1","version":"v2","added":[],"removed":[{"jti":"a"}]}`), true)
-	f.Add([]byte("a 1\nb\n# c\n"), false)
-	f.Fuzz(func(t *testing.T, body []byte, asJSON bool) {
-		ctype := "text/plain"
-		if asJSON {
-			ctype = "application/json"
+// TestHostileBodiesAreRejected: whatever the content type, a 200 whose body is not a
+// well-formed feed — nothing, an empty object, an error object, a page of HTML, a feed under
+// the wrong type — is rejected, never read as an empty (or odd) list.
+func TestHostileBodiesAreRejected(t *testing.T) {
+	goodJSON := `{"kind":"snapshot","version":"v1","entries":[{"jti":"a"}]}`
+	bodies := map[string]string{
+		"empty":                 "",
+		"blank":                 " \r\n\t\n",
+		"empty object":          "{}",
+		"error object":          `{"error":"database unavailable"}`,
+		"error object, nested":  `{"error":{"code":500,"message":"boom"}}`,
+		"error beside a list":   `{"kind":"snapshot","entries":[],"error":"partial"}`,
+		"kind alone":            `{"kind":"snapshot"}`,
+		"entries without kind":  `{"entries":[{"jti":"a"}]}`,
+		"entries null":          `{"kind":"snapshot","entries":null}`,
+		"array":                 `[]`,
+		"string":                `"ok"`,
+		"html":                  "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n",
+		"html doctype":          "<!DOCTYPE html>\n<html><body>Service Unavailable</body></html>\n",
+		"xml":                   `<?xml version="1.0"?><Error><Code>NoSuchKey</Code></Error>`,
+		"truncated json":        goodJSON[:len(goodJSON)/2],
+		"json array of entries": `[{"jti":"a"}]`,
+	}
+	types := []string{"application/json", "application/json; charset=utf-8", "text/plain", "text/plain; charset=utf-8",
+		"", "text/html", "application/octet-stream", "application/xml"}
+	for name, body := range bodies {
+		for _, ct := range types {
+			t.Run(name+"/"+ct, func(t *testing.T) {
+				u, err := ParseFeed([]byte(body), ct, lim)
+				if !errors.Is(err, ErrBadFeed) || u != nil {
+					t.Fatalf("ParseFeed(%q, %q) = %+v, %v; want rejected", body, ct, u, err)
+				}
+			})
 		}
-		u, err := ParseFeed(body, ctype, FeedLimits{MaxEntries: 1000})
+	}
+	// A JSON scalar that is also a plain jti ("null", "0") is rejected as JSON; as
+	// text/plain it is a one-entry list, which the shrink guard judges (TestShrinkGuard).
+	for _, body := range []string{"null", "0", "true"} {
+		for _, ct := range []string{"application/json", "", "text/html"} {
+			if u, err := ParseFeed([]byte(body), ct, lim); !errors.Is(err, ErrBadFeed) || u != nil {
+				t.Errorf("ParseFeed(%q, %q) = %+v, %v; want rejected", body, ct, u, err)
+			}
+		}
+	}
+	// Good feeds under the wrong type are rejected too: JSON only as JSON (or untyped),
+	// plain text only as text/plain.
+	for _, tc := range []struct {
+		body     string
+		accepted map[string]bool
+	}{
+		{goodJSON, map[string]bool{"application/json": true, "application/json; charset=utf-8": true, "": true}},
+		{"abc 1767225600\n", map[string]bool{"text/plain": true, "text/plain; charset=utf-8": true}},
+	} {
+		for _, ct := range types {
+			_, err := ParseFeed([]byte(tc.body), ct, lim)
+			if (err == nil) != tc.accepted[ct] {
+				t.Errorf("ParseFeed(%q, %q) error = %v; want accepted %v", tc.body, ct, err, tc.accepted[ct])
+			}
+			if err != nil && !errors.Is(err, ErrBadFeed) {
+				t.Errorf("error %v does not wrap ErrBadFeed", err)
+			}
+		}
+	}
+}
+
+func TestParseFeedNeedsAHasher(t *testing.T) {
+	if _, err := ParseFeed([]byte(`{"kind":"snapshot","entries":[]}`), "application/json", FeedLimits{MaxEntries: 1}); err == nil {
+		t.Fatal("parsed without a Hasher")
+	}
+}
+
+func FuzzParseFeed(f *testing.F) {
+	f.Add([]byte(`{"kind":"snapshot","version":"v1","entries":[{"jti":"a","exp":100}],"cutoffs":[{"sub":"u","revoked_before":5}]}`), uint8(0))
+	f.Add([]byte(`{"kind":"delta","base":"v1","version":"v2","added":[],"removed":[{"jti":"a"}]}`), uint8(0))
+	f.Add([]byte("a 1\nb\n# c\n"), uint8(1))
+	f.Add([]byte("<html>oops</html>"), uint8(2))
+	f.Add([]byte(`{"error":"x"}`), uint8(3))
+	ctypes := []string{"application/json", "text/plain", "", "text/html"}
+	f.Fuzz(func(t *testing.T, body []byte, ct uint8) {
+		ctype := ctypes[int(ct)%len(ctypes)]
+		u, err := ParseFeed(body, ctype, FeedLimits{MaxEntries: 1000, Hasher: testHasher})
 		if err != nil {
 			if !errors.Is(err, ErrBadFeed) {
 				t.Fatalf("error %v does not wrap ErrBadFeed", err)
@@ -132,15 +230,22 @@ func FuzzParseFeed(f *testing.F) {
 		if n := len(u.Add.Entries) + len(u.Add.Cutoffs) + len(u.Remove) + len(u.RemoveCutoffs); n > 1000 {
 			t.Fatalf("%d items passed a limit of 1000", n)
 		}
-		// Whatever parses must encode into a snapshot that decodes.
+		if ctype == "text/html" {
+			t.Fatal("accepted a text/html body")
+		}
+		// Whatever parses must encode into a snapshot that decodes, with its IDs.
 		l := u.Add
 		l.Normalize(0)
-		raw, err := l.Encode(Meta{Version: u.Version})
+		enc, err := l.Encode(Meta{Version: u.Version, Hasher: testHasher})
 		if err != nil {
 			t.Fatalf("encode: %v", err)
 		}
-		if _, err := DecodeSnapshot(raw); err != nil {
+		s, err := DecodeSnapshot(enc.Snapshot)
+		if err != nil {
 			t.Fatalf("decode: %v", err)
+		}
+		if _, err := attachIDs(s, enc.IDs); err != nil {
+			t.Fatalf("ids: %v", err)
 		}
 	})
 }

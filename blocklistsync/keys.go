@@ -1,48 +1,113 @@
 package blocklistsync
 
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+)
+
 // Revocation keys are 64-bit hashes, not the jti strings themselves: a worker VM then holds
 // 12 bytes per entry whatever the jti's length, and the request path compares integers.
-// The hash is FNV-1a over a domain byte, the issuer and the value, finished with the
-// splitmix64 mixer so that the top bits (which pick a bucket in Set) are well spread.
 //
-// A collision between two different jtis can only ever deny a token, never admit one, and
-// the chance that any given token collides with one of 1M entries is about 5e-14.
+// The hash is SipHash-2-4 under a random 128-bit key that the first writer of a prefix's
+// shared data draws (crypto/rand, which is WASI random_get in the module) and every later
+// snapshot keeps. Whoever chooses jti or sub values (any client, for jtis of tokens it gets
+// issued) cannot predict keys, so cannot aim collisions at a revoked entry. Collisions by
+// chance still happen at 64 bits (about n²/2⁶⁵ for n entries), so entries are never merged
+// on their key: each also carries a second, independent 64-bit hash of the same input (its
+// ID), and an entry is identified by both. A worker VM looks up by the key alone, and a key
+// shared by two entries is revoked while either is; the lease holder adds and removes by
+// (key, ID), so removing one of two colliding jtis leaves the other revoked.
 
+// Domain bytes keep token keys, subject keys and their IDs apart.
 const (
-	domainToken   byte = 't'
-	domainSubject byte = 's'
+	domainToken   byte = 0x01
+	domainSubject byte = 0x02
+	domainID      byte = 0x80 // or-ed in for the second hash
 )
+
+// primaryMask is a test hook: tests narrow it to force key collisions. Production leaves all
+// bits.
+var primaryMask = ^uint64(0)
+
+// Hasher computes revocation keys under one snapshot's secret key. It is a small comparable
+// value: the filter stores it beside the keys it cached and recomputes them when a snapshot
+// with another Hasher arrives. Its String hides the key.
+type Hasher struct{ k0, k1 uint64 }
+
+// hashKeySize is the key's size in the snapshot.
+const hashKeySize = 16
+
+// NewHasher draws a random key.
+func NewHasher() (Hasher, error) {
+	var b [hashKeySize]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return Hasher{}, fmt.Errorf("draw a hash key: %w", err)
+		}
+		if h := hasherFromBytes(b[:]); !h.IsZero() {
+			return h, nil
+		}
+	}
+}
+
+func hasherFromBytes(b []byte) Hasher {
+	return Hasher{binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])}
+}
+
+func (h Hasher) putBytes(b []byte) {
+	binary.LittleEndian.PutUint64(b, h.k0)
+	binary.LittleEndian.PutUint64(b[8:], h.k1)
+}
+
+// IsZero reports whether h is the zero value, which no snapshot carries.
+func (h Hasher) IsZero() bool { return h == Hasher{} }
+
+// String implements fmt.Stringer without revealing the key.
+func (h Hasher) String() string {
+	if h.IsZero() {
+		return "Hasher(zero)"
+	}
+	return "Hasher(key hidden)"
+}
+
+// GoString implements fmt.GoStringer, for %#v, without revealing the key.
+func (h Hasher) GoString() string { return h.String() }
 
 // TokenKey is the blocklist key of a token's (iss, jti). iss is empty when the deployment
 // does not key by issuer, and for feed entries that match the jti from any issuer.
-func TokenKey(iss, jti string) uint64 { return hashKey(domainToken, iss, jti) }
+func (h Hasher) TokenKey(iss, jti string) uint64 { return h.key(domainToken, iss, jti) }
 
 // SubjectKey is the key of a subject cutoff for (iss, sub); iss empty as for TokenKey.
-func SubjectKey(iss, sub string) uint64 { return hashKey(domainSubject, iss, sub) }
+func (h Hasher) SubjectKey(iss, sub string) uint64 { return h.key(domainSubject, iss, sub) }
 
-func hashKey[T string | []byte](domain byte, iss, value T) uint64 {
-	const (
-		offset = 14695981039346656037
-		prime  = 1099511628211
-	)
-	h := uint64(offset)
-	h = (h ^ uint64(domain)) * prime
-	for i := 0; i < len(iss); i++ {
-		h = (h ^ uint64(iss[i])) * prime
+func (h Hasher) key(domain byte, iss, value string) uint64 {
+	return primary(hashIn(h, domain, iss, value))
+}
+
+func primary(k uint64) uint64 {
+	if k &= primaryMask; k == 0 {
+		return 1
 	}
-	// 0xff never occurs in UTF-8, so ("ab","c") and ("a","bc") differ.
-	h = (h ^ 0xff) * prime
-	for i := 0; i < len(value); i++ {
-		h = (h ^ uint64(value[i])) * prime
+	return k
+}
+
+// hashIn hashes domain ‖ len(iss) as u32 ‖ iss ‖ value: the length makes the split between
+// issuer and value unambiguous for any bytes. 0 is never returned, so it can mean "no key".
+func hashIn[T string | []byte](h Hasher, domain byte, iss, value T) uint64 {
+	s := newSip(h.k0, h.k1)
+	s.tail = uint64(domain) | uint64(uint32(len(iss)))<<8
+	s.ntail, s.n = 5, 5
+	sipWrite(&s, iss)
+	sipWrite(&s, value)
+	if k := s.sum(); k != 0 {
+		return k
 	}
-	h ^= uint64(len(value)) << 32
-	h ^= h >> 30
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 27
-	h *= 0x94d049bb133111eb
-	h ^= h >> 31
-	if h == 0 {
-		h = 1 // 0 is never a key: it keeps "no key" representable
-	}
-	return h
+	return 1
+}
+
+// keyAndID returns an input's key (what workers look up) and its ID (the second hash, which
+// together with the key identifies an entry).
+func keyAndID[T string | []byte](h Hasher, domain byte, iss, value T) (key, id uint64) {
+	return primary(hashIn(h, domain, iss, value)), hashIn(h, domain|domainID, iss, value)
 }

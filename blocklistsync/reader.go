@@ -11,17 +11,37 @@ import (
 // SharedData is the host's shared key-value store as Envoy implements it: get returns a copy
 // and a CAS token; set with a stale token fails with types.ErrorStatusCasMismatch; a missing
 // key gets types.ErrorStatusNotFound. internal/abi provides it in the plugin; tests use an
-// in-memory store with the same rules.
+// in-memory store with the same rules. The Reader keeps the slice a get of the snapshot
+// returns (it indexes it in place), so a store must not hand out memory it reuses.
 type SharedData interface {
 	GetSharedData(key string) ([]byte, uint32, error)
 	SetSharedData(key string, value []byte, cas uint32) error
 }
 
+// MaxRecheck bounds ReaderOptions.RecheckEvery. A revocation must reach every worker within
+// one sync interval plus 100 ms: the lease holder publishes within the interval, and a worker
+// then sees the new generation at its next read of the record, at most this much later.
+const MaxRecheck = 100 * time.Millisecond
+
+// ReaderOptions configure a Reader.
+type ReaderOptions struct {
+	// KeyedByIssuer is how the filter computes its keys. A snapshot keyed the other way is
+	// never returned: Refresh reports ErrKeyingMismatch and no list.
+	KeyedByIssuer bool
+	// RecheckEvery, when above 0, makes Refresh read the generation record at most this often
+	// by Now, and answer from memory in between: no host call, no allocation. Values above
+	// MaxRecheck are taken as MaxRecheck. 0 reads the record on every Refresh.
+	RecheckEvery time.Duration
+	// Now is the clock of RecheckEvery; required when it is set.
+	Now func() time.Time
+}
+
 // Reader is one worker VM's view of the shared blocklist. Refresh costs one small shared-data
-// read; only when the generation number moved does it copy and index the new snapshot.
+// read; only when the generation record moved does it copy and index the new snapshot.
 type Reader struct {
 	store SharedData
 	keys  Keys
+	o     ReaderOptions
 
 	snap    *Snapshot
 	snapCAS uint32 // CAS of the snapshot key when snap was read: the writer's guard
@@ -30,16 +50,85 @@ type Reader struct {
 	// put when a newer generation cannot be adopted, so a broken snapshot ages into
 	// max_staleness instead of being reported fresh.
 	freshAt time.Time
+	// latest is the newest snapshot decoded, usable or not (keyed the other way): the lease
+	// holder keeps its hash key and writes over it with the snapshot's CAS.
+	latest    *Snapshot
+	latestCAS uint32
+
+	// failedAt is the generation record whose snapshot could not be used, and why: the
+	// snapshot is not copied again until the record changes (a new list, or at least the
+	// next successful poll's time), so a bad snapshot costs one copy per sync, not one per
+	// request.
+	failedAt  Generation
+	failedErr error
+
+	// checkedAt and last are RecheckEvery's: when the record was last read, and what Refresh
+	// answered then.
+	checkedAt time.Time
+	last      refreshResult
+}
+
+type refreshResult struct {
+	snap    *Snapshot
+	freshAt time.Time
+	err     error
 }
 
 // NewReader returns a Reader of the blocklist under keys.
-func NewReader(store SharedData, keys Keys) *Reader { return &Reader{store: store, keys: keys} }
+func NewReader(store SharedData, keys Keys, o ReaderOptions) *Reader {
+	if o.RecheckEvery > MaxRecheck {
+		o.RecheckEvery = MaxRecheck
+	}
+	if o.RecheckEvery > 0 && o.Now == nil {
+		o.RecheckEvery = 0
+	}
+	return &Reader{store: store, keys: keys, o: o}
+}
 
-// Refresh brings the local view up to date with shared data and returns it. It returns
-// ErrNoList before any list was published; on a malformed record or snapshot it keeps the
-// previous view and returns the error wrapped, so the caller can log it and carry on.
+// Refresh brings the local view up to date with shared data (at most every RecheckEvery) and
+// returns it with the time of the last successful sync it reflects. It returns ErrNoList
+// before any list was published, and ErrKeyingMismatch with no snapshot when the list is
+// keyed differently from this filter; on a malformed record or snapshot it keeps the previous
+// view and returns the error wrapped, so the caller can log it and carry on.
 func (r *Reader) Refresh() (*Snapshot, time.Time, error) {
-	raw, _, err := r.store.GetSharedData(r.keys.Generation)
+	if r.o.RecheckEvery > 0 {
+		now := r.o.Now()
+		if d := now.Sub(r.checkedAt); !r.checkedAt.IsZero() && d >= 0 && d < r.o.RecheckEvery {
+			return r.last.snap, r.last.freshAt, r.last.err
+		}
+		r.checkedAt = now
+	}
+	snap, freshAt, err := r.read()
+	r.last = refreshResult{snap, freshAt, err}
+	return snap, freshAt, err
+}
+
+// Reload reads the generation record now, whatever RecheckEvery says: for ticks, and for the
+// lease holder, which must see what it is about to replace.
+func (r *Reader) Reload() (*Snapshot, time.Time, error) {
+	if r.o.RecheckEvery > 0 {
+		r.checkedAt = r.o.Now()
+	}
+	snap, freshAt, err := r.read()
+	r.last = refreshResult{snap, freshAt, err}
+	return snap, freshAt, err
+}
+
+// sharedDataViewer is a SharedData that can lend a value for the current callback instead of
+// copying it (internal/abi on wasip1): the generation record is read that way, so a request
+// that finds the list unchanged allocates nothing.
+type sharedDataViewer interface {
+	GetSharedDataView(key string) ([]byte, uint32, error)
+}
+
+func (r *Reader) read() (*Snapshot, time.Time, error) {
+	var raw []byte
+	var err error
+	if v, ok := r.store.(sharedDataViewer); ok {
+		raw, _, err = v.GetSharedDataView(r.keys.Generation)
+	} else {
+		raw, _, err = r.store.GetSharedData(r.keys.Generation)
+	}
 	if errors.Is(err, types.ErrorStatusNotFound) || (err == nil && len(raw) == 0) {
 		return r.snap, r.freshAt, ErrNoList
 	}
@@ -57,10 +146,29 @@ func (r *Reader) Refresh() (*Snapshot, time.Time, error) {
 		}
 		return r.snap, r.freshAt, nil
 	}
+	if r.failedErr != nil && gen == r.failedAt {
+		return r.snap, r.freshAt, r.failedErr
+	}
 	snap, cas, err := r.load(gen)
 	if err != nil {
+		if errors.Is(err, ErrBadSnapshot) || errors.Is(err, ErrSnapshotTooOld) {
+			// Shared data holds a snapshot that cannot be read: the lease holder overwrites
+			// it (with its CAS) and draws a new hash key.
+			r.failedAt, r.failedErr = gen, err
+			r.latest, r.latestCAS = nil, cas
+		}
 		return r.snap, r.freshAt, err
 	}
+	r.latest, r.latestCAS = snap, cas
+	if snap.KeyedByIssuer != r.o.KeyedByIssuer {
+		// Lookups in it would silently miss every entry: no list at all is the honest answer,
+		// and the filter's fail_mode decides.
+		r.snap, r.snapCAS, r.freshAt = nil, 0, time.Time{}
+		r.failedAt, r.failedErr = gen, fmt.Errorf("%w: generation %d is keyed %s, this filter %s",
+			ErrKeyingMismatch, snap.Generation, keying(snap.KeyedByIssuer), keying(r.o.KeyedByIssuer))
+		return nil, time.Time{}, r.failedErr
+	}
+	r.failedErr = nil
 	r.snap, r.snapCAS = snap, cas
 	if snap.Generation == gen.Number {
 		r.freshAt = gen.LastSuccess
@@ -72,6 +180,13 @@ func (r *Reader) Refresh() (*Snapshot, time.Time, error) {
 	return r.snap, r.freshAt, nil
 }
 
+func keying(byIssuer bool) string {
+	if byIssuer {
+		return "by (iss, jti)"
+	}
+	return "by jti alone"
+}
+
 func (r *Reader) load(gen Generation) (*Snapshot, uint32, error) {
 	raw, cas, err := r.store.GetSharedData(r.keys.Snapshot)
 	if err != nil {
@@ -79,13 +194,13 @@ func (r *Reader) load(gen Generation) (*Snapshot, uint32, error) {
 	}
 	snap, err := DecodeSnapshot(raw)
 	if err != nil {
-		return nil, 0, err
+		return nil, cas, err
 	}
 	if snap.Generation < gen.Number {
-		return nil, 0, fmt.Errorf("%w: snapshot %d, record %d", ErrSnapshotTooOld, snap.Generation, gen.Number)
+		return nil, cas, fmt.Errorf("%w: snapshot %d, record %d", ErrSnapshotTooOld, snap.Generation, gen.Number)
 	}
 	return snap, cas, nil
 }
 
-// Snapshot returns the view as of the last Refresh (nil before a list was seen).
+// Snapshot returns the view as of the last Refresh (nil before a usable list was seen).
 func (r *Reader) Snapshot() *Snapshot { return r.snap }

@@ -268,42 +268,94 @@ func (s *scanner) array(field string, item func(i int) error) error {
 	}
 }
 
+// Top-level members the feed defines. Each may appear once; each kind allows its own.
+const (
+	mKind = 1 << iota
+	mVersion
+	mBase
+	mEntries
+	mCutoffs
+	mAdded
+	mRemoved
+	mCutoffsAdded
+	mCutoffsRemoved
+	mError
+
+	snapshotMembers = mKind | mVersion | mEntries | mCutoffs
+	deltaMembers    = mKind | mVersion | mBase | mAdded | mRemoved | mCutoffsAdded | mCutoffsRemoved
+)
+
+// memberBit returns the bit of a top-level member name, 0 for names the feed does not define.
+func memberBit(key string) int {
+	switch key {
+	case "kind":
+		return mKind
+	case "version":
+		return mVersion
+	case "base":
+		return mBase
+	case "entries":
+		return mEntries
+	case "cutoffs":
+		return mCutoffs
+	case "added":
+		return mAdded
+	case "removed":
+		return mRemoved
+	case "cutoffs_added":
+		return mCutoffsAdded
+	case "cutoffs_removed":
+		return mCutoffsRemoved
+	case "error":
+		return mError
+	}
+	return 0
+}
+
+var memberNames = []string{"kind", "version", "base", "entries", "cutoffs", "added", "removed", "cutoffs_added", "cutoffs_removed", "error"}
+
 func (s *scanner) document() error {
 	kind := ""
+	seen := 0
 	err := s.object(func(key []byte) error {
-		switch string(key) {
-		case "kind":
+		bit := memberBit(string(key))
+		if bit != 0 && seen&bit != 0 {
+			return fmt.Errorf("member %q twice", key)
+		}
+		seen |= bit
+		switch bit {
+		case mKind:
 			return s.optString(&kind, "kind", 16)
-		case "version":
+		case mVersion:
 			return s.optString(&s.u.Version, "version", MaxVersionLen)
-		case "base":
+		case mBase:
 			return s.optString(&s.u.Base, "base", MaxVersionLen)
-		case "entries", "added":
+		case mEntries, mAdded:
 			return s.array(string(key), func(int) error {
-				k, exp, err := s.entry()
-				s.u.Add.Entries = append(s.u.Add.Entries, Entry{k, exp})
+				k, id, exp, err := s.entry()
+				s.u.Add.Entries = append(s.u.Add.Entries, Entry{Key: k, ID: id, Exp: exp})
 				return err
 			})
-		case "removed":
+		case mRemoved:
 			return s.array("removed", func(int) error {
-				k, _, err := s.entry()
-				s.u.Remove = append(s.u.Remove, k)
+				k, id, _, err := s.entry()
+				s.u.Remove = append(s.u.Remove, Ref{k, id})
 				return err
 			})
-		case "cutoffs", "cutoffs_added":
+		case mCutoffs, mCutoffsAdded:
 			return s.array(string(key), func(int) error {
 				c, err := s.cutoff(true)
 				s.u.Add.Cutoffs = append(s.u.Add.Cutoffs, c)
 				return err
 			})
-		case "cutoffs_removed":
+		case mCutoffsRemoved:
 			return s.array("cutoffs_removed", func(int) error {
 				c, err := s.cutoff(false)
-				s.u.RemoveCutoffs = append(s.u.RemoveCutoffs, c.Key)
+				s.u.RemoveCutoffs = append(s.u.RemoveCutoffs, Ref{c.Key, c.ID})
 				return err
 			})
 		default:
-			return s.skip() // servers may add fields of their own
+			return s.skip() // servers may add fields of their own; "error" is judged below
 		}
 	})
 	if err != nil {
@@ -312,24 +364,69 @@ func (s *scanner) document() error {
 	if s.ws(); s.i < len(s.b) {
 		return errors.New("data after the JSON object")
 	}
-	return finishUpdate(&s.u, kind)
+	return finishUpdate(&s.u, kind, seen)
 }
 
-// finishUpdate checks the kind and what it allows.
-func finishUpdate(u *Update, kind string) error {
+// finishUpdate checks the kind and the members it requires and allows. A body without its
+// kind or its entry arrays ({}, an error object, a truncated writer's output) is refused
+// rather than read as an empty list.
+func finishUpdate(u *Update, kind string, seen int) error {
+	if seen&mError != 0 {
+		return errors.New(`the body is an error object (it has an "error" member)`)
+	}
+	var allowed, required int
 	switch kind {
-	case "", "snapshot":
-		u.Kind = KindSnapshot
-		if len(u.Remove)+len(u.RemoveCutoffs) > 0 {
-			return errors.New("a snapshot cannot remove entries")
-		}
+	case "snapshot":
+		u.Kind, allowed, required = KindSnapshot, snapshotMembers, mKind|mEntries
 	case "delta":
-		u.Kind = KindDelta
-		if u.Base == "" {
-			return errors.New("a delta needs a base version")
+		u.Kind, allowed, required = KindDelta, deltaMembers, mKind|mBase|mAdded|mRemoved
+		if u.Base == "" && seen&mBase != 0 {
+			return errors.New("a delta needs a non-empty base version")
 		}
+	case "":
+		return errors.New(`"kind" is required: "snapshot" or "delta"`)
 	default:
 		return fmt.Errorf("unknown kind %q", kind)
+	}
+	for i, name := range memberNames {
+		bit := 1 << i
+		if seen&bit != 0 && allowed&bit == 0 {
+			return fmt.Errorf("a %s has no %q member", kind, name)
+		}
+		if seen&bit == 0 && required&bit != 0 {
+			return fmt.Errorf("a %s needs its %q member", kind, name)
+		}
+	}
+	if u.Kind == KindDelta {
+		return checkDisjoint(u)
+	}
+	return nil
+}
+
+// checkDisjoint refuses a delta that both adds and removes one entry or cutoff: which one
+// the source meant cannot be told.
+func checkDisjoint(u *Update) error {
+	if len(u.Remove) > 0 && len(u.Add.Entries) > 0 {
+		removed := make(map[Ref]struct{}, len(u.Remove))
+		for _, r := range u.Remove {
+			removed[r] = struct{}{}
+		}
+		for i, e := range u.Add.Entries {
+			if _, ok := removed[Ref{e.Key, e.ID}]; ok {
+				return fmt.Errorf("added[%d] is also removed", i)
+			}
+		}
+	}
+	if len(u.RemoveCutoffs) > 0 && len(u.Add.Cutoffs) > 0 {
+		removed := make(map[Ref]struct{}, len(u.RemoveCutoffs))
+		for _, r := range u.RemoveCutoffs {
+			removed[r] = struct{}{}
+		}
+		for i, c := range u.Add.Cutoffs {
+			if _, ok := removed[Ref{c.Key, c.ID}]; ok {
+				return fmt.Errorf("cutoffs_added[%d] is also removed", i)
+			}
+		}
 	}
 	return nil
 }
@@ -344,11 +441,10 @@ func (s *scanner) issuer(iss []byte) ([]byte, error) {
 	return iss, nil
 }
 
-func (s *scanner) entry() (uint64, uint32, error) {
+func (s *scanner) entry() (key, id uint64, exp uint32, err error) {
 	var jti, iss []byte
-	var exp uint32
 	haveJTI := false
-	err := s.object(func(key []byte) error {
+	err = s.object(func(key []byte) error {
 		var err error
 		switch string(key) {
 		case "jti":
@@ -375,16 +471,16 @@ func (s *scanner) entry() (uint64, uint32, error) {
 		return err
 	})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if !haveJTI || len(jti) == 0 || len(jti) > MaxJTILen {
-		return 0, 0, fmt.Errorf("jti must be a string of 1-%d bytes", MaxJTILen)
+		return 0, 0, 0, fmt.Errorf("jti must be a string of 1-%d bytes", MaxJTILen)
 	}
-	iss, err = s.issuer(iss)
-	if err != nil {
-		return 0, 0, err
+	if iss, err = s.issuer(iss); err != nil {
+		return 0, 0, 0, err
 	}
-	return hashKey(domainToken, iss, jti), exp, nil
+	key, id = keyAndID(s.lim.Hasher, domainToken, iss, jti)
+	return key, id, exp, nil
 }
 
 func (s *scanner) cutoff(needTime bool) (Cutoff, error) {
@@ -436,6 +532,6 @@ func (s *scanner) cutoff(needTime bool) (Cutoff, error) {
 	if err != nil {
 		return Cutoff{}, err
 	}
-	c.Key = hashKey(domainSubject, iss, sub)
+	c.Key, c.ID = keyAndID(s.lim.Hasher, domainSubject, iss, sub)
 	return c, nil
 }

@@ -68,14 +68,18 @@ func FuzzScannerMatchesReference(f *testing.F) {
 	for _, seed := range []string{
 		`{"kind":"snapshot","version":"v1","entries":[{"jti":"a","exp":100},{"jti":"b","iss":"https://i"}],"cutoffs":[{"sub":"u","revoked_before":5,"exp":9}]}`,
 		`{"kind":"delta","base":"v1","version":"v2","added":[{"jti":"c"}],"removed":[{"jti":"a"}],"cutoffs_added":[],"cutoffs_removed":[{"sub":"u"}]}`,
-		`{"entries":[{"jti":"caf\u00e9","exp":null,"x":{"y":[1,2,{"z":"\""}]}}],"extra":[true,false,null,-1.5e3]}`,
-		`{"entries":[{"jti":"a","exp":1,"exp":null}],"version":null}`,
-		`{"cutoffs":[{"sub":"u","revoked_before":5,"revoked_before":null}]}`,
-		`{"entries":[{"jti":"a","exp":01}]}`,
-		`{"entries":[{"jti":"a","exp":4294967296}]}`,
-		"{\"entries\":[{\"jti\":\"\xff\xfe\"}]}",
-		`{"entries":[]} x`,
-		` {"kind":"delta","base":"b"} `,
+		`{"kind":"snapshot","entries":[{"jti":"caf\u00e9","exp":null,"x":{"y":[1,2,{"z":"\""}]}}],"extra":[true,false,null,-1.5e3]}`,
+		`{"kind":"snapshot","entries":[{"jti":"a","exp":1,"exp":null}],"version":null}`,
+		`{"kind":"snapshot","entries":[],"cutoffs":[{"sub":"u","revoked_before":5,"revoked_before":null}]}`,
+		`{"kind":"snapshot","entries":[{"jti":"a","exp":01}]}`,
+		`{"kind":"snapshot","entries":[{"jti":"a","exp":4294967296}]}`,
+		"{\"kind\":\"snapshot\",\"entries\":[{\"jti\":\"\xff\xfe\"}]}",
+		`{"kind":"snapshot","entries":[]} x`,
+		` {"kind":"delta","base":"b","added":[],"removed":[]} `,
+		`{"kind":"delta","base":"b","added":[{"jti":"a"}],"removed":[{"jti":"a"}]}`,
+		`{"kind":"snapshot","entries":[],"error":null}`,
+		`{"kind":"snapshot","entries":[],"entries":[]}`,
+		`{}`,
 	} {
 		f.Add([]byte(seed), false)
 		f.Add([]byte(seed), true)
@@ -84,7 +88,7 @@ func FuzzScannerMatchesReference(f *testing.F) {
 		if caseVariantKeys(body) {
 			t.Skip("case-variant keys: encoding/json folds them, the feed does not")
 		}
-		lim := FeedLimits{MaxEntries: 50, KeyedByIssuer: byIssuer}
+		lim := FeedLimits{MaxEntries: 50, KeyedByIssuer: byIssuer, Hasher: testHasher}
 		got, gotErr := parseJSONFeed(body, lim)
 		want, wantErr := parseJSONFeedReference(body, lim)
 		if (gotErr == nil) != (wantErr == nil) {
@@ -99,7 +103,7 @@ func FuzzScannerMatchesReference(f *testing.F) {
 func TestScannerAllocations(t *testing.T) {
 	body := feedBody(1000)
 	allocs := testing.AllocsPerRun(5, func() {
-		if _, err := parseJSONFeed(body, FeedLimits{MaxEntries: 2000}); err != nil {
+		if _, err := parseJSONFeed(body, FeedLimits{MaxEntries: 2000, Hasher: testHasher}); err != nil {
 			t.Fatal(err)
 		}
 	})

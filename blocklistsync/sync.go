@@ -37,7 +37,12 @@ type SyncOptions struct {
 	// KeyedByIssuer hashes (iss, jti) instead of jti alone; it must match the filter's keys.
 	KeyedByIssuer bool
 	// Grace keeps entries this long past their expiry: the filter's clock leeway.
-	Grace         time.Duration
+	Grace time.Duration
+	// MaxStaleness is the filter's max_staleness: a list whose last successful sync is older
+	// is unusable (the filter follows its fail_mode). While the list is unusable, or would
+	// become so before the next backed-off retry, the lease holder retries at least once per
+	// interval whatever the backoff. 0: a list never goes stale; only "no list" is unusable.
+	MaxStaleness  time.Duration
 	MetricsPrefix string
 	// HolderID names this VM in the lease; 0 picks a random one.
 	HolderID uint64
@@ -48,6 +53,14 @@ type SyncOptions struct {
 // compactEvery is how often an unchanged list is rebuilt to drop entries that expired.
 const compactEvery = 10 * time.Minute
 
+// minGuardedShrink is the fewest removals the shrink guard looks at, so an administrator can
+// still empty a small list (a few unrevocations) without tripping it.
+const minGuardedShrink = 10
+
+// ErrShrinkRefused marks a new list refused because it shrinks the held one by more than
+// sync.max_shrink while sync.refuse_shrink is set. It is reported wrapped in ErrBadFeed.
+var ErrShrinkRefused = errors.New("list shrinks by more than max_shrink")
+
 // Syncer keeps the shared blocklist fresh. One per worker VM; Tick on every proxy_on_tick.
 type Syncer struct {
 	cfg    Config
@@ -57,13 +70,23 @@ type Syncer struct {
 
 	inFlight      bool
 	inFlightSince time.Time
+	// conditional is whether the poll in flight named the list held (since= or
+	// if-none-match): only then does a 304 mean "keep it".
+	conditional bool
 	// resync asks the next poll for a full snapshot (no since, no if-none-match).
 	resync bool
+	// resyncFor is the generation record whose unusable snapshot was last reported, so each
+	// is logged and counted once.
+	resyncFor Generation
+	// hasher is a key drawn for a list when shared data holds none that can be read.
+	hasher Hasher
+	// firstLogged: "first list received" is said once per VM.
+	firstLogged bool
 }
 
 type syncMetrics struct {
-	attempts, successes, failures, notModified, rejected, resyncs abi.Counter
-	entries, cutoffs, stalenessMs                                 abi.Gauge
+	attempts, successes, failures, notModified, rejected, resyncs, largeShrinks abi.Counter
+	entries, cutoffs, stalenessMs                                               abi.Gauge
 }
 
 // NewSyncer returns a Syncer; cfg must have passed Validate.
@@ -81,11 +104,12 @@ func NewSyncer(cfg Config, o SyncOptions) *Syncer {
 	return &Syncer{
 		cfg:    cfg,
 		o:      o,
-		reader: NewReader(o.Store, o.Keys),
+		reader: NewReader(o.Store, o.Keys, ReaderOptions{KeyedByIssuer: o.KeyedByIssuer}),
 		m: syncMetrics{
 			attempts: c("sync.attempts"), successes: c("sync.successes"), failures: c("sync.failures"),
 			notModified: c("sync.not_modified"), rejected: c("sync.rejected"), resyncs: c("sync.resyncs"),
-			entries: g("blocklist.entries"), cutoffs: g("blocklist.cutoffs"), stalenessMs: g("sync.staleness_ms"),
+			largeShrinks: c("sync.large_shrinks"),
+			entries:      g("blocklist.entries"), cutoffs: g("blocklist.cutoffs"), stalenessMs: g("sync.staleness_ms"),
 		},
 	}
 }
@@ -113,21 +137,43 @@ func (s *Syncer) Tick() {
 	if !held {
 		return
 	}
-	_, freshAt, _ := s.reader.Refresh()
+	snap, freshAt, err := s.reader.Reload()
+	s.checkHeld(err)
 	if !freshAt.IsZero() {
 		s.m.stalenessMs.Set(now.Sub(freshAt).Milliseconds())
 	}
 	if s.inFlight || now.Before(l.nextDue) {
 		return
 	}
-	s.poll(now, l.failures)
+	s.poll(now, l.failures, snap != nil && err == nil && !s.resync)
 }
 
-func (s *Syncer) poll(now time.Time, failures uint32) {
-	snap, _, _ := s.reader.Refresh()
+// checkHeld turns a list in shared data that cannot be used (keyed differently from this
+// filter, an older layout, malformed) into a full resync, reported once per such list.
+func (s *Syncer) checkHeld(err error) {
+	if err == nil || errors.Is(err, ErrNoList) {
+		return
+	}
+	if !errors.Is(err, ErrKeyingMismatch) && !errors.Is(err, ErrBadSnapshot) && !errors.Is(err, ErrSnapshotTooOld) {
+		return // a failed read of the store: try again next tick
+	}
+	s.resync = true
+	if s.reader.gen == s.resyncFor {
+		return
+	}
+	s.resyncFor = s.reader.gen
+	s.m.resyncs.Increment(1)
+	s.log(abi.LogLevelWarn, "sync: the list in shared data cannot be used ("+err.Error()+
+		"); asking the source for a full snapshot to replace it")
+}
+
+func (s *Syncer) poll(now time.Time, failures uint32, mergeable bool) {
+	snap := s.reader.Snapshot()
 	path := s.cfg.Path
 	headers := [][2]string{{":method", "GET"}, {":authority", s.cfg.Authority}, {"accept", "application/json, text/plain"}}
-	if snap != nil && !s.resync {
+	s.conditional = false
+	if mergeable {
+		s.conditional = snap.Version != "" || snap.ETag != ""
 		if snap.Version != "" {
 			sep := "?"
 			if strings.Contains(path, "?") {
@@ -149,11 +195,12 @@ func (s *Syncer) poll(now time.Time, failures uint32) {
 		headers = append(headers, [2]string{strings.ToLower(name), s.cfg.Headers[name]})
 	}
 	s.m.attempts.Increment(1)
+	s.inFlightSince = now
 	if _, err := s.o.Host.DispatchHTTPCall(s.cfg.Cluster, headers, nil, uint32(s.cfg.Timeout.D().Milliseconds()), s.onResponse); err != nil {
 		s.fail(now, failures, "dispatch to cluster "+strconv.Quote(s.cfg.Cluster)+": "+err.Error(), false)
 		return
 	}
-	s.inFlight, s.inFlightSince = true, now
+	s.inFlight = true
 }
 
 func header(headers [][2]string, name string) string {
@@ -170,6 +217,8 @@ func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
 	s.inFlight = false
 	now := s.o.Now()
 	failures := s.currentFailures()
+	snap, freshAt, readErr := s.reader.Reload()
+	s.checkHeld(readErr)
 	if numHeaders == 0 {
 		s.fail(now, failures, "no response from the revocation source (connection reset or timeout)", false)
 		return
@@ -181,8 +230,9 @@ func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
 	}
 	switch status := header(headers, ":status"); status {
 	case "304":
-		if s.reader.Snapshot() == nil {
-			s.fail(now, failures, "304 Not Modified but no list is held", true)
+		if !s.conditional || snap == nil || readErr != nil {
+			s.resync = true
+			s.fail(now, failures, "304 Not Modified, but the poll named no usable list (no since, no if-none-match)", true)
 			return
 		}
 		s.m.notModified.Increment(1)
@@ -190,7 +240,7 @@ func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
 			s.fail(now, failures, "record success: "+err.Error(), false)
 			return
 		}
-		s.succeed(now)
+		s.succeed(now, failures, freshAt)
 	case "200":
 		if bodySize > s.cfg.MaxBodyBytes {
 			s.fail(now, failures, fmt.Sprintf("response body of %d bytes exceeds max_body_bytes %d", bodySize, s.cfg.MaxBodyBytes), true)
@@ -203,7 +253,13 @@ func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
 				return
 			}
 		}
-		upd, err := ParseFeed(body, header(headers, "content-type"), FeedLimits{MaxEntries: s.cfg.MaxEntries, KeyedByIssuer: s.o.KeyedByIssuer})
+		h, err := s.hasherForNextList()
+		if err != nil {
+			s.fail(now, failures, err.Error(), false)
+			return
+		}
+		upd, err := ParseFeed(body, header(headers, "content-type"),
+			FeedLimits{MaxEntries: s.cfg.MaxEntries, KeyedByIssuer: s.o.KeyedByIssuer, Hasher: h})
 		if err != nil {
 			s.fail(now, failures, err.Error(), true)
 			return
@@ -212,31 +268,49 @@ func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
 		if len(etag) > MaxVersionLen {
 			etag = "" // too long to keep: the next poll simply does not ask for 304
 		}
-		if err := s.apply(now, upd, etag); err != nil {
+		if err := s.apply(now, upd, h, etag); err != nil {
 			if errors.Is(err, errResync) {
 				s.m.resyncs.Increment(1)
 				s.log(abi.LogLevelInfo, "sync: "+err.Error()+"; asking for a full snapshot")
-				s.schedule(now, 0, failures) // resync at once, without counting a failure
+				s.scheduleAt(now, failures) // resync at once, without counting a failure
 				return
 			}
 			s.fail(now, failures, err.Error(), errors.Is(err, ErrBadFeed))
 			return
 		}
-		s.succeed(now)
+		s.succeed(now, failures, freshAt)
 	default:
 		s.fail(now, failures, "revocation source answered status "+strconv.Quote(status), false)
 	}
 }
 
+// hasherForNextList keeps the hash key of the shared data's lifetime: the key of the newest
+// snapshot that could be decoded, or, when there is none, one drawn once by this VM.
+func (s *Syncer) hasherForNextList() (Hasher, error) {
+	if l := s.reader.latest; l != nil {
+		return l.Hasher(), nil
+	}
+	if s.hasher.IsZero() {
+		h, err := NewHasher()
+		if err != nil {
+			return Hasher{}, err
+		}
+		s.hasher = h
+	}
+	return s.hasher, nil
+}
+
 var errResync = errors.New("delta does not apply to the list held")
 
-// apply turns an update into a new snapshot and publishes it: snapshot first, generation
-// record second (see layout.go).
-func (s *Syncer) apply(now time.Time, upd *Update, etag string) error {
-	snap, _, err := s.reader.Refresh()
+// apply turns an update into a new snapshot and publishes it: IDs, snapshot, then generation
+// record (see layout.go). h is the hasher the update was parsed with.
+func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error {
+	snap, _, err := s.reader.Reload()
 	if err != nil && !errors.Is(err, ErrNoList) {
-		return fmt.Errorf("read the current list: %w", err)
+		s.checkHeld(err)
+		snap = nil // unusable: a snapshot may replace it, a delta may not apply to it
 	}
+	hadList := !errors.Is(err, ErrNoList) || snap != nil
 	notBefore := clampSeconds(now.Add(-s.o.Grace))
 	var list List
 	switch upd.Kind {
@@ -244,38 +318,81 @@ func (s *Syncer) apply(now time.Time, upd *Update, etag string) error {
 		list = upd.Add
 		list.Normalize(notBefore)
 	case KindDelta:
-		if snap == nil || s.resync || snap.Version == "" || snap.Version != upd.Base {
+		if snap == nil || s.resync || snap.Version == "" || snap.Version != upd.Base || snap.Hasher() != h {
 			s.resync = true
 			return fmt.Errorf("%w (base %q)", errResync, upd.Base)
 		}
-		list = mergeDelta(snap, upd, notBefore)
+		held, err := s.loadIDs(snap)
+		if err != nil {
+			s.resync = true
+			return fmt.Errorf("%w: %w", errResync, err)
+		}
+		list = mergeDelta(held, upd, notBefore)
 	}
 	if n := len(list.Entries) + len(list.Cutoffs); n > s.cfg.MaxEntries {
 		return fmt.Errorf("%w: %d entries and cutoffs after applying, more than max_entries %d", ErrBadFeed, n, s.cfg.MaxEntries)
 	}
-	if err := s.publish(now, &list, upd.Version, etag); err != nil {
+	if snap != nil {
+		if err := s.guardShrink(snap.liveCount(notBefore), len(list.Entries)+len(list.Cutoffs)); err != nil {
+			return err
+		}
+	}
+	if err := s.publish(now, &list, upd.Version, etag, h); err != nil {
 		return err
 	}
 	s.resync = false
+	if !hadList && !s.firstLogged {
+		s.firstLogged = true
+		s.log(abi.LogLevelInfo, fmt.Sprintf("sync: first list received: %d entries, %d cutoffs, version %q",
+			len(list.Entries), len(list.Cutoffs), upd.Version))
+	}
 	return nil
 }
 
+// guardShrink warns about, or refuses, a list that loses more than max_shrink of the live
+// entries and cutoffs held: a source that lost its data must not silently unrevoke tokens.
+func (s *Syncer) guardShrink(held, next int) error {
+	removed := held - next
+	if removed < minGuardedShrink || float64(removed) <= s.cfg.MaxShrink*float64(held) {
+		return nil
+	}
+	s.m.largeShrinks.Increment(1)
+	what := fmt.Sprintf("the new list holds %d entries and cutoffs, %d fewer than the %d held (%.0f%%, more than max_shrink %g)",
+		next, removed, held, 100*float64(removed)/float64(held), s.cfg.MaxShrink)
+	if s.cfg.RefuseShrink {
+		return fmt.Errorf("%w: %w: %s; refused (refuse_shrink)", ErrBadFeed, ErrShrinkRefused, what)
+	}
+	s.log(abi.LogLevelWarn, "sync: "+what+"; publishing it (set refuse_shrink to keep the held list instead)")
+	return nil
+}
+
+// loadIDs reads the IDs of snap, which only the lease holder needs (to merge).
+func (s *Syncer) loadIDs(snap *Snapshot) (withIDs, error) {
+	raw, _, err := s.o.Store.GetSharedData(s.o.Keys.IDs)
+	if err != nil {
+		return withIDs{}, fmt.Errorf("%w: %w", errBadIDs, err)
+	}
+	return attachIDs(snap, raw)
+}
+
 // publish writes list as the next generation.
-func (s *Syncer) publish(now time.Time, list *List, version, etag string) error {
+func (s *Syncer) publish(now time.Time, list *List, version, etag string, h Hasher) error {
 	gen := s.reader.gen.Number
-	if snap := s.reader.Snapshot(); snap != nil {
-		gen = max(gen, snap.Generation)
+	if l := s.reader.latest; l != nil {
+		gen = max(gen, l.Generation)
 	}
 	gen++
-	raw, err := list.Encode(Meta{Generation: gen, Built: now, Version: version, ETag: etag, KeyedByIssuer: s.o.KeyedByIssuer})
+	enc, err := list.Encode(Meta{Generation: gen, Built: now, Version: version, ETag: etag, KeyedByIssuer: s.o.KeyedByIssuer, Hasher: h})
 	if err != nil {
 		return err
 	}
-	cas := uint32(0)
-	if s.reader.Snapshot() != nil {
-		cas = s.reader.snapCAS
+	// The IDs go first and unconditionally: the build ID they carry ties them to their
+	// snapshot, so IDs left by a writer that then lost the snapshot's CAS are recognised as
+	// foreign and cause a resync, never a wrong merge.
+	if err := s.o.Store.SetSharedData(s.o.Keys.IDs, enc.IDs, 0); err != nil {
+		return fmt.Errorf("write ids: %w", err)
 	}
-	if err := s.o.Store.SetSharedData(s.o.Keys.Snapshot, raw, cas); err != nil {
+	if err := s.o.Store.SetSharedData(s.o.Keys.Snapshot, enc.Snapshot, s.reader.latestCAS); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
 	g := Generation{Number: gen, LastSuccess: now, Entries: uint32(len(list.Entries)), Cutoffs: uint32(len(list.Cutoffs))}
@@ -290,20 +407,25 @@ func (s *Syncer) publish(now time.Time, list *List, version, etag string) error 
 	}
 	s.m.entries.Set(int64(g.Entries))
 	s.m.cutoffs.Set(int64(g.Cutoffs))
-	s.reader.Refresh() // adopt our own snapshot (and its CAS) for the next delta
+	s.reader.Reload() // adopt our own snapshot (and its CAS) for the next delta
 	return nil
 }
 
 // touch records a successful poll that changed nothing; now and then it also compacts the
 // list, dropping expired entries.
 func (s *Syncer) touch(now time.Time) error {
-	if snap := s.reader.Snapshot(); snap != nil && now.Sub(snap.Built) > compactEvery {
-		list := List{Entries: make([]Entry, 0, snap.Len()), Cutoffs: snap.CutoffList()}
-		snap.Entries(func(e Entry) bool { list.Entries = append(list.Entries, e); return true })
-		list.Normalize(clampSeconds(now.Add(-s.o.Grace)))
-		return s.publish(now, &list, snap.Version, snap.ETag)
+	snap := s.reader.Snapshot()
+	if now.Sub(snap.Built) > compactEvery {
+		held, err := s.loadIDs(snap)
+		if err == nil {
+			list := held.list()
+			list.Normalize(clampSeconds(now.Add(-s.o.Grace)))
+			return s.publish(now, &list, snap.Version, snap.ETag, snap.Hasher())
+		}
+		s.resync = true // the list stays as it is; the next poll replaces it whole
+		s.log(abi.LogLevelWarn, "sync: cannot compact the list ("+err.Error()+"); asking for a full snapshot next")
 	}
-	number := s.reader.Snapshot().Generation
+	number := snap.Generation
 	return s.updateGeneration(func(cur *Generation) bool {
 		if cur.Number != number {
 			return false // a newer list was published meanwhile; its own time stands
@@ -339,44 +461,48 @@ func (s *Syncer) updateGeneration(change func(*Generation) bool) error {
 	return types.ErrorStatusCasMismatch
 }
 
-// mergeDelta applies a delta to a snapshot in one linear pass over the held entries.
-func mergeDelta(snap *Snapshot, upd *Update, notBefore uint32) List {
+// mergeDelta applies a delta to the held list in one linear pass. Entries are matched on
+// (key, ID), never on the key alone: removing one of two entries whose keys collide leaves
+// the other.
+func mergeDelta(held withIDs, upd *Update, notBefore uint32) List {
 	adds := normalizeEntries(upd.Add.Entries, 0)
-	removed := make(map[uint64]struct{}, len(upd.Remove))
-	for _, k := range upd.Remove {
-		removed[k] = struct{}{}
+	removed := make(map[Ref]struct{}, len(upd.Remove))
+	for _, r := range upd.Remove {
+		removed[r] = struct{}{}
 	}
-	out := make([]Entry, 0, snap.Len()+len(adds))
+	n := held.snap.Len()
+	out := make([]Entry, 0, n+len(adds))
 	i := 0
 	emit := func(e Entry) {
-		if _, gone := removed[e.Key]; !gone && live(e.Exp, notBefore) {
+		if _, gone := removed[Ref{e.Key, e.ID}]; !gone && live(e.Exp, notBefore) {
 			out = append(out, e)
 		}
 	}
-	snap.Entries(func(e Entry) bool {
-		for ; i < len(adds) && adds[i].Key < e.Key; i++ {
+	for j := 0; j < n; j++ {
+		e := held.entry(j)
+		for ; i < len(adds) && compareEntries(adds[i], e) < 0; i++ {
 			emit(adds[i])
 		}
-		if i < len(adds) && adds[i].Key == e.Key {
+		if i < len(adds) && adds[i].Key == e.Key && adds[i].ID == e.ID {
 			e.Exp = laterExp(e.Exp, adds[i].Exp)
 			i++
 		}
 		emit(e)
-		return true
-	})
+	}
 	for ; i < len(adds); i++ {
 		emit(adds[i])
 	}
 
-	cuts := map[uint64]Cutoff{}
-	for _, c := range snap.CutoffList() {
-		cuts[c.Key] = c
+	cuts := make(map[Ref]Cutoff, held.snap.Cutoffs()+len(upd.Add.Cutoffs))
+	for j := 0; j < held.snap.Cutoffs(); j++ {
+		c := held.cutoff(j)
+		cuts[Ref{c.Key, c.ID}] = c
 	}
-	for _, k := range upd.RemoveCutoffs {
-		delete(cuts, k)
+	for _, r := range upd.RemoveCutoffs {
+		delete(cuts, r)
 	}
 	for _, c := range upd.Add.Cutoffs {
-		cuts[c.Key] = c // an added cutoff replaces the one held
+		cuts[Ref{c.Key, c.ID}] = c // an added cutoff replaces the one held
 	}
 	cutoffs := make([]Cutoff, 0, len(cuts))
 	for _, c := range cuts {
@@ -397,13 +523,24 @@ func (s *Syncer) currentFailures() uint32 {
 	return l.failures
 }
 
-func (s *Syncer) succeed(now time.Time) {
+// succeed resets the backoff; after failures it says how long the list went without a sync.
+func (s *Syncer) succeed(now time.Time, failures uint32, freshBefore time.Time) {
 	s.m.successes.Increment(1)
-	s.schedule(now, s.jitter(s.cfg.Interval.D()), 0)
+	if failures > 0 {
+		since := "there was no list before"
+		if !freshBefore.IsZero() {
+			since = "the list had not been synced for " + now.Sub(freshBefore).Round(time.Millisecond).String()
+		}
+		s.log(abi.LogLevelInfo, fmt.Sprintf("sync: recovered after %d failed polls; %s", failures, since))
+	}
+	s.scheduleAt(now.Add(s.jitter(s.cfg.Interval.D())), 0)
 }
 
 // fail counts a failure and backs off: the retry waits interval × 2^(failures-1), capped at
-// max_backoff. The list in shared data is untouched.
+// max_backoff. The list in shared data is untouched. While the list is unusable (none, or
+// older than max_staleness), or would become so before that retry, the retry comes at least
+// once per interval instead: a fail-closed filter answers 503 meanwhile, and must stop as
+// soon as the source is back.
 func (s *Syncer) fail(now time.Time, failures uint32, reason string, rejected bool) {
 	s.m.failures.Increment(1)
 	if rejected {
@@ -414,16 +551,48 @@ func (s *Syncer) fail(now time.Time, failures uint32, reason string, rejected bo
 	if failures < 32 {
 		delay = min(s.cfg.Interval.D()<<(failures-1), delay)
 	}
-	delay = s.jitter(delay)
-	s.log(abi.LogLevelWarn, fmt.Sprintf("sync: poll failed (%d in a row), keeping the last good list, retry in %s: %s",
-		failures, delay.Round(time.Millisecond), reason))
-	s.schedule(now, delay, failures)
+	next := now.Add(s.jitter(delay))
+	snap, freshAt := s.reader.Snapshot(), s.reader.freshAt
+	staleAt := freshAt.Add(s.o.MaxStaleness)
+	state := "keeping the last good list"
+	switch {
+	case snap == nil:
+		state = "no list yet"
+		staleAt = time.Time{}
+	case s.o.MaxStaleness <= 0:
+		staleAt = next // never stale: the backoff stands
+	case !staleAt.After(now):
+		state = "keeping the last good list, stale for " + now.Sub(staleAt).Round(time.Millisecond).String()
+	}
+	if staleAt.Before(next) {
+		// At least once per interval from the start of the poll that failed (a timeout may
+		// have eaten much of it), and not before the list actually goes stale.
+		retry := s.inFlightSince.Add(s.shorterJitter(s.cfg.Interval.D()))
+		if staleAt.After(retry) {
+			retry = staleAt
+		}
+		if retry.Before(now) {
+			retry = now
+		}
+		if retry.Before(next) {
+			next = retry
+		}
+	}
+	s.log(abi.LogLevelWarn, fmt.Sprintf("sync: poll failed (%d in a row), %s, retry in %s: %s",
+		failures, state, next.Sub(now).Round(time.Millisecond), reason))
+	s.scheduleAt(next, failures)
 }
 
-func (s *Syncer) schedule(now time.Time, delay time.Duration, failures uint32) {
-	if err := updateSchedule(s.o.Store, s.o.Keys.Lease, s.o.HolderID, now.Add(delay), failures); err != nil {
+func (s *Syncer) scheduleAt(due time.Time, failures uint32) {
+	if err := updateSchedule(s.o.Store, s.o.Keys.Lease, s.o.HolderID, due, failures); err != nil {
 		s.log(abi.LogLevelError, "sync: write schedule: "+err.Error())
 	}
+}
+
+// shorterJitter spreads d by up to the jitter fraction, downwards only: a bound of "at least
+// once per interval" holds whatever the draw.
+func (s *Syncer) shorterJitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (1 - s.cfg.Jitter*s.o.Rand()))
 }
 
 func (s *Syncer) jitter(d time.Duration) time.Duration {

@@ -22,6 +22,18 @@ type fakeHost struct {
 	resp     response
 	dispatch error
 	logs     []string
+	levels   []abi.LogLevel // of each log
+}
+
+// logged returns the logs at level that contain substr.
+func (h *fakeHost) logged(level abi.LogLevel, substr string) []string {
+	var out []string
+	for i, l := range h.logs {
+		if h.levels[i] == level && strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 type call struct {
@@ -77,7 +89,10 @@ func (h *fakeHost) GetHTTPCallResponseHeaders() ([][2]string, error) { return h.
 func (h *fakeHost) GetHTTPCallResponseBody(start, max int) ([]byte, error) {
 	return h.resp.body[start:min(len(h.resp.body), start+max)], nil
 }
-func (h *fakeHost) Log(level abi.LogLevel, msg string) { h.logs = append(h.logs, msg) }
+func (h *fakeHost) Log(level abi.LogLevel, msg string) {
+	h.logs = append(h.logs, msg)
+	h.levels = append(h.levels, level)
+}
 func (h *fakeHost) DefineCounter(name string) abi.Counter {
 	return fakeCounter{h.metrics, name}
 }
@@ -116,6 +131,10 @@ type rig struct {
 	now     time.Time
 	metrics *fakeMetrics
 	cfg     Config
+	// byIssuer and maxStaleness are the filter's settings that the syncer is told.
+	byIssuer     bool
+	maxStaleness time.Duration
+	rand         func() float64 // jitter draws; nil: math/rand
 }
 
 type vm struct {
@@ -139,8 +158,9 @@ func (r *rig) clock() time.Time { return r.now }
 func (r *rig) vm(id uint64, prefix string) *vm {
 	h := &fakeHost{t: r.t, metrics: r.metrics}
 	keys := KeysFor(prefix)
-	s := NewSyncer(r.cfg, SyncOptions{Keys: keys, Store: r.store, Host: h, Now: r.clock, HolderID: id, MetricsPrefix: "jtiguard."})
-	return &vm{host: h, sync: s, reader: NewReader(r.store, keys)}
+	s := NewSyncer(r.cfg, SyncOptions{Keys: keys, Store: r.store, Host: h, Now: r.clock, HolderID: id, MetricsPrefix: "jtiguard.",
+		KeyedByIssuer: r.byIssuer, MaxStaleness: r.maxStaleness, Rand: r.rand})
+	return &vm{host: h, sync: s, reader: NewReader(r.store, keys, ReaderOptions{KeyedByIssuer: r.byIssuer})}
 }
 
 func (r *rig) advance(d time.Duration) { r.now = r.now.Add(d) }
@@ -151,7 +171,7 @@ func (v *vm) has(t *testing.T, jti string, at time.Time) bool {
 	if err != nil {
 		t.Fatalf("reader: %v", err)
 	}
-	return snap.Revoked(TokenKey("", jti), uint32(at.Unix()))
+	return snap.Revoked(snap.Hasher().TokenKey("", jti), uint32(at.Unix()))
 }
 
 const jsonCT = "application/json"
@@ -237,7 +257,7 @@ func TestDeltaWithForeignBaseForcesResync(t *testing.T) {
 	r.advance(r.cfg.Interval.D())
 	a.sync.Tick()
 	a.host.answer(200, [][2]string{{"content-type", jsonCT}},
-		`{"kind":"delta","base":"v0","version":"v9","added":[{"jti":"x"}]}`)
+		`{"kind":"delta","base":"v0","version":"v9","added":[{"jti":"x"}],"removed":[]}`)
 	if a.has(t, "x", r.now) || !a.has(t, "a", r.now) {
 		t.Fatal("a delta on a foreign base changed the list")
 	}
@@ -475,7 +495,7 @@ func TestExpiredEntriesAreDropped(t *testing.T) {
 	a.sync.Tick()
 	soon := r.now.Add(time.Minute).Unix()
 	a.host.answer(200, [][2]string{{"content-type", jsonCT}},
-		fmt.Sprintf(`{"version":"v1","entries":[{"jti":"short","exp":%d},{"jti":"long","exp":1800000000}]}`, soon))
+		fmt.Sprintf(`{"kind":"snapshot","version":"v1","entries":[{"jti":"short","exp":%d},{"jti":"long","exp":1800000000}]}`, soon))
 	a.reader.Refresh()
 	if a.reader.Snapshot().Len() != 2 {
 		t.Fatal("setup")
@@ -521,7 +541,11 @@ func TestConfigValidate(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		{"defaults", func(*Config) {}, ""},
+		{"defaults", func(c *Config) {
+			if c.MaxShrink != 0.5 || c.RefuseShrink {
+				t.Fatalf("shrink defaults = %g, %v; want 0.5, warn only", c.MaxShrink, c.RefuseShrink)
+			}
+		}, ""},
 		{"no cluster disables sync", func(c *Config) { c.Cluster = ""; c.Authority = "" }, ""},
 		{"bad path", func(c *Config) { c.Path = "v1" }, "sync.path"},
 		{"bad authority", func(c *Config) { c.Authority = "" }, "sync.authority"},
@@ -534,6 +558,10 @@ func TestConfigValidate(t *testing.T) {
 		{"jitter", func(c *Config) { c.Jitter = 0.9 }, "sync.jitter"},
 		{"short lease", func(c *Config) { c.LeaseTTL = Duration(6 * time.Second) }, "sync.lease_ttl"},
 		{"short backoff cap", func(c *Config) { c.MaxBackoff = Duration(time.Second) }, "sync.max_backoff"},
+		{"max_shrink 1 turns the guard off", func(c *Config) { c.MaxShrink = 1; c.RefuseShrink = true }, ""},
+		{"max_shrink 0", func(c *Config) { c.MaxShrink = 0 }, "sync.max_shrink: must be a fraction above 0 and at most 1 (1 turns the guard off), got 0"},
+		{"max_shrink above 1", func(c *Config) { c.MaxShrink = 1.5 }, "sync.max_shrink: must be a fraction above 0 and at most 1 (1 turns the guard off), got 1.5"},
+		{"max_shrink negative", func(c *Config) { c.MaxShrink = -0.1 }, "got -0.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

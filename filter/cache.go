@@ -202,10 +202,7 @@ func payloadOf(token string) string {
 	return token[first+1 : last]
 }
 
-// keyHasher computes blocklist keys the way the list was built.
-type keyHasher struct{}
+// keyHasher computes blocklist keys the way the list was built (its keyed hash).
+type keyHasher = blocklistsync.Hasher
 
-func hasherOf(*blocklistsync.Snapshot) keyHasher { return keyHasher{} }
-
-func (keyHasher) TokenKey(iss, jti string) uint64   { return blocklistsync.TokenKey(iss, jti) }
-func (keyHasher) SubjectKey(iss, sub string) uint64 { return blocklistsync.SubjectKey(iss, sub) }
+func hasherOf(snap *blocklistsync.Snapshot) keyHasher { return snap.Hasher() }

@@ -38,6 +38,9 @@ func (v *vmContext) NewPluginContext(contextID uint32) types.PluginContext {
 type hostStore struct{}
 
 func (hostStore) GetSharedData(key string) ([]byte, uint32, error) { return abi.GetSharedData(key) }
+func (hostStore) GetSharedDataView(key string) ([]byte, uint32, error) {
+	return abi.GetSharedDataView(key)
+}
 func (hostStore) SetSharedData(key string, v []byte, cas uint32) error {
 	return abi.SetSharedData(key, v, cas)
 }
@@ -96,7 +99,11 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 	p.verifier = newVerifier(cfg, p.now)
 	p.cache = newTokenCache(cfg.Cache.MaxEntries)
 	keys := blocklistsync.KeysFor(cfg.Prefix)
-	p.reader = blocklistsync.NewReader(hostStore{}, keys)
+	// The generation record is read at most every listRecheck by requests (always on ticks): a
+	// revocation reaches every worker within one sync interval plus listRecheck.
+	p.reader = blocklistsync.NewReader(hostStore{}, keys, blocklistsync.ReaderOptions{
+		KeyedByIssuer: cfg.KeyedByIssuer(), RecheckEvery: listRecheck, Now: p.now,
+	})
 	p.metrics = newMetrics(cfg.Prefix)
 	p.replies = newReplies(&cfg.Responses)
 	p.gc = newGCPacer()
@@ -109,6 +116,7 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 			Now:           p.now,
 			KeyedByIssuer: cfg.KeyedByIssuer(),
 			Grace:         cfg.JWT.Leeway.D(),
+			MaxStaleness:  cfg.MaxStaleness.D(),
 			MetricsPrefix: cfg.Prefix,
 		})
 		// No poll and no lease here: Envoy also runs this callback on a "configuration canary",
@@ -143,7 +151,7 @@ func (p *pluginContext) OnTick() {
 	if p.syncer != nil {
 		p.syncer.Tick()
 	}
-	snap, _, err := p.reader.Refresh()
+	snap, _, err := p.reader.Reload()
 	if err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
 		p.logReadError(err)
 	}
@@ -159,6 +167,8 @@ func (p *pluginContext) OnTick() {
 }
 
 const (
+	// listRecheck bounds how stale a request's view of the list may be.
+	listRecheck = 100 * time.Millisecond
 	// startupTick is the tick period until the first list is held.
 	startupTick = 100 * time.Millisecond
 	// metricsFlushTick bounds how long a counted request waits to show in the host's metrics.

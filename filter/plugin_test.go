@@ -38,6 +38,9 @@ func start(t *testing.T, config string) *fixture {
 	return f
 }
 
+// testListHasher is the hash key of the lists tests publish.
+var testListHasher, _ = blocklistsync.NewHasher()
+
 // setShared writes like a host-side writer would, honouring the emulator's CAS.
 func setShared(t *testing.T, key string, value []byte) {
 	t.Helper()
@@ -67,19 +70,21 @@ func (f *fixture) publish(prefix string, lastSuccess time.Time, entries []revoke
 		if !e.exp.IsZero() {
 			exp = uint32(e.exp.Unix())
 		}
-		l.Entries = append(l.Entries, blocklistsync.Entry{Key: blocklistsync.TokenKey(e.iss, e.jti), Exp: exp})
+		l.AddToken(testListHasher, e.iss, e.jti, exp)
 	}
 	for _, c := range cutoffs {
-		l.Cutoffs = append(l.Cutoffs, blocklistsync.Cutoff{Key: blocklistsync.SubjectKey(c.iss, c.sub), RevokedBefore: uint32(c.before.Unix())})
+		l.AddCutoff(testListHasher, c.iss, c.sub, uint32(c.before.Unix()), 0)
 	}
 	l.Normalize(0)
-	raw, err := l.Encode(blocklistsync.Meta{Generation: f.gen, Built: lastSuccess, KeyedByIssuer: f.keyed})
+	enc, err := l.Encode(blocklistsync.Meta{Generation: f.gen, Built: lastSuccess, Hasher: testListHasher, KeyedByIssuer: f.keyed})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	keys := blocklistsync.KeysFor(prefix)
-	setShared(f.t, keys.Snapshot, raw)
+	setShared(f.t, keys.Snapshot, enc.Snapshot)
 	setShared(f.t, keys.Generation, blocklistsync.Generation{Number: f.gen, LastSuccess: lastSuccess, Entries: uint32(len(l.Entries))}.MarshalBinary())
+	// Requests re-read the list at most every listRecheck; a tick reads it at once.
+	f.host.Tick()
 }
 
 // request runs one request's headers through the filter.
@@ -358,6 +363,7 @@ func TestSyncThroughTheEmulator(t *testing.T) {
 	}
 	f.host.CallOnHttpCallResponse(calls[0].CalloutID, [][2]string{{":status", "200"}, {"content-type", "application/json"}}, nil,
 		[]byte(`{"kind":"snapshot","version":"v1","entries":[{"jti":"via-sync"}]}`))
+	f.now = f.now.Add(listRecheck) // requests see a new list within listRecheck
 	if _, resp := f.request(bearer(tok)); resp == nil || resp.StatusCode != 401 {
 		t.Fatalf("after the list: %+v; want 401", resp)
 	}

@@ -18,34 +18,38 @@ type List struct {
 	Cutoffs map[string]time.Time // sub → revoked_before
 	// Exp is every entry's expiry (zero: none known).
 	Exp time.Time
+	// KeyedByIssuer must match the filter's keying (it is when jwt.issuers is set), or the
+	// filter refuses the list.
+	KeyedByIssuer bool
 }
 
-// Encode returns the snapshot of l as the syncer would write it for generation gen, fresh
-// as of now, and the matching generation record.
-func (l List) Encode(gen uint64, now time.Time) (snapshot, generation []byte, err error) {
+// Encode returns the list as the syncer would write it for generation gen, fresh as of now,
+// keyed by h: the snapshot, its ids record and the matching generation record.
+func (l List) Encode(gen uint64, now time.Time, h blocklistsync.Hasher) (enc blocklistsync.Encoded, generation []byte, err error) {
 	var bl blocklistsync.List
 	var exp uint32
 	if !l.Exp.IsZero() {
 		exp = uint32(l.Exp.Unix())
 	}
 	for _, jti := range l.JTIs {
-		bl.Entries = append(bl.Entries, blocklistsync.Entry{Key: blocklistsync.TokenKey("", jti), Exp: exp})
+		bl.AddToken(h, "", jti, exp)
 	}
 	for sub, before := range l.Cutoffs {
-		bl.Cutoffs = append(bl.Cutoffs, blocklistsync.Cutoff{Key: blocklistsync.SubjectKey("", sub), RevokedBefore: uint32(before.Unix())})
+		bl.AddCutoff(h, "", sub, uint32(before.Unix()), 0)
 	}
 	bl.Normalize(0)
-	snapshot, err = bl.Encode(blocklistsync.Meta{Generation: gen, Built: now})
+	enc, err = bl.Encode(blocklistsync.Meta{Generation: gen, Built: now, Hasher: h, KeyedByIssuer: l.KeyedByIssuer})
 	if err != nil {
-		return nil, nil, err
+		return blocklistsync.Encoded{}, nil, err
 	}
 	generation = blocklistsync.Generation{Number: gen, LastSuccess: now,
 		Entries: uint32(len(bl.Entries)), Cutoffs: uint32(len(bl.Cutoffs))}.MarshalBinary()
-	return snapshot, generation, nil
+	return enc, generation, nil
 }
 
-// Publish writes l into store under prefix as the next generation, snapshot first and
-// generation record second (the order blocklistsync's layout requires).
+// Publish writes l into store under prefix as the next generation, in the order
+// blocklistsync's layout requires (ids, snapshot, generation record). It keeps the hash key
+// of the snapshot already there, as the syncer does, and draws one for the first list.
 func Publish(store Store, prefix string, l List) error {
 	keys := blocklistsync.KeysFor(prefix)
 	var gen uint64 = 1
@@ -54,14 +58,26 @@ func Publish(store Store, prefix string, l List) error {
 			gen = g.Number + 1
 		}
 	}
-	snap, genRec, err := l.Encode(gen, time.Now())
+	var h blocklistsync.Hasher
+	if raw, _, err := store.GetSharedData(keys.Snapshot); err == nil {
+		if s, err := blocklistsync.DecodeSnapshot(raw); err == nil {
+			h = s.Hasher()
+		}
+	}
+	if h.IsZero() {
+		var err error
+		if h, err = blocklistsync.NewHasher(); err != nil {
+			return err
+		}
+	}
+	enc, genRec, err := l.Encode(gen, time.Now(), h)
 	if err != nil {
 		return err
 	}
 	for _, kv := range []struct {
 		key string
 		val []byte
-	}{{keys.Snapshot, snap}, {keys.Generation, genRec}} {
+	}{{keys.IDs, enc.IDs}, {keys.Snapshot, enc.Snapshot}, {keys.Generation, genRec}} {
 		_, cas, _ := store.GetSharedData(kv.key)
 		if err := store.SetSharedData(kv.key, kv.val, cas); err != nil {
 			return err
