@@ -24,7 +24,9 @@ func TestShippedConfigurationsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := func(k string) string { return map[string]string{"JWT_SECRET_KEY": "a-secret-of-at-least-32-bytes-long!"}[k] }
+	env := func(k string) string {
+		return map[string]string{"JWT_SECRET_KEY": "a-secret-of-at-least-32-bytes-long!"}[k]
+	}
 	if cfg, err := ParseConfig(flask, env); err != nil {
 		t.Errorf("docs/plugin-config.flask-defaults.json: %v", err)
 	} else if cfg.MissingToken != PolicyDeny || len(cfg.Token.Locations) != 1 || cfg.Token.Locations[0] != LocationHeaders {
