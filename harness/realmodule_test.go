@@ -201,6 +201,9 @@ func testRealSync(t *testing.T, g WASIGeneration) {
 		t.Fatalf("no shared data after the sync")
 	}
 	other := 1 - c.VM
+	// The other VM re-reads the list on its next tick, or on a request once 100 ms passed
+	// since it last looked: tick, rather than wait.
+	h.Tick(ctx)
 	revoked, fine := hs256(t, "revoked-jti-1"), hs256(t, "fine-jti")
 	res, err := h.Do(ctx, Request{Path: "/api", VM: other, Headers: bearer(revoked)})
 	if err != nil {
@@ -246,6 +249,7 @@ func TestRealModuleConcurrentStreams(t *testing.T) {
 	if err := h.WaitHTTPCalls(ctx); err != nil {
 		t.Fatal(err)
 	}
+	h.Tick(ctx) // every VM reads the new list at once (requests would within 100 ms)
 	var wg sync.WaitGroup
 	for p := 0; p < P; p++ {
 		wg.Add(1)
