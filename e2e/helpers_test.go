@@ -199,7 +199,13 @@ func tickRound(t testing.TB, h *harness.Harness, d time.Duration, vms ...int) {
 		}
 	}
 	waitCalls(t, h)
+	// A list written by the callout's answer reaches the other VMs' requests within the
+	// filter's recheck period (100 ms): the promise is one interval plus that.
+	time.Sleep(listRecheck)
 }
+
+// listRecheck is the filter's bound on how stale a request's view of the list may be.
+const listRecheck = 100 * time.Millisecond
 
 func counter(h *harness.Harness, name string) int64 {
 	v, _ := h.Metrics().Counter(prefix + name)
