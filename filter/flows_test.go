@@ -200,3 +200,30 @@ func TestTrustUpstreamMetadata(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegerSubject: flask-jwt-extended's own examples issue identity=user.id, an integer
+// sub. Such tokens are valid by default (cutoffs looked up by the decimal form), and refused
+// with strict_sub.
+func TestIntegerSubject(t *testing.T) {
+	tok := func(jti string, iat time.Time) string {
+		c := claimsAt(testNow, jti)
+		c["sub"], c["iat"] = 42, iat.Unix()
+		delete(c, "nbf")
+		return hs256(t, c)
+	}
+	f := start(t, hsConfig(""))
+	f.publish("jtiguard.", testNow, nil, []cutoffEntry{{sub: "42", before: testNow.Add(-time.Hour)}})
+	if _, resp := f.request(bearer(tok("int-new", testNow.Add(-time.Minute)))); resp != nil {
+		t.Fatalf("integer sub, issued after the cutoff: %d %s; want continue", resp.StatusCode, resp.Data)
+	}
+	if _, resp := f.request(bearer(tok("int-old", testNow.Add(-2*time.Hour)))); resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("integer sub, issued before its cutoff: %+v; want 401", resp)
+	}
+	t.Run("strict_sub", func(t *testing.T) {
+		f := start(t, hsConfig(`,"jwt":{"strict_sub":true,"hmac_secrets":[{"secret":`+jsonString(string(testKeys().hs))+`}]}`))
+		f.publish("jtiguard.", testNow, nil, nil)
+		if _, resp := f.request(bearer(tok("int-strict", testNow.Add(-time.Minute)))); resp == nil || resp.StatusCode != 422 {
+			t.Fatalf("integer sub with strict_sub: %+v; want 422", resp)
+		}
+	})
+}
