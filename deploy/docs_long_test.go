@@ -34,7 +34,9 @@ import (
 //
 //   - ports: envoy.yaml's 10000, 8080, 8081 and 9901 become free ports, in the commands and in the
 //     copy's envoy.yaml (whose listener also moves from 0.0.0.0 to 127.0.0.1), so the test never
-//     depends on a fixed port;
+//     depends on a fixed port; the revocation source started without --listen gets its free port
+//     through REVOCATION_SOURCE_LISTEN (its default, 127.0.0.1:8081, is checked by
+//     TestDeploymentMatchesTheSourceFlags);
 //   - `envoy` is a shim for the local stand-in (cmd/jtiguard-proxy reads the same bootstrap;
 //     --mode validate maps to -validate): no Envoy binary can be installed here;
 //   - registry.example.com is an in-memory registry (go-containerregistry's) on a free port;
@@ -161,7 +163,8 @@ exec jtiguard-proxy -config "$cfg" $validate
 	cmd := exec.CommandContext(ctx, "bash", scriptPath)
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "GOBIN="+bin,
-		"DOCTEST_LOG="+logPath, "REVOCATION_SOURCE_LOG_FORMAT=text")
+		"DOCTEST_LOG="+logPath, "REVOCATION_SOURCE_LOG_FORMAT=text",
+		"REVOCATION_SOURCE_LISTEN=127.0.0.1:"+strconv.Itoa(ports[deploy.SourcePort]))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second

@@ -13,18 +13,25 @@ import (
 //
 //	<!-- doctest: skip: <why it cannot run here> -->
 //
-// (a Kubernetes cluster, a real Envoy's admin API, the test suites themselves).
+// (a real Envoy's admin API, Istio in a cluster, the test suites themselves), or with
+//
+//	<!-- doctest: kubectl: <what checks it> -->
+//
+// for the Kubernetes steps: those run with a recording kubectl (deploy/kubectl_test.go), and what
+// they create (the Secret, the patched WasmPlugin) is fed to the real source.
 var docFiles = []string{"../README.md", "../docs/envoy-istio.md", "../docs/local-proxy.md"}
 
 // block is one fenced shell block.
 type block struct {
-	file  string
-	line  int    // of the opening fence
-	skip  string // the reason it does not run, "" when it runs
-	lines []string
+	file string
+	line int    // of the opening fence
+	skip string // the reason it does not run, "" when it runs
+	// kubectl: the block runs with the recording kubectl only (skip names what checks it).
+	kubectl bool
+	lines   []string
 }
 
-var skipRE = regexp.MustCompile(`^<!-- doctest: skip: (.+\S) -->$`)
+var skipRE = regexp.MustCompile(`^<!-- doctest: (skip|kubectl): (.+\S) -->$`)
 
 // shellBlocks returns the ```sh blocks of a Markdown file in order.
 func shellBlocks(t *testing.T, file string) []block {
@@ -46,7 +53,7 @@ func shellBlocks(t *testing.T, file string) []block {
 		case cur == nil && strings.HasPrefix(line, "```sh"):
 			cur = &block{file: file, line: n}
 			if m := skipRE.FindStringSubmatch(strings.TrimSpace(prev)); m != nil {
-				cur.skip = m[1]
+				cur.skip, cur.kubectl = m[2], m[1] == "kubectl"
 			}
 		case cur != nil && strings.HasPrefix(line, "```"):
 			out = append(out, *cur)
@@ -89,7 +96,7 @@ func TestDocsBlocksAreMarked(t *testing.T) {
 		raw, _ := os.ReadFile(f)
 		lines := strings.Split(string(raw), "\n")
 		for i, l := range lines {
-			if strings.Contains(l, "doctest:") && !strings.HasPrefix(strings.TrimSpace(l), "<!-- doctest: skip: ") {
+			if strings.Contains(l, "doctest:") && !skipRE.MatchString(strings.TrimSpace(l)) {
 				t.Errorf("%s:%d: malformed doctest marker %q", f, i+1, l)
 			}
 			if strings.HasPrefix(l, "<!-- doctest:") && (i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "```sh")) {

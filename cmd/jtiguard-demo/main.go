@@ -286,7 +286,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// 1. The revocation source, with SQLite in the temporary directory. The table keeps each
 	// revocation's expiry (the token's exp), so entries leave the feed once their token expires.
 	store, err := sqlstore.Open(ctx, sqlstore.Config{Driver: sqlstore.SQLite, DSN: filepath.Join(dir, "revocations.db"),
-		ExpiresColumn: "expires", CreateTables: true})
+		ExpiresColumn: sqlstore.Named("expires"), CreateTables: true})
 	if err != nil {
 		return fmt.Errorf("%w: revocation store: %w", errSetup, err)
 	}
