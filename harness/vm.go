@@ -45,6 +45,8 @@ type VM struct {
 	metricIDs            map[uint32]metricRef
 	nextMetric           [3]uint32
 
+	startTimes VMStartTimings // written by New and start only
+
 	timerMu  sync.Mutex // guards period, timerGen, timerStop
 	period   time.Duration
 	timerGen uint64
@@ -169,6 +171,8 @@ func (v *VM) start(ctx context.Context) error {
 		return fmt.Errorf("%w: vm %d: %s: %w", ErrStartFailed, v.index, what, err)
 	}
 
+	t0 := time.Now()
+	defer func() { v.startTimes.Configure = time.Since(t0) - v.startTimes.Initialize }()
 	v.ph = phaseInitialize
 	for _, name := range v.initFunctions() {
 		if _, err := v.call(ctx, name, 0, v.initArgs(name)...); err != nil {
@@ -177,6 +181,7 @@ func (v *VM) start(ctx context.Context) error {
 		}
 	}
 	v.ph = phaseNormal
+	v.startTimes.Initialize = time.Since(t0)
 
 	if _, err := v.call(ctx, exportContextCreate, rootContextID, rootContextID, 0); err != nil {
 		return startErr(exportContextCreate, err)
