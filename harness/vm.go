@@ -92,6 +92,18 @@ func (v *VM) MemoryBytes() uint64 {
 	return uint64(v.mod.Memory().Size())
 }
 
+// VMState is a worker VM's state as a test sees it, the same for every host.
+type VMState struct {
+	Failed      error         // the trap that failed the VM, or nil
+	MemoryBytes uint64        // linear memory size
+	TickPeriod  time.Duration // last proxy_set_tick_period_milliseconds
+}
+
+// State returns the VM's state.
+func (v *VM) State() VMState {
+	return VMState{Failed: v.Failed(), MemoryBytes: v.MemoryBytes(), TickPeriod: v.TickPeriod()}
+}
+
 // MemoryPages returns MemoryBytes in 64 KiB pages.
 func (v *VM) MemoryPages() uint32 { return uint32(v.MemoryBytes() / 65536) }
 

@@ -272,15 +272,8 @@ func (h *Host) Logs() ([]harness.LogEntry, error) {
 	return es, nil
 }
 
-// VMState is one worker VM as node sees it.
-type VMState struct {
-	Failed      error         // the trap that failed the VM, or nil
-	MemoryBytes uint64        // linear memory size
-	TickPeriod  time.Duration // last proxy_set_tick_period_milliseconds
-}
-
 // VMs returns the state of every worker VM.
-func (h *Host) VMs() ([]VMState, error) {
+func (h *Host) VMs() ([]harness.VMState, error) {
 	var ws []struct {
 		Failed       string `json:"failed"`
 		MemoryBytes  uint64 `json:"memory_bytes"`
@@ -289,9 +282,9 @@ func (h *Host) VMs() ([]VMState, error) {
 	if err := h.call("vms", nil, &ws); err != nil {
 		return nil, err
 	}
-	out := make([]VMState, len(ws))
+	out := make([]harness.VMState, len(ws))
 	for i, w := range ws {
-		out[i] = VMState{MemoryBytes: w.MemoryBytes, TickPeriod: time.Duration(w.TickPeriodMS) * time.Millisecond}
+		out[i] = harness.VMState{MemoryBytes: w.MemoryBytes, TickPeriod: time.Duration(w.TickPeriodMS) * time.Millisecond}
 		if w.Failed != "" {
 			out[i].Failed = fmt.Errorf("%w: %s", harness.ErrVMFailed, w.Failed)
 		}
