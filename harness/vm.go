@@ -99,9 +99,13 @@ type VMState struct {
 	TickPeriod  time.Duration // last proxy_set_tick_period_milliseconds
 }
 
-// State returns the VM's state.
+// State returns the VM's state; Failed wraps ErrVMFailed.
 func (v *VM) State() VMState {
-	return VMState{Failed: v.Failed(), MemoryBytes: v.MemoryBytes(), TickPeriod: v.TickPeriod()}
+	st := VMState{MemoryBytes: v.MemoryBytes(), TickPeriod: v.TickPeriod()}
+	if err := v.Failed(); err != nil {
+		st.Failed = fmt.Errorf("%w: %w", ErrVMFailed, err)
+	}
+	return st
 }
 
 // MemoryPages returns MemoryBytes in 64 KiB pages.

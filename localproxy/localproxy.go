@@ -196,9 +196,10 @@ func (p *Proxy) Close(ctx context.Context) error { return p.h.Close(ctx) }
 // ServeHTTP runs the request headers through the filter, then answers or forwards.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	// The harness runs wazero with close-on-context-done: a cancelled context would close
-	// the VM's module for good. A client hanging up must not kill a worker, so the VM calls
-	// never see the request's cancellation.
+	// A client hanging up must not kill a worker: were the harness configured with
+	// WithDeadlines (wazero's close-on-context-done; off by default, as here), a cancelled
+	// context would close the VM's module for good. So the VM calls never see the request's
+	// cancellation.
 	ctx := context.WithoutCancel(r.Context())
 	s, err := p.h.NewStream(ctx, harness.AnyVM)
 	if err != nil {
