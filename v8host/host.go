@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jtiguard/jtiguard/harness"
@@ -73,6 +74,10 @@ func New(ctx context.Context, wasm []byte, cfg harness.Config) (*Host, error) {
 		return nil, err
 	}
 	h.info = st.Info
+	if major, _, _ := strings.Cut(strings.TrimPrefix(st.Node, "v"), "."); atoi(major) < 18 {
+		h.p.stop(context.Background())
+		return nil, fmt.Errorf("%w: %s; want 18 or later", ErrNodeTooOld, st.Node)
+	}
 	h.starts.Compile = time.Duration(st.CompileNS)
 	for _, v := range st.VMs {
 		h.starts.VMs = append(h.starts.VMs, harness.VMStartTimings{Instantiate: time.Duration(v.Instantiate),
@@ -336,4 +341,12 @@ func (h *Host) call(op string, args, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	return h.p.call(ctx, op, args, out)
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0
+	}
+	return n
 }

@@ -105,9 +105,11 @@ function callDone() {
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
 // ---- header maps (pairs), latin1 strings so bytes round-trip ----
+// pairsGet returns the first value of key; stored keys are lower case (every way into a map
+// lowers them), so only the key asked for is lowered.
 function pairsGet(p, key) {
   const k = key.toLowerCase();
-  for (const kv of p) if (kv[0].toLowerCase() === k) return kv[1];
+  for (let i = 0; i < p.length; i++) if (p[i][0] === k) return p[i][1];
   return undefined;
 }
 function lowerKeys(p) { return p.map((kv) => [kv[0].toLowerCase(), kv[1]]); }
@@ -216,7 +218,9 @@ class VM {
 
   // call invokes an export on context ctxId with cpp-host's bookkeeping; a trap (or a host
   // trap thrown through the guest) fails the VM for good.
-  call(name, ctxId, ...args) {
+  // Fixed arity (at most 5 arguments, proxy_on_http_call_response's): no rest arrays on
+  // the request path, whose JavaScript garbage V8 collects in this same isolate.
+  call(name, ctxId, a, b, c, d, e) {
     if (this.failed) throw new VMFailed(this.failed);
     const fn = this.exports[name];
     if (typeof fn !== 'function') return NOT_EXPORTED;
@@ -225,7 +229,7 @@ class VM {
     this.cur = ctxId;
     this.effective = 0;
     try {
-      const r = fn(...args);
+      const r = fn(a, b, c, d, e);
       return r === undefined ? 0 : r >>> 0;
     } catch (e) {
       this.fail(`Function: ${name} failed: ${trapMessage(e)}`);
@@ -309,7 +313,7 @@ class VM {
     try {
       for (const [name, args] of this.initFunctions()) {
         try {
-          this.call(name, 0, ...args);
+          this.call(name, 0, args[0], args[1]);
         } catch (e) {
           throw startError(this, name, e);
         }
@@ -383,28 +387,54 @@ class VM {
     return this.streams.get(id) || null;
   }
 
-  buffer(t) {
+  // bufferGet returns the buffer of type t visible to the running callback, or null
+  // (NOT_FOUND); bufferSet replaces it. Plain functions, not accessor objects: the request
+  // path allocates no JavaScript garbage of its own.
+  bufferGet(t) {
     const s = this.current();
     switch (t) {
-      case 0: return s && s.hasReqBody ? { get: () => s.reqBody, set: (b) => { s.reqBody = b; } } : null;
-      case 1: return s && s.hasRespBody ? { get: () => s.respBody, set: (b) => { s.respBody = b; } } : null;
-      case 4: return this.callout ? { get: () => this.callout.body, set: (b) => { this.callout.body = b; } } : null;
-      case 6: return this.vmConfigReadable ? { get: () => settings.vm_config, set: () => {} } : null;
-      case 7: return this.pluginConfigReadable ? { get: () => settings.plugin_config, set: () => {} } : null;
+      case 0: return s && s.hasReqBody ? s.reqBody : null;
+      case 1: return s && s.hasRespBody ? s.respBody : null;
+      case 4: return this.callout ? this.callout.body : null;
+      case 6: return this.vmConfigReadable ? settings.vm_config : null;
+      case 7: return this.pluginConfigReadable ? settings.plugin_config : null;
       default: return null;
     }
   }
-
-  headerMap(t) {
+  bufferSet(t, b) {
     const s = this.current();
     switch (t) {
-      case 0: return s && s.hasReqHeaders ? { get: () => s.reqHeaders, set: (p) => { s.reqHeaders = p; } } : null;
-      case 1: return s && s.hasReqTrailers ? { get: () => s.reqTrailers, set: (p) => { s.reqTrailers = p; } } : null;
-      case 2: return s && s.hasRespHeaders ? { get: () => s.respHeaders, set: (p) => { s.respHeaders = p; } } : null;
-      case 3: return s && s.hasRespTrailers ? { get: () => s.respTrailers, set: (p) => { s.respTrailers = p; } } : null;
-      case 6: return this.callout ? { get: () => this.callout.headers, set: (p) => { this.callout.headers = p; } } : null;
-      case 7: return this.callout ? { get: () => this.callout.trailers, set: (p) => { this.callout.trailers = p; } } : null;
+      case 0: s.reqBody = b; break;
+      case 1: s.respBody = b; break;
+      case 4: this.callout.body = b; break;
+      default: break; // the configurations are read-only
+    }
+  }
+
+  // mapGet returns the header map of type t visible to the running callback, or null;
+  // mapSet replaces it.
+  mapGet(t) {
+    const s = this.current();
+    switch (t) {
+      case 0: return s && s.hasReqHeaders ? s.reqHeaders : null;
+      case 1: return s && s.hasReqTrailers ? s.reqTrailers : null;
+      case 2: return s && s.hasRespHeaders ? s.respHeaders : null;
+      case 3: return s && s.hasRespTrailers ? s.respTrailers : null;
+      case 6: return this.callout ? this.callout.headers : null;
+      case 7: return this.callout ? this.callout.trailers : null;
       default: return null;
+    }
+  }
+  mapSet(t, p) {
+    const s = this.current();
+    switch (t) {
+      case 0: s.reqHeaders = p; break;
+      case 1: s.reqTrailers = p; break;
+      case 2: s.respHeaders = p; break;
+      case 3: s.respTrailers = p; break;
+      case 6: this.callout.headers = p; break;
+      case 7: this.callout.trailers = p; break;
+      default: break;
     }
   }
 }
@@ -430,9 +460,9 @@ function envFunctions(vm) {
     const key = vm.readLatin1(kp, ks);
     const val = vm.readLatin1(vp, vs);
     if (key === null || val === null) return S.INVALID_MEMORY_ACCESS;
-    const m = vm.headerMap(t);
+    const m = vm.mapGet(t);
     if (!m) return S.BAD_ARGUMENT;
-    m.set(op(m.get(), key, val));
+    vm.mapSet(t, op(m, key, val));
     return S.OK;
   };
   return {
@@ -459,10 +489,9 @@ function envFunctions(vm) {
     proxy_get_buffer_bytes(t, start, length, ptrPtr, sizePtr) {
       start >>>= 0; length >>>= 0;
       if (t > BUFFER_TYPE_MAX) return S.BAD_ARGUMENT;
-      const b = vm.buffer(t);
-      if (!b) return S.NOT_FOUND;
+      const data = vm.bufferGet(t);
+      if (!data) return S.NOT_FOUND;
       if (start + length > 0xffffffff) return S.BAD_ARGUMENT;
-      const data = b.get();
       const size = data.length;
       if (start > size) length = 0;
       else if (start + length > size) length = size - start;
@@ -470,54 +499,53 @@ function envFunctions(vm) {
     },
     proxy_get_buffer_status(t, lenPtr, flagsPtr) {
       if (t > BUFFER_TYPE_MAX) return S.BAD_ARGUMENT;
-      const b = vm.buffer(t);
+      const b = vm.bufferGet(t);
       if (!b) return S.NOT_FOUND;
-      return vm.writeU32(lenPtr, b.get().length) && vm.writeU32(flagsPtr, 0) ? S.OK : S.INVALID_MEMORY_ACCESS;
+      return vm.writeU32(lenPtr, b.length) && vm.writeU32(flagsPtr, 0) ? S.OK : S.INVALID_MEMORY_ACCESS;
     },
     proxy_set_buffer_bytes(t, start, length, ptr, size) {
       start >>>= 0; length >>>= 0;
       if (t > BUFFER_TYPE_MAX) return S.BAD_ARGUMENT;
-      const b = vm.buffer(t);
-      if (!b) return S.NOT_FOUND;
+      const cur = vm.bufferGet(t);
+      if (!cur) return S.NOT_FOUND;
       const data = vm.read(ptr, size);
       if (data === null) return S.INVALID_MEMORY_ACCESS;
-      const cur = b.get();
-      if (start === 0 && length === 0) b.set(Buffer.concat([data, cur]));
-      else if (start === 0 && length >= cur.length) b.set(data);
-      else if (start >= cur.length) b.set(Buffer.concat([cur, data]));
+      if (start === 0 && length === 0) vm.bufferSet(t, Buffer.concat([data, cur]));
+      else if (start === 0 && length >= cur.length) vm.bufferSet(t, data);
+      else if (start >= cur.length) vm.bufferSet(t, Buffer.concat([cur, data]));
       else return S.BAD_ARGUMENT;
       return S.OK;
     },
     proxy_get_header_map_pairs(t, ptrPtr, sizePtr) {
       if (t > MAP_TYPE_MAX) return S.BAD_ARGUMENT;
-      const m = vm.headerMap(t);
+      const m = vm.mapGet(t);
       if (!m) return S.NOT_FOUND;
-      return vm.copyOutPairs(m.get(), ptrPtr, sizePtr);
+      return vm.copyOutPairs(m, ptrPtr, sizePtr);
     },
     proxy_set_header_map_pairs(t, ptr, size) {
       if (t > MAP_TYPE_MAX) return S.BAD_ARGUMENT;
-      const m = vm.headerMap(t);
+      const m = vm.mapGet(t);
       if (!m) return S.BAD_ARGUMENT;
       const data = vm.read(ptr, size);
       if (data === null) return S.INVALID_MEMORY_ACCESS;
-      m.set(lowerKeys(decodePairs(data)));
+      vm.mapSet(t, lowerKeys(decodePairs(data)));
       return S.OK;
     },
     proxy_get_header_map_size(t, ptr) {
       if (t > MAP_TYPE_MAX) return S.BAD_ARGUMENT;
-      const m = vm.headerMap(t);
+      const m = vm.mapGet(t);
       if (!m) return S.NOT_FOUND;
       let n = 0;
-      for (const kv of m.get()) n += kv[0].length + kv[1].length;
+      for (const kv of m) n += kv[0].length + kv[1].length;
       return vm.writeU32(ptr, n) ? S.OK : S.INVALID_MEMORY_ACCESS;
     },
     proxy_get_header_map_value(t, kp, ks, ptrPtr, sizePtr) {
       if (t > MAP_TYPE_MAX) return S.BAD_ARGUMENT;
       const key = vm.readLatin1(kp, ks);
       if (key === null) return S.INVALID_MEMORY_ACCESS;
-      const m = vm.headerMap(t);
+      const m = vm.mapGet(t);
       if (!m) return S.NOT_FOUND;
-      const val = pairsGet(m.get(), key);
+      const val = pairsGet(m, key);
       if (val === undefined) return S.NOT_FOUND;
       return vm.copyOutLatin1(val, ptrPtr, sizePtr);
     },
@@ -540,10 +568,10 @@ function envFunctions(vm) {
       if (t > MAP_TYPE_MAX) return S.BAD_ARGUMENT;
       const key = vm.readLatin1(kp, ks);
       if (key === null) return S.INVALID_MEMORY_ACCESS;
-      const m = vm.headerMap(t);
+      const m = vm.mapGet(t);
       if (!m) return S.BAD_ARGUMENT;
       const k = key.toLowerCase();
-      m.set(m.get().filter((kv) => kv[0].toLowerCase() !== k));
+      vm.mapSet(t, m.filter((kv) => kv[0].toLowerCase() !== k));
       return S.OK;
     },
     // The reply takes effect when the running callback returns; on a root context it is
@@ -942,7 +970,7 @@ function failStream(s, err) {
 }
 
 // runStream calls a stream callback and applies what Envoy applies when it returns.
-function runStream(s, name, ...args) {
+function runStream(s, name, a, b) {
   const vm = s.vm;
   if (s.ended) throw Object.assign(new Error(`${name} after end of stream`), { kind: 'stream_state' });
   if (s.vmFailure || vm.failed) {
@@ -952,7 +980,7 @@ function runStream(s, name, ...args) {
   if (s.local) return ACTION_PAUSE;
   let r;
   try {
-    r = vm.call(name, s.id, s.id, ...args);
+    r = vm.call(name, s.id, s.id, a, b);
   } catch (e) {
     s.pendingLocal = null;
     failStream(s, vm.failed || String(e));
