@@ -772,7 +772,8 @@ function sendCallout(vm, rec, addr, method, path, authority, headers, body, time
     res.on('aborted', () => finish(failure(new Error('aborted'), false), res.statusCode, new Error('aborted')));
     res.on('end', () => {
       const headersOut = [[':status', String(res.statusCode)]];
-      for (let j = 0; j < res.rawHeaders.length; j += 2) headersOut.push([res.rawHeaders[j].toLowerCase(), Buffer.from(res.rawHeaders[j + 1], 'utf8').toString('latin1')]);
+      // node hands header bytes over as latin1 strings, this file's representation.
+      for (let j = 0; j < res.rawHeaders.length; j += 2) headersOut.push([res.rawHeaders[j].toLowerCase(), res.rawHeaders[j + 1]]);
       const trailersOut = [];
       for (let j = 0; j < res.rawTrailers.length; j += 2) trailersOut.push([res.rawTrailers[j].toLowerCase(), res.rawTrailers[j + 1]]);
       finish({ headers: headersOut, body: Buffer.concat(chunks), trailers: trailersOut }, res.statusCode, null);
