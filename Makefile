@@ -9,6 +9,7 @@
 #   make test       every test (installs and starts redis-server and PostgreSQL for the source's tests)
 #   make check      gofmt, go vet (native and wasip1), build-tag sanity for TinyGo, go mod tidy
 #   make bench      the benchmarks quoted in README.md
+#   make bench-module  the module in V8 and wazero vs native Go (docs/benchmarks.md), ~10 min
 #   make run-envoy  the module in a real Envoy, where an envoy binary is installed
 
 GO        ?= go
@@ -19,7 +20,7 @@ WASM      := build/jtiguard.wasm
 WASM_STUBS := -envoy
 FUZZTIME  ?= 10s
 
-.PHONY: build run run-envoy oci test test-long test-services check bench fuzz clean
+.PHONY: build run run-envoy oci test test-long test-services check bench bench-module fuzz clean
 
 build:
 	@mkdir -p build
@@ -87,6 +88,14 @@ check:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./filter ./blocklistsync
+
+# The table of docs/benchmarks.md: needs node (the V8 host). JTIGUARD_BENCH_N (1000000),
+# JTIGUARD_BENCH_COLD_HS (10000) and JTIGUARD_BENCH_COLD_PK (1000) set the request counts.
+bench-module: build
+	JTIGUARD_WASM=$(CURDIR)/$(WASM) JTIGUARD_BENCH_MD=$(CURDIR)/build/bench-module.md \
+		$(GO) test -run '^$$' -bench '^BenchmarkModule$$' -benchtime 1x -timeout 40m ./e2e/ \
+		>build/bench-module.log 2>&1 || { tail -40 build/bench-module.log; exit 1; }
+	@cat build/bench-module.md
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync

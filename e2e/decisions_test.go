@@ -9,6 +9,7 @@ import (
 
 	"github.com/jtiguard/jtiguard/filter"
 	"github.com/jtiguard/jtiguard/harness"
+	"github.com/jtiguard/jtiguard/hosttest"
 	"github.com/jtiguard/jtiguard/internal/abi"
 	"github.com/jtiguard/jtiguard/localproxy/localproxytest"
 )
@@ -58,8 +59,8 @@ func noneToken() string {
 }
 
 // TestDecisionsNativeAndModule runs one scenario table through the filter compiled natively
-// (the SDK's proxytest emulator) and through the real module in the harness, on both WASI
-// surfaces, and requires the same answer from all: the host, the ABI glue and the wasm
+// (the SDK's proxytest emulator) and through the real module in both hosts (the wazero
+// harness and V8 under Node.js), on both WASI surfaces, and requires the same answer from all: the host, the ABI glue and the wasm
 // build must not change a decision. 422 answers are compared in full between hosts; their
 // wording (flask-jwt-extended's) is the filter's unit tests' business.
 func TestDecisionsNativeAndModule(t *testing.T) {
@@ -74,21 +75,23 @@ func TestDecisionsNativeAndModule(t *testing.T) {
 			t.Errorf("native, %s: %v; want %v", c.name, native[i], c.want)
 		}
 	}
-	for _, g := range []harness.WASIGeneration{harness.WASICurrent, harness.WASIEnvoy133} {
-		t.Run(g.String(), func(t *testing.T) {
-			h := startHarness(t, harness.NewConfig().WithWorkers(2).WithWASI(g).
-				WithPluginConfig(pluginConfig(cfgOpts{noSync: true})).WithTimers(false))
-			if err := localproxytest.Publish(localproxytest.HarnessStore{H: h}, prefix, decisionList()); err != nil {
-				t.Fatal(err)
-			}
-			for i, c := range cases {
-				for vm := range h.Workers() {
-					if got := do(t, h, vm, c.token); got != native[i] {
-						t.Errorf("%s on VM %d: module %v; native %v", c.name, vm, got, native[i])
+	for _, e := range hosttest.Engines {
+		for _, g := range []harness.WASIGeneration{harness.WASICurrent, harness.WASIEnvoy133} {
+			t.Run(string(e)+"/"+g.String(), func(t *testing.T) {
+				h := startHost(t, e, harness.NewConfig().WithWorkers(2).WithWASI(g).
+					WithPluginConfig(pluginConfig(cfgOpts{noSync: true})).WithTimers(false))
+				if err := localproxytest.Publish(hosttest.Store{H: h}, prefix, decisionList()); err != nil {
+					t.Fatal(err)
+				}
+				for i, c := range cases {
+					for vm := range h.Workers() {
+						if got := doHost(t, h, vm, c.token); got != native[i] {
+							t.Errorf("%s on VM %d: module %v; native %v", c.name, vm, got, native[i])
+						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

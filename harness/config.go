@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"sort"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
@@ -81,6 +82,7 @@ type Config struct {
 	calloutFailure   CalloutFailure
 	maxCalloutBody   int64
 	memoryLimitPages uint32
+	deadlines        bool
 }
 
 // NewConfig returns the defaults: 2 workers, the envoy-1.33 WASI surface
@@ -187,6 +189,80 @@ func (c Config) WithMaxCalloutBody(n int64) Config { c.maxCalloutBody = n; retur
 
 // WithMemoryLimitPages caps each VM's linear memory in 64 KiB pages.
 func (c Config) WithMemoryLimitPages(n uint32) Config { c.memoryLimitPages = n; return c }
+
+// WithDeadlines makes a call into a VM honour its context: when the context
+// ends, wazero aborts the guest and the VM fails (as a watchdog would). Off by
+// default, because wazero then checks the context in every loop of the guest
+// and starts a goroutine per call (nested proxy_on_memory_allocate included),
+// which made the harness's timings mostly measure the harness. Envoy has no
+// such deadline; turn it on only in tests that must bound a runaway guest.
+func (c Config) WithDeadlines(b bool) Config { c.deadlines = b; return c }
+
+// Settings is a Config's content as plain data, for a host that runs in
+// another process (the V8 host): it reads every option from here, so the two
+// hosts are configured by one value.
+type Settings struct {
+	Workers          int               `json:"workers"`
+	WASI             string            `json:"wasi"`
+	Env              map[string]string `json:"env"`
+	EnvKeys          []string          `json:"env_keys"` // sorted, the order environ_get uses
+	VMConfig         []byte            `json:"vm_config"`
+	PluginConfig     []byte            `json:"plugin_config"`
+	VMID             string            `json:"vm_id"`
+	Properties       map[string][]byte `json:"properties"` // plugin_name, plugin_root_id, plugin_vm_id included
+	Clusters         map[string]string `json:"clusters"`
+	LogLevel         LogLevel          `json:"log_level"`
+	FailOpen         bool              `json:"fail_open"`
+	Timers           bool              `json:"timers"`
+	CalloutFailure   string            `json:"callout_failure"` // "reset" or "router"
+	MaxCalloutBody   int64             `json:"max_callout_body"`
+	MemoryLimitPages uint32            `json:"memory_limit_pages"`
+	Deadlines        bool              `json:"deadlines"`
+	// OwnSharedData is true when WithSharedData gave a store, which a host in
+	// another process cannot use.
+	OwnSharedData bool `json:"-"`
+	// LogOutput is WithLogOutput's writer (nil for none).
+	LogOutput io.Writer `json:"-"`
+}
+
+// Settings returns the configuration as data. It validates first, so a
+// host in another process refuses what New refuses.
+func (c Config) Settings() (Settings, error) {
+	if err := c.validate(); err != nil {
+		return Settings{}, err
+	}
+	keys := make([]string, 0, len(c.env))
+	for k := range c.env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	mode := "reset"
+	if c.calloutFailure == CalloutFailureRouterReply {
+		mode = "router"
+	}
+	return Settings{
+		Workers: c.workers, WASI: c.wasi.String(), Env: maps.Clone(c.env), EnvKeys: keys,
+		VMConfig: clone(c.vmConfig), PluginConfig: clone(c.pluginConfig), VMID: c.vmID,
+		Properties: c.propertyValues(), Clusters: maps.Clone(c.clusters), LogLevel: c.logLevel,
+		FailOpen: c.failOpen, Timers: c.timers, CalloutFailure: mode, MaxCalloutBody: c.maxCalloutBody,
+		MemoryLimitPages: c.memoryLimitPages, Deadlines: c.deadlines,
+		OwnSharedData: c.sharedData != nil, LogOutput: c.logOut,
+	}, nil
+}
+
+// propertyValues is what proxy_get_property answers: the plugin's name, root
+// id and vm id, then whatever WithProperty set (which wins).
+func (c Config) propertyValues() map[string][]byte {
+	props := map[string][]byte{
+		"plugin_name":    []byte(c.pluginName),
+		"plugin_root_id": []byte(c.rootID),
+		"plugin_vm_id":   []byte(c.vmID),
+	}
+	for k, v := range c.properties {
+		props[k] = clone(v)
+	}
+	return props
+}
 
 func (c Config) validate() error {
 	if c.workers < 1 {

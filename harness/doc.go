@@ -19,6 +19,12 @@
 //   - VM failure on a trap: later streams get 503 wasm_fail_stream, unless
 //     fail-open is configured.
 //
+// The import surface, the WASI answers and the restricted-phase lists are
+// tables (SurfaceOf returns them as data), which the V8 host (package v8host)
+// receives too, so the two hosts answer alike. A call into a VM ignores its
+// context unless WithDeadlines is set: wazero's close-on-context-done checks
+// the context in every guest loop and costs a goroutine per call.
+//
 // A test compiles and starts a module with New, runs requests through it
 // with Harness.Do or Harness.NewStream, drives timers with Harness.Tick and
 // inspects SharedData, Metrics, Logs and HTTPCalls.

@@ -37,6 +37,31 @@ type Harness struct {
 	calls      []HTTPCallRecord
 	closeOnce  sync.Once
 	closeError error
+	compileDur time.Duration
+}
+
+// StartTimings says how long a host took to start its VMs: the compilation of
+// the module (once per host; near zero from a warm compilation cache) and,
+// per VM, the phases of proxy-wasm-cpp-host's start sequence.
+type StartTimings struct {
+	Compile time.Duration    `json:"compile_ns"`
+	VMs     []VMStartTimings `json:"vms"`
+}
+
+// VMStartTimings are one VM's start phases.
+type VMStartTimings struct {
+	Instantiate time.Duration `json:"instantiate_ns"` // linking and instantiation
+	Initialize  time.Duration `json:"initialize_ns"`  // _initialize (Go's runtime and init functions)
+	Configure   time.Duration `json:"configure_ns"`   // root context create, proxy_on_vm_start, proxy_on_configure
+}
+
+// StartTimings returns how long New took, phase by phase.
+func (h *Harness) StartTimings() StartTimings {
+	st := StartTimings{Compile: h.compileDur}
+	for _, v := range h.vms {
+		st.VMs = append(st.VMs, v.startTimes)
+	}
+	return st
 }
 
 // New compiles wasm, checks it against Envoy's import surface and required
@@ -50,7 +75,7 @@ func New(ctx context.Context, wasm []byte, cfg Config) (*Harness, error) {
 	}
 	rc := wazero.NewRuntimeConfig().
 		WithMemoryLimitPages(cfg.memoryLimitPages).
-		WithCloseOnContextDone(true)
+		WithCloseOnContextDone(cfg.deadlines)
 	if cfg.cache != nil {
 		rc = rc.WithCompilationCache(cfg.cache)
 	}
@@ -76,21 +101,16 @@ func New(ctx context.Context, wasm []byte, cfg Config) (*Harness, error) {
 	if h.shared == nil {
 		h.shared = NewSharedData()
 	}
-	h.props = map[string][]byte{
-		"plugin_name":    []byte(cfg.pluginName),
-		"plugin_root_id": []byte(cfg.rootID),
-		"plugin_vm_id":   []byte(cfg.vmID),
-	}
-	for k, v := range cfg.properties {
-		h.props[k] = v
-	}
+	h.props = cfg.propertyValues()
 	h.bgCtx, h.bgCancel = context.WithCancel(context.Background())
 
 	fail := func(err error) (*Harness, error) {
 		_ = h.Close(ctx)
 		return nil, err
 	}
+	t0 := time.Now()
 	compiled, err := rt.CompileModule(ctx, wasm)
+	h.compileDur = time.Since(t0)
 	if err != nil {
 		return fail(fmt.Errorf("%w: compile: %v", ErrStartFailed, err))
 	}
@@ -116,7 +136,9 @@ func New(ctx context.Context, wasm []byte, cfg Config) (*Harness, error) {
 			mc = mc.WithEnv(k, cfg.env[k])
 		}
 		v := newVM(h, i, envKeys)
+		t0 := time.Now()
 		mod, err := rt.InstantiateModule(ctx, compiled, mc)
+		v.startTimes.Instantiate = time.Since(t0)
 		if err != nil {
 			return fail(fmt.Errorf("%w: instantiate vm %d: %v", ErrStartFailed, i, err))
 		}

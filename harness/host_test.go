@@ -653,3 +653,31 @@ func TestWASITables(t *testing.T) {
 	}
 	var _ api.ValueType
 }
+
+// TestDeadlinesAbortRunawayGuest: with WithDeadlines a guest spinning in a loop is aborted
+// when the call's context ends, and its VM fails; the other VM goes on. (Without it, which
+// is the default, the context is not checked inside the guest at all.)
+func TestDeadlinesAbortRunawayGuest(t *testing.T) {
+	spin := []byte{0x03, 0x40, 0x0c, 0x00, 0x0b} // loop; br 0; end
+	m := &wModule{funcs: proxyFuncs(map[string][]byte{
+		"proxy_on_request_headers": cat(localGet(1), i32c(6), []byte{opI32GtU}, ifThen(spin...), i32c(0)),
+	})}
+	h := newHarness(t, m, testConfig().WithWorkers(2).WithDeadlines(true))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res, err := h.Do(ctx, Request{VM: 0, Headers: Pairs{{"x-spin", "1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.VMFailure == nil || h.VM(0).Failed() == nil {
+		t.Fatalf("runaway request = %v; want VM 0 failed", res)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("abort took %v", d)
+	}
+	res, err = h.Do(context.Background(), Request{VM: 1})
+	if err != nil || res.VMFailure != nil || res.Action != ActionContinue {
+		t.Fatalf("VM 1 after VM 0's abort: %v, %v", res, err)
+	}
+}

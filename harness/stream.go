@@ -35,6 +35,7 @@ type Stream struct {
 	local                                                    *LocalResponse // took effect
 	continued                                                []StreamType
 	closedByModule                                           bool
+	bufferingReqBody                                         bool  // the last proxy_on_request_body paused: keep the chunks
 	vmFailure                                                error // the VM failed before or during this stream
 	ended                                                    bool
 }
@@ -136,12 +137,26 @@ func (s *Stream) RequestHeaders(ctx context.Context, headers Pairs, endOfStream 
 	return s.run(ctx, "proxy_on_request_headers", uint64(len(headers)), boolArg(endOfStream))
 }
 
-// RequestBody delivers a request body chunk to proxy_on_request_body.
+// RequestBody delivers a request body chunk to proxy_on_request_body. As in
+// Envoy, a callback that answers Pause (StopIterationAndBuffer) makes the host
+// buffer: the next call's buffer (type 0) holds every chunk so far and its size
+// argument is their total; Continue passes the buffer on, and the next chunk
+// starts a new one.
 func (s *Stream) RequestBody(ctx context.Context, body []byte, endOfStream bool) (Action, error) {
 	s.vm.mu.Lock()
-	s.reqBody, s.hasReqBody = clone(body), true
+	if s.bufferingReqBody {
+		s.reqBody = append(s.reqBody, body...)
+	} else {
+		s.reqBody = clone(body)
+	}
+	s.hasReqBody = true
+	n := len(s.reqBody)
 	s.vm.mu.Unlock()
-	return s.run(ctx, "proxy_on_request_body", uint64(len(body)), boolArg(endOfStream))
+	act, err := s.run(ctx, "proxy_on_request_body", uint64(n), boolArg(endOfStream))
+	s.vm.mu.Lock()
+	s.bufferingReqBody = err == nil && act == ActionPause && s.local == nil
+	s.vm.mu.Unlock()
+	return act, err
 }
 
 // RequestTrailers delivers request trailers to proxy_on_request_trailers.
@@ -238,7 +253,22 @@ type Request struct {
 	Scheme    string // default http
 	Headers   Pairs  // regular headers; names are lower-cased
 	Body      []byte // nil: headers end the stream
-	VM        int    // VM index, or AnyVM (the zero value is VM 0)
+	// BodyChunks, if set instead of Body, arrive one proxy_on_request_body
+	// each, the last with end_of_stream.
+	BodyChunks [][]byte
+	VM         int // VM index, or AnyVM (the zero value is VM 0)
+}
+
+// Chunks returns the request body as the chunks a host delivers: BodyChunks,
+// or Body as one chunk, or none.
+func (r Request) Chunks() [][]byte {
+	if r.BodyChunks != nil {
+		return r.BodyChunks
+	}
+	if r.Body != nil {
+		return [][]byte{r.Body}
+	}
+	return nil
 }
 
 // Result is what happened to a request run with Harness.Do.
@@ -311,21 +341,27 @@ func RequestHeadersFor(r Request) Pairs {
 }
 
 // Do runs one request through the filter: a new stream on r.VM, request
-// headers (end of stream unless r.Body is set), the body if the module let
-// the headers continue, then End. A paused request is ended too; use
-// NewStream to hold a stream open across callouts.
+// headers (end of stream unless a body is set), the body chunks if the module
+// let the headers continue (each, until a local reply), then End. A paused
+// request is ended too; use NewStream to hold a stream open across callouts.
 func (h *Harness) Do(ctx context.Context, r Request) (*Result, error) {
 	s, err := h.NewStream(ctx, r.VM)
 	if err != nil {
 		return nil, err
 	}
-	act, err := s.RequestHeaders(ctx, RequestHeadersFor(r), r.Body == nil)
+	chunks := r.Chunks()
+	act, err := s.RequestHeaders(ctx, RequestHeadersFor(r), len(chunks) == 0)
 	if err != nil {
 		return nil, err
 	}
-	if r.Body != nil && act == ActionContinue && s.LocalResponse() == nil {
-		if act, err = s.RequestBody(ctx, r.Body, true); err != nil {
-			return nil, err
+	if act == ActionContinue {
+		for i, c := range chunks {
+			if s.LocalResponse() != nil {
+				break
+			}
+			if act, err = s.RequestBody(ctx, c, i == len(chunks)-1); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := s.End(ctx); err != nil {

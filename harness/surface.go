@@ -335,3 +335,72 @@ func CheckModule(ctx context.Context, wasm []byte, g WASIGeneration) error {
 	}
 	return checkModule(cm, g)
 }
+
+// Surface is the import surface of one WASI generation as data: every function
+// Envoy registers with its signature, how each WASI function answers, which
+// env functions do more than answer UNIMPLEMENTED, and what the restricted
+// phases allow. The harness is built from the same tables, and the V8 host
+// receives this value at start, so the two hosts cannot drift apart.
+type Surface struct {
+	Generation string `json:"generation"`
+	// WASI are the functions registered under both wasi_snapshot_preview1 and
+	// wasi_unstable.
+	WASI []Import `json:"wasi"`
+	// Env are the env functions; Implemented says whether the host does more
+	// than answer StatusUnimplemented (12).
+	Env []Import `json:"env"`
+	// InitAllowed and MallocAllowed are the bare names callable during
+	// _initialize and inside proxy_on_memory_allocate; anything else traps
+	// ("restricted_callback").
+	InitAllowed   []string `json:"init_allowed"`
+	MallocAllowed []string `json:"malloc_allowed"`
+}
+
+// Import is one host function.
+type Import struct {
+	Name        string   `json:"name"`
+	Params      []string `json:"params"`  // "i32" or "i64"
+	Results     []string `json:"results"` // empty or one "i32"
+	Answer      *Answer  `json:"answer,omitempty"`
+	Implemented bool     `json:"implemented,omitempty"`
+}
+
+// SurfaceOf returns the surface of generation g, names sorted.
+func SurfaceOf(g WASIGeneration) Surface {
+	types := func(ts []api.ValueType) []string {
+		out := make([]string, len(ts))
+		for i, t := range ts {
+			out[i] = api.ValueTypeName(t)
+		}
+		return out
+	}
+	s := Surface{Generation: g.String()}
+	answers := wasiAnswers(g)
+	for _, n := range wasiNames(g) {
+		a := answers[n]
+		s.WASI = append(s.WASI, Import{Name: n, Params: types(wasiSigs[n].params), Results: types(wasiSigs[n].results), Answer: &a})
+	}
+	impl := envFunctions()
+	names := make([]string, 0, len(envSigs))
+	for n := range envSigs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s.Env = append(s.Env, Import{Name: n, Params: types(envSigs[n].params), Results: types(envSigs[n].results), Implemented: impl[n] != nil})
+	}
+	r := newRestrictions(g)
+	for _, ph := range []phase{phaseInitialize, phaseMalloc} {
+		var allowed []string
+		for n := range r[ph] {
+			allowed = append(allowed, n)
+		}
+		sort.Strings(allowed)
+		if ph == phaseInitialize {
+			s.InitAllowed = allowed
+		} else {
+			s.MallocAllowed = allowed
+		}
+	}
+	return s
+}

@@ -45,6 +45,8 @@ type VM struct {
 	metricIDs            map[uint32]metricRef
 	nextMetric           [3]uint32
 
+	startTimes VMStartTimings // written by New and start only
+
 	timerMu  sync.Mutex // guards period, timerGen, timerStop
 	period   time.Duration
 	timerGen uint64
@@ -88,6 +90,22 @@ func (v *VM) MemoryBytes() uint64 {
 		return 0
 	}
 	return uint64(v.mod.Memory().Size())
+}
+
+// VMState is a worker VM's state as a test sees it, the same for every host.
+type VMState struct {
+	Failed      error         // the trap that failed the VM, or nil
+	MemoryBytes uint64        // linear memory size
+	TickPeriod  time.Duration // last proxy_set_tick_period_milliseconds
+}
+
+// State returns the VM's state; Failed wraps ErrVMFailed.
+func (v *VM) State() VMState {
+	st := VMState{MemoryBytes: v.MemoryBytes(), TickPeriod: v.TickPeriod()}
+	if err := v.Failed(); err != nil {
+		st.Failed = fmt.Errorf("%w: %w", ErrVMFailed, err)
+	}
+	return st
 }
 
 // MemoryPages returns MemoryBytes in 64 KiB pages.
@@ -169,6 +187,8 @@ func (v *VM) start(ctx context.Context) error {
 		return fmt.Errorf("%w: vm %d: %s: %w", ErrStartFailed, v.index, what, err)
 	}
 
+	t0 := time.Now()
+	defer func() { v.startTimes.Configure = time.Since(t0) - v.startTimes.Initialize }()
 	v.ph = phaseInitialize
 	for _, name := range v.initFunctions() {
 		if _, err := v.call(ctx, name, 0, v.initArgs(name)...); err != nil {
@@ -177,6 +197,7 @@ func (v *VM) start(ctx context.Context) error {
 		}
 	}
 	v.ph = phaseNormal
+	v.startTimes.Initialize = time.Since(t0)
 
 	if _, err := v.call(ctx, exportContextCreate, rootContextID, rootContextID, 0); err != nil {
 		return startErr(exportContextCreate, err)

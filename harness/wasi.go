@@ -23,76 +23,143 @@ const (
 	clockMonotime = 1
 )
 
-// wasiFunctions returns the WASI implementations of generation g, each a
-// transcription of the corresponding wasi_unstable_* function in
-// proxy-wasm-cpp-host src/exports.cc. Only poll_oneoff differs between
-// generations (besides which functions exist at all).
+// Answer says how a host answers one WASI function, as data shared by every
+// host of this repository (the wazero harness builds its functions from it;
+// the V8 host gets it from SurfaceOf), so their WASI behaviour cannot drift.
+// Each is a transcription of the wasi_unstable_* function of the same name in
+// proxy-wasm-cpp-host src/exports.cc.
+type Answer struct {
+	// Kind is one of:
+	//   "errno"     return Errno, touch nothing;
+	//   "stdio"     return 0 for fd 1 and 2, EBADF (8) for any other fd (first parameter);
+	//   "zero-then" write a zero u32 at the address in parameter Arg, then return Errno;
+	//   "log"       log Message at error level, return 0 (Envoy's fd_seek and fd_close);
+	//   "func"      the implementation named Func, with more behaviour than the kinds above.
+	Kind    string `json:"kind"`
+	Errno   uint32 `json:"errno,omitempty"`
+	Arg     int    `json:"arg,omitempty"`
+	Message string `json:"message,omitempty"`
+	Func    string `json:"func,omitempty"`
+}
+
+func errnoAnswer(e uint32) Answer       { return Answer{Kind: "errno", Errno: e} }
+func funcAnswer(name string) Answer     { return Answer{Kind: "func", Func: name} }
+func zeroThen(e uint32, arg int) Answer { return Answer{Kind: "zero-then", Errno: e, Arg: arg} }
+func logAnswer(msg string) Answer       { return Answer{Kind: "log", Message: msg} }
+func stdioAnswer() Answer               { return Answer{Kind: "stdio"} }
+
+// wasiAnswers returns how generation g answers each of its WASI functions.
+// Only poll_oneoff differs between generations (besides which functions exist
+// at all): ENOSYS on envoy-1.33, no events on current.
 //
 // See https://github.com/WebAssembly/WASI/blob/snapshot-01/phases/snapshot/docs.md
-func wasiFunctions(g WASIGeneration) map[string]hostFunc {
-	errno := func(e uint32) hostFunc {
-		return func(_ context.Context, _ *VM, _ api.Module, stack []uint64) { stack[0] = uint64(e) }
-	}
-	// stdio answers ok for fd 1 and 2 and EBADF for any other fd (stack[0]).
-	stdio := func(_ context.Context, _ *VM, _ api.Module, stack []uint64) {
-		if fd := u32(stack[0]); fd != 1 && fd != 2 {
-			stack[0] = errnoBadf
-			return
-		}
-		stack[0] = errnoSuccess
-	}
-	fns := map[string]hostFunc{
-		"fd_write":            fdWrite,
-		"fd_read":             errno(errnoNosys),
-		"fd_seek":             logAndSucceed("wasi_unstable fd_seek"),
-		"fd_close":            logAndSucceed("wasi_unstable fd_close"),
-		"fd_fdstat_get":       fdFdstatGet,
-		"fd_fdstat_set_flags": errno(errnoNosys),
-		"environ_get":         environGet,
-		"environ_sizes_get":   environSizesGet,
-		"args_get":            errno(errnoSuccess),
-		"args_sizes_get":      argsSizesGet,
-		"clock_time_get":      clockTimeGet,
-		"random_get":          randomGet,
-		"sched_yield":         errno(errnoSuccess),
-		"poll_oneoff":         pollOneoffCurrent,
-		"proc_exit":           procExit,
-		"path_open":           errno(errnoNoent),
-		"fd_prestat_get":      errno(errnoBadf),
-		"fd_prestat_dir_name": errno(errnoNosys),
+func wasiAnswers(g WASIGeneration) map[string]Answer {
+	a := map[string]Answer{
+		"fd_write":            funcAnswer("fd_write"),
+		"fd_read":             errnoAnswer(errnoNosys),
+		"fd_seek":             logAnswer("wasi_unstable fd_seek"),
+		"fd_close":            logAnswer("wasi_unstable fd_close"),
+		"fd_fdstat_get":       funcAnswer("fd_fdstat_get"),
+		"fd_fdstat_set_flags": errnoAnswer(errnoNosys),
+		"environ_get":         funcAnswer("environ_get"),
+		"environ_sizes_get":   funcAnswer("environ_sizes_get"),
+		"args_get":            errnoAnswer(errnoSuccess),
+		"args_sizes_get":      funcAnswer("args_sizes_get"),
+		"clock_time_get":      funcAnswer("clock_time_get"),
+		"random_get":          funcAnswer("random_get"),
+		"sched_yield":         errnoAnswer(errnoSuccess),
+		"poll_oneoff":         funcAnswer("poll_oneoff_no_events"),
+		"proc_exit":           funcAnswer("proc_exit"),
+		"path_open":           errnoAnswer(errnoNoent),
+		"fd_prestat_get":      errnoAnswer(errnoBadf),
+		"fd_prestat_dir_name": errnoAnswer(errnoNosys),
 
-		"fd_filestat_get":         errno(errnoBadf),
-		"path_filestat_get":       errno(errnoNotsup),
-		"clock_res_get":           clockResGet,
-		"fd_advise":               errno(errnoSuccess),
-		"fd_allocate":             stdio,
-		"fd_datasync":             stdio,
-		"fd_fdstat_set_rights":    stdio,
-		"fd_filestat_set_size":    stdio,
-		"fd_filestat_set_times":   stdio,
-		"fd_pread":                errno(errnoNosys),
-		"fd_pwrite":               fdPwrite,
-		"fd_readdir":              fdReaddir,
-		"fd_renumber":             fdRenumber,
-		"fd_sync":                 stdio,
-		"fd_tell":                 fdTell,
-		"path_create_directory":   errno(errnoNotsup),
-		"path_filestat_set_times": errno(errnoNotsup),
-		"path_link":               errno(errnoNotsup),
-		"path_readlink":           zeroWordThen(errnoNotsup, 5),
-		"path_remove_directory":   errno(errnoNotsup),
-		"path_rename":             errno(errnoNotsup),
-		"path_symlink":            errno(errnoNotsup),
-		"path_unlink_file":        errno(errnoNotsup),
-		"sock_accept":             sockAccept,
-		"sock_recv":               sockRecv,
-		"sock_send":               zeroWordThen(errnoNotsup, 4),
-		"sock_shutdown":           errno(errnoNotsup),
+		"fd_filestat_get":         errnoAnswer(errnoBadf),
+		"path_filestat_get":       errnoAnswer(errnoNotsup),
+		"clock_res_get":           funcAnswer("clock_res_get"),
+		"fd_advise":               errnoAnswer(errnoSuccess),
+		"fd_allocate":             stdioAnswer(),
+		"fd_datasync":             stdioAnswer(),
+		"fd_fdstat_set_rights":    stdioAnswer(),
+		"fd_filestat_set_size":    stdioAnswer(),
+		"fd_filestat_set_times":   stdioAnswer(),
+		"fd_pread":                errnoAnswer(errnoNosys),
+		"fd_pwrite":               funcAnswer("fd_pwrite"),
+		"fd_readdir":              zeroThen(errnoNotdir, 4),
+		"fd_renumber":             funcAnswer("fd_renumber"),
+		"fd_sync":                 stdioAnswer(),
+		"fd_tell":                 funcAnswer("fd_tell"),
+		"path_create_directory":   errnoAnswer(errnoNotsup),
+		"path_filestat_set_times": errnoAnswer(errnoNotsup),
+		"path_link":               errnoAnswer(errnoNotsup),
+		"path_readlink":           zeroThen(errnoNotsup, 5),
+		"path_remove_directory":   errnoAnswer(errnoNotsup),
+		"path_rename":             errnoAnswer(errnoNotsup),
+		"path_symlink":            errnoAnswer(errnoNotsup),
+		"path_unlink_file":        errnoAnswer(errnoNotsup),
+		"sock_accept":             funcAnswer("sock_accept"),
+		"sock_recv":               funcAnswer("sock_recv"),
+		"sock_send":               zeroThen(errnoNotsup, 4),
+		"sock_shutdown":           errnoAnswer(errnoNotsup),
 	}
 	if g == WASIEnvoy133 {
-		fns["poll_oneoff"] = errno(errnoNosys)
+		a["poll_oneoff"] = errnoAnswer(errnoNosys)
+	}
+	return a
+}
+
+// wasiFuncs are the implementations that Answer{Kind: "func"} names.
+var wasiFuncs = map[string]hostFunc{
+	"fd_write":              fdWrite,
+	"fd_pwrite":             fdPwrite,
+	"fd_fdstat_get":         fdFdstatGet,
+	"environ_get":           environGet,
+	"environ_sizes_get":     environSizesGet,
+	"args_sizes_get":        argsSizesGet,
+	"clock_time_get":        clockTimeGet,
+	"clock_res_get":         clockResGet,
+	"random_get":            randomGet,
+	"poll_oneoff_no_events": pollOneoffCurrent,
+	"proc_exit":             procExit,
+	"fd_renumber":           fdRenumber,
+	"fd_tell":               fdTell,
+	"sock_accept":           sockAccept,
+	"sock_recv":             sockRecv,
+}
+
+// wasiFunctions returns the WASI implementations of generation g, built from
+// wasiAnswers.
+func wasiFunctions(g WASIGeneration) map[string]hostFunc {
+	fns := map[string]hostFunc{}
+	for name, a := range wasiAnswers(g) {
+		fns[name] = a.hostFunc()
 	}
 	return fns
+}
+
+// hostFunc turns an answer into the harness's implementation; nil for an
+// unknown kind or function (TestWASITables catches it).
+func (a Answer) hostFunc() hostFunc {
+	switch a.Kind {
+	case "errno":
+		e := a.Errno
+		return func(_ context.Context, _ *VM, _ api.Module, stack []uint64) { stack[0] = uint64(e) }
+	case "stdio":
+		return func(_ context.Context, _ *VM, _ api.Module, stack []uint64) {
+			if fd := u32(stack[0]); fd != 1 && fd != 2 {
+				stack[0] = errnoBadf
+				return
+			}
+			stack[0] = errnoSuccess
+		}
+	case "zero-then":
+		return zeroWordThen(a.Errno, a.Arg)
+	case "log":
+		return logAndSucceed(a.Message)
+	case "func":
+		return wasiFuncs[a.Func]
+	}
+	return nil
 }
 
 // fdWrite is fd_write: stdout goes to the info log, stderr to the error log,
@@ -293,14 +360,6 @@ func pollOneoffCurrent(_ context.Context, _ *VM, mod api.Module, stack []uint64)
 // procExit is proc_exit: Envoy only logs; the call returns to the guest.
 func procExit(_ context.Context, v *VM, _ api.Module, _ []uint64) {
 	v.h.logs.add(v.index, LogError, "wasi_unstable proc_exit")
-}
-
-func fdReaddir(_ context.Context, _ *VM, mod api.Module, stack []uint64) {
-	if !writeU32(mod, u32(stack[4]), 0) {
-		stack[0] = errnoFault
-		return
-	}
-	stack[0] = errnoNotdir
 }
 
 func fdRenumber(_ context.Context, _ *VM, _ api.Module, stack []uint64) {

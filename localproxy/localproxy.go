@@ -235,9 +235,10 @@ func (p *Proxy) Close(ctx context.Context) error { return p.h.Close(ctx) }
 // forwards.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	// The harness runs wazero with close-on-context-done: a cancelled context would close
-	// the VM's module for good. A client hanging up must not kill a worker, so the VM calls
-	// never see the request's cancellation.
+	// A client hanging up must not kill a worker: were the harness configured with
+	// WithDeadlines (wazero's close-on-context-done; off by default, as here), a cancelled
+	// context would close the VM's module for good. So the VM calls never see the request's
+	// cancellation.
 	ctx := context.WithoutCancel(r.Context())
 	// A route whose typed_per_filter_config disables the wasm filter skips it, as in Envoy. The raw
 	// path is matched (no decoding or normalisation), so the stand-in errs towards running the filter.

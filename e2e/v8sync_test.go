@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jtiguard/jtiguard/hosttest"
+)
+
+// TestRevokeReachesEveryVMInV8 is TestRevokeReachesEveryVMWithinOneInterval in the V8 host:
+// the real module's lease (a CAS on shared data shared by the VMs), its poll on tick (a
+// callout over real HTTP to the real revocation source) and the other VMs' reads of the
+// published list, all as V8 runs them. Ticks are driven by hand, one round per interval.
+func TestRevokeReachesEveryVMInV8(t *testing.T) {
+	src := startSource(t)
+	h := startHost(t, hosttest.V8, baseConfig(3, cfgOpts{}, src.addr))
+	round := func(d time.Duration) {
+		t.Helper()
+		time.Sleep(d)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := h.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.WaitHTTPCalls(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := func(tok string, want outcome, what string) {
+		t.Helper()
+		for vm := range h.Workers() {
+			if got := doHost(t, h, vm, tok); got != want {
+				t.Fatalf("%s on VM %d: %v; want %v", what, vm, got, want)
+			}
+		}
+	}
+	round(0) // the first poll happens on the first tick
+	tok := token("e2e-v8-revoke-me")
+	all(tok, allowed, "before revocation")
+	if err := src.revoke("e2e-v8-revoke-me"); err != nil {
+		t.Fatal(err)
+	}
+	calls, err := h.HTTPCalls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(calls)
+	round(interval)
+	if calls, err = h.HTTPCalls(); err != nil {
+		t.Fatal(err)
+	}
+	calls = calls[before:]
+	if len(calls) != 1 || calls[0].ResponseStatus != 200 || !calls[0].Delivered {
+		t.Fatalf("callouts in the tick round after one interval: %v; want exactly one delivered 200 (the lease holder's)", calls)
+	}
+	all(tok, revoked, "after one interval")
+	all(token("e2e-v8-other"), allowed, "another token")
+}
