@@ -34,10 +34,19 @@ var allow = decision{allow: true}
 func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) decision {
 	injectFault(headers)
 	cfg, m := p.cfg, p.metrics
-	now := p.now()
 	p.cache.forgetLast()
 	res := p.scanner.Scan(headers, body)
 	upstream := p.upstreamClaims(headers)
+	if len(res.Candidates) == 0 && upstream == nil && res.Ambiguous == "" && !p.anySelected(res) &&
+		(!final || cfg.MissingToken == PolicyAllow) {
+		// No token anywhere: the common anonymous request, decided without a clock or the list
+		// (or, for headers held for their body, nothing to do yet).
+		if final {
+			m.missing++
+		}
+		return allow
+	}
+	now := p.now()
 
 	unchecked := false // the list was unusable and fail_mode is open
 	claimsOverflow := false
@@ -181,6 +190,16 @@ func (p *pluginContext) verified(token string, now time.Time) (tokenInfo, *rejec
 		p.cache.putVerified(token, info, nowNano, p.scanner, p.cfg.KeyedByIssuer())
 	}
 	return info, rej
+}
+
+// anySelected reports whether selection found a token or a malformed credential for a kind.
+func (p *pluginContext) anySelected(res *credentials.Result) bool {
+	for k := range res.Selected {
+		if sel := &res.Selected[k]; sel.Token != "" || sel.Bad != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *pluginContext) kindAllowed(k credentials.Kind) bool {

@@ -18,8 +18,8 @@ import (
 	"github.com/jtiguard/jtiguard/internal/abi"
 )
 
-// NewVMContext returns the plugin's VM context, reading the wall clock.
-func NewVMContext() types.VMContext { return newVMContext(time.Now) }
+// NewVMContext returns the plugin's VM context, reading the host's wall clock.
+func NewVMContext() types.VMContext { return newVMContext(abi.Now) }
 
 func newVMContext(now func() time.Time) *vmContext { return &vmContext{now: now} }
 

@@ -3,6 +3,8 @@
 package abi
 
 import (
+	"time"
+
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm"
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 )
@@ -70,6 +72,9 @@ func GetSharedDataView(key string) ([]byte, uint32, error) { return proxywasm.Ge
 func SetSharedData(key string, value []byte, cas uint32) error {
 	return proxywasm.SetSharedData(key, value, cas)
 }
+
+// Now is the wall clock (the SDK's emulator has no clock of its own).
+func Now() time.Time { return time.Now() }
 
 // RefreshLogLevel reads the host's current log level; the SDK has no such call, and its
 // emulator records every level.

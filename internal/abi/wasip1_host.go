@@ -3,6 +3,7 @@
 package abi
 
 import (
+	"time"
 	"unsafe"
 
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
@@ -288,6 +289,16 @@ func getSharedData(key string, view bool) ([]byte, uint32, error) {
 // SetSharedData stores value under key if cas still matches (0: unconditionally, on Envoy).
 func SetSharedData(key string, value []byte, cas uint32) error {
 	return statusError(proxySetSharedData(stringPtr(key), uint32(len(key)), bytesPtr(value), uint32(len(value)), cas))
+}
+
+// Now is the host's wall clock, in one host call (the request path's clock). It falls back to
+// time.Now if the host does not answer.
+func Now() time.Time {
+	var ns uint64
+	if proxyGetCurrentTimeNanoseconds(unsafe.Pointer(&ns)) != statusOK {
+		return time.Now()
+	}
+	return time.Unix(0, int64(ns))
 }
 
 // logLevel is the host's log level as last read by RefreshLogLevel.

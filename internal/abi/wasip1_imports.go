@@ -104,3 +104,10 @@ func proxyGetProperty(path unsafe.Pointer, pathSize uint32, retValue, retSize un
 //go:noescape
 //go:wasmimport env proxy_get_log_level
 func proxyGetLogLevel(retLevel unsafe.Pointer) uint32
+
+// proxy_get_current_time_nanoseconds(ret_time) writes the host's wall clock, Unix nanoseconds:
+// one host call, where Go's time.Now makes two WASI calls (wall and monotonic clocks).
+//
+//go:noescape
+//go:wasmimport env proxy_get_current_time_nanoseconds
+func proxyGetCurrentTimeNanoseconds(retTime unsafe.Pointer) uint32
