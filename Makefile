@@ -70,7 +70,10 @@ test: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... && \
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race ./blocklistsync ./harness ./revocationsource/... && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
-	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzDiscoveryFindsThePayload -fuzztime=$(FUZZTIME) ./credentials && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify
 	$(MAKE) test-long
 
 # The soak (e2e/TestSoakEnvoy133) and the docs' commands (deploy/TestDocs*), tag "long".
@@ -101,6 +104,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync
 	$(GO) test -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeHeaderMap -fuzztime=$(FUZZTIME) ./internal/abi
+	$(GO) test -run='^$$' -fuzz=FuzzDiscoveryFindsThePayload -fuzztime=$(FUZZTIME) ./credentials
+	$(GO) test -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter
+	$(GO) test -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify
+	$(GO) test -run='^$$' -fuzz=FuzzPKIXMatchesX509 -fuzztime=$(FUZZTIME) ./jwtverify
 
 clean:
 	rm -rf build
