@@ -53,9 +53,9 @@ import (
 //
 //	<prefix>lease     32 bytes, see lease.go
 //
-// The writer stores the IDs first, the snapshot second and the generation record last. A
-// reader that sees generation g therefore finds a snapshot of generation g or newer, and takes
-// either. Format 1 snapshots (unkeyed FNV keys, merged entries) are not read: a worker treats
+// The writer stores the snapshot first (with CAS), its IDs second and the generation record
+// last. A reader that sees generation g therefore finds a snapshot of generation g or newer,
+// and takes either; the lease holder uses IDs only when their build ID is the snapshot's. Format 1 snapshots (unkeyed FNV keys, merged entries) are not read: a worker treats
 // one as no list, and the lease holder replaces it with a full resync.
 
 // Sentinel errors of the layout. Every decode failure wraps one of them.

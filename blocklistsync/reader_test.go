@@ -31,7 +31,7 @@ func publishTo(t testing.TB, store SharedData, prefix string, gen uint64, at tim
 		t.Fatal(err)
 	}
 	keys := KeysFor(prefix)
-	for _, kv := range [][2]any{{keys.IDs, enc.IDs}, {keys.Snapshot, enc.Snapshot},
+	for _, kv := range [][2]any{{keys.Snapshot, enc.Snapshot}, {keys.IDs, enc.IDs},
 		{keys.Generation, Generation{Number: gen, LastSuccess: at, Entries: uint32(len(l.Entries))}.MarshalBinary()}} {
 		if err := store.SetSharedData(kv[0].(string), kv[1].([]byte), 0); err != nil {
 			t.Fatal(err)

@@ -302,7 +302,7 @@ func (s *Syncer) hasherForNextList() (Hasher, error) {
 
 var errResync = errors.New("delta does not apply to the list held")
 
-// apply turns an update into a new snapshot and publishes it: IDs, snapshot, then generation
+// apply turns an update into a new snapshot and publishes it: snapshot, IDs, then generation
 // record (see layout.go). h is the hasher the update was parsed with.
 func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error {
 	snap, _, err := s.reader.Reload()
@@ -386,14 +386,15 @@ func (s *Syncer) publish(now time.Time, list *List, version, etag string, h Hash
 	if err != nil {
 		return err
 	}
-	// The IDs go first and unconditionally: the build ID they carry ties them to their
-	// snapshot, so IDs left by a writer that then lost the snapshot's CAS are recognised as
-	// foreign and cause a resync, never a wrong merge.
-	if err := s.o.Store.SetSharedData(s.o.Keys.IDs, enc.IDs, 0); err != nil {
-		return fmt.Errorf("write ids: %w", err)
-	}
 	if err := s.o.Store.SetSharedData(s.o.Keys.Snapshot, enc.Snapshot, s.reader.latestCAS); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
+	}
+	// The IDs go second, only once the snapshot's CAS succeeded, so a writer that lost the
+	// race leaves the winner's IDs alone. Whatever interleaving remains (unconditional first
+	// writes, a VM stopped between the two) leaves IDs whose build ID is not the snapshot's:
+	// the next merge sees that and resyncs, never merges wrongly.
+	if err := s.o.Store.SetSharedData(s.o.Keys.IDs, enc.IDs, 0); err != nil {
+		return fmt.Errorf("write ids: %w", err)
 	}
 	g := Generation{Number: gen, LastSuccess: now, Entries: uint32(len(list.Entries)), Cutoffs: uint32(len(list.Cutoffs))}
 	if err := s.updateGeneration(func(cur *Generation) bool {
