@@ -467,15 +467,21 @@ func (s *Syncer) updateGeneration(change func(*Generation) bool) error {
 // the other.
 func mergeDelta(held withIDs, upd *Update, notBefore uint32) List {
 	adds := normalizeEntries(upd.Add.Entries, 0)
-	removed := make(map[Ref]struct{}, len(upd.Remove))
-	for _, r := range upd.Remove {
-		removed[r] = struct{}{}
-	}
+	removed := slices.SortedFunc(slices.Values(upd.Remove), func(a, b Ref) int {
+		return compareEntries(Entry{Key: a.Key, ID: a.ID}, Entry{Key: b.Key, ID: b.ID})
+	})
 	n := held.snap.Len()
 	out := make([]Entry, 0, n+len(adds))
-	i := 0
+	i, r := 0, 0
+	// emit is called in ascending (key, ID) order, so the sorted removals are walked alongside.
 	emit := func(e Entry) {
-		if _, gone := removed[Ref{e.Key, e.ID}]; !gone && live(e.Exp, notBefore) {
+		for r < len(removed) && pairLess(removed[r].Key, removed[r].ID, e.Key, e.ID) {
+			r++
+		}
+		if r < len(removed) && removed[r] == (Ref{e.Key, e.ID}) {
+			return
+		}
+		if live(e.Exp, notBefore) {
 			out = append(out, e)
 		}
 	}
