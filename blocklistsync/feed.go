@@ -83,6 +83,9 @@ func mediaType(ct string) string {
 // as a list of odd jtis.
 func parsePlainFeed(body []byte, lim FeedLimits) (*Update, error) {
 	u := &Update{Kind: KindSnapshot}
+	if n := min(bytes.Count(body, []byte{'\n'})+1, lim.MaxEntries); n > 0 {
+		u.Add.Entries = make([]Entry, 0, n) // sized once, as in parseJSONFeed
+	}
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 0, 4096), 4096) // a longer line rejects the body
 	lines := 0

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+
 	"github.com/jtiguard/jtiguard/internal/abi"
 )
 
@@ -333,5 +335,31 @@ func TestHashKeyKeptForTheSharedDataLifetime(t *testing.T) {
 	}
 	if snap.Hasher() != h {
 		t.Fatal("the hash key changed within the shared data's lifetime")
+	}
+}
+
+// TestWriterLosingTheRaceLeavesIDsAlone: a writer whose view is stale loses the snapshot's
+// CAS and writes nothing else, so the winner's IDs still match the winner's snapshot and the
+// next delta merges instead of resyncing.
+func TestWriterLosingTheRaceLeavesIDsAlone(t *testing.T) {
+	r := newRig(t)
+	a, b := r.vm(1, "jtiguard."), r.vm(2, "jtiguard.")
+	a.sync.Tick()
+	a.host.answer(200, jsonHeaders, snapshotBody("v1", "a"))
+	b.sync.reader.Reload() // b's view: v1
+	r.pollNow(a)
+	a.host.answer(200, jsonHeaders, `{"kind":"delta","base":"v1","version":"v2","added":[{"jti":"b"}],"removed":[]}`)
+	stale := List{Entries: []Entry{tokenEntry("", "zzz", 0)}}
+	if err := b.sync.publish(r.now, &stale, "v9", "", b.sync.reader.latest.Hasher()); !errors.Is(err, types.ErrorStatusCasMismatch) {
+		t.Fatalf("stale publish = %v; want a CAS mismatch", err)
+	}
+	snap, l := heldList(t, r, "jtiguard.")
+	if snap.Version != "v2" || len(l.Entries) != 2 {
+		t.Fatalf("after the lost race: version %q, %d entries with IDs", snap.Version, len(l.Entries))
+	}
+	r.pollNow(a)
+	a.host.answer(200, jsonHeaders, `{"kind":"delta","base":"v2","version":"v3","added":[{"jti":"c"}],"removed":[]}`)
+	if !a.has(t, "c", r.now) || r.metrics.get("sync.resyncs") != 0 {
+		t.Fatalf("the winner's next delta: resyncs %d", r.metrics.get("sync.resyncs"))
 	}
 }

@@ -95,19 +95,46 @@ func primary(k uint64) uint64 {
 // hashIn hashes domain ‖ len(iss) as u32 ‖ iss ‖ value: the length makes the split between
 // issuer and value unambiguous for any bytes. 0 is never returned, so it can mean "no key".
 func hashIn[T string | []byte](h Hasher, domain byte, iss, value T) uint64 {
+	if 5+len(iss)+len(value) <= shortMessage {
+		var buf [shortMessage]byte
+		return nonZero(sipHash24(h.k0, h.k1, message(&buf, domain, iss, value)))
+	}
 	s := newSip(h.k0, h.k1)
 	s.tail = uint64(domain) | uint64(uint32(len(iss)))<<8
 	s.ntail, s.n = 5, 5
 	sipWrite(&s, iss)
 	sipWrite(&s, value)
-	if k := s.sum(); k != 0 {
-		return k
+	return nonZero(s.sum())
+}
+
+// shortMessage is the longest message assembled on the stack and hashed in one pass (a jti
+// of up to 256 bytes with a typical issuer); longer ones are hashed in pieces.
+const shortMessage = 384
+
+func message[T string | []byte](buf *[shortMessage]byte, domain byte, iss, value T) []byte {
+	buf[0] = domain
+	binary.LittleEndian.PutUint32(buf[1:], uint32(len(iss)))
+	n := 5 + copy(buf[5:], iss)
+	n += copy(buf[n:], value)
+	return buf[:n]
+}
+
+func nonZero(k uint64) uint64 {
+	if k == 0 {
+		return 1
 	}
-	return 1
+	return k
 }
 
 // keyAndID returns an input's key (what workers look up) and its ID (the second hash, which
 // together with the key identifies an entry).
 func keyAndID[T string | []byte](h Hasher, domain byte, iss, value T) (key, id uint64) {
+	if 5+len(iss)+len(value) <= shortMessage {
+		var buf [shortMessage]byte
+		msg := message(&buf, domain, iss, value)
+		key = primary(nonZero(sipHash24(h.k0, h.k1, msg)))
+		msg[0] |= domainID
+		return key, nonZero(sipHash24(h.k0, h.k1, msg))
+	}
 	return primary(hashIn(h, domain, iss, value)), hashIn(h, domain|domainID, iss, value)
 }

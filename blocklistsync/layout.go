@@ -53,9 +53,9 @@ import (
 //
 //	<prefix>lease     32 bytes, see lease.go
 //
-// The writer stores the IDs first, the snapshot second and the generation record last. A
-// reader that sees generation g therefore finds a snapshot of generation g or newer, and takes
-// either. Format 1 snapshots (unkeyed FNV keys, merged entries) are not read: a worker treats
+// The writer stores the snapshot first (with CAS), its IDs second and the generation record
+// last. A reader that sees generation g therefore finds a snapshot of generation g or newer,
+// and takes either; the lease holder uses IDs only when their build ID is the snapshot's. Format 1 snapshots (unkeyed FNV keys, merged entries) are not read: a worker treats
 // one as no list, and the lease holder replaces it with a full resync.
 
 // Sentinel errors of the layout. Every decode failure wraps one of them.
@@ -294,10 +294,10 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	}
 	s.n, s.m = int(n), int(m)
 	s.keys, s.exps, s.cuts = b[off:off+8*n], b[off+8*n:off+entrySize*n], b[off+entrySize*n:]
-	if err := s.ent.build(s.n, s.key); err != nil {
+	if err := s.ent.build(s.keys, 8, s.n); err != nil {
 		return nil, fmt.Errorf("%w: entries: %w", ErrBadSnapshot, err)
 	}
-	if err := s.cut.build(s.m, s.cutoffKey); err != nil {
+	if err := s.cut.build(s.cuts, cutoffSize, s.m); err != nil {
 		return nil, fmt.Errorf("%w: cutoffs: %w", ErrBadSnapshot, err)
 	}
 	return s, nil
@@ -461,10 +461,11 @@ type index struct {
 	dir   []uint32 // len = buckets+1; bucket i holds keys[dir[i]:dir[i+1]]
 }
 
-// build indexes n keys, which must be non-zero and ascending. Equal keys (collisions) are
-// allowed, but not a run longer than maxCollisions: with keyed hashes that never happens by
-// chance, so such a snapshot is corrupt and would make lookups linear.
-func (x *index) build(n int, key func(int) uint64) error {
+// build indexes n keys, the u64 at the start of each stride bytes of keys, which must be
+// non-zero and ascending. Equal keys (collisions) are allowed, but not a run longer than
+// maxCollisions: with keyed hashes that never happens by chance, so such a snapshot is
+// corrupt and would make lookups linear.
+func (x *index) build(keys []byte, stride, n int) error {
 	bucketBits := uint(bits.Len(uint(n / 4)))
 	x.shift = 64 - bucketBits
 	buckets := 1 << bucketBits
@@ -472,7 +473,7 @@ func (x *index) build(n int, key func(int) uint64) error {
 	var prev uint64
 	run, b := 0, 0
 	for i := 0; i < n; i++ {
-		k := key(i)
+		k := binary.LittleEndian.Uint64(keys[stride*i:])
 		switch {
 		case k == 0 || k < prev:
 			return fmt.Errorf("keys zero or not ascending at %d", i)

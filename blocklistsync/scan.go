@@ -1,6 +1,7 @@
 package blocklistsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,12 @@ var (
 
 func parseJSONFeed(body []byte, lim FeedLimits) (*Update, error) {
 	s := &scanner{b: body, lim: lim}
+	// Size the entry slice once: growing it by doubling would allocate about twice its final
+	// size, and a wasm VM's memory keeps its peak. Every entry spells "jti" once, so this is
+	// an upper bound (bounded again by max_entries and by the body's length).
+	if n := min(bytes.Count(body, []byte(`"jti"`)), lim.MaxEntries); n > 0 {
+		s.u.Add.Entries = make([]Entry, 0, n)
+	}
 	if err := s.document(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadFeed, err)
 	}

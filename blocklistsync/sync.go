@@ -302,7 +302,7 @@ func (s *Syncer) hasherForNextList() (Hasher, error) {
 
 var errResync = errors.New("delta does not apply to the list held")
 
-// apply turns an update into a new snapshot and publishes it: IDs, snapshot, then generation
+// apply turns an update into a new snapshot and publishes it: snapshot, IDs, then generation
 // record (see layout.go). h is the hasher the update was parsed with.
 func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error {
 	snap, _, err := s.reader.Reload()
@@ -386,14 +386,15 @@ func (s *Syncer) publish(now time.Time, list *List, version, etag string, h Hash
 	if err != nil {
 		return err
 	}
-	// The IDs go first and unconditionally: the build ID they carry ties them to their
-	// snapshot, so IDs left by a writer that then lost the snapshot's CAS are recognised as
-	// foreign and cause a resync, never a wrong merge.
-	if err := s.o.Store.SetSharedData(s.o.Keys.IDs, enc.IDs, 0); err != nil {
-		return fmt.Errorf("write ids: %w", err)
-	}
 	if err := s.o.Store.SetSharedData(s.o.Keys.Snapshot, enc.Snapshot, s.reader.latestCAS); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
+	}
+	// The IDs go second, only once the snapshot's CAS succeeded, so a writer that lost the
+	// race leaves the winner's IDs alone. Whatever interleaving remains (unconditional first
+	// writes, a VM stopped between the two) leaves IDs whose build ID is not the snapshot's:
+	// the next merge sees that and resyncs, never merges wrongly.
+	if err := s.o.Store.SetSharedData(s.o.Keys.IDs, enc.IDs, 0); err != nil {
+		return fmt.Errorf("write ids: %w", err)
 	}
 	g := Generation{Number: gen, LastSuccess: now, Entries: uint32(len(list.Entries)), Cutoffs: uint32(len(list.Cutoffs))}
 	if err := s.updateGeneration(func(cur *Generation) bool {
@@ -466,15 +467,21 @@ func (s *Syncer) updateGeneration(change func(*Generation) bool) error {
 // the other.
 func mergeDelta(held withIDs, upd *Update, notBefore uint32) List {
 	adds := normalizeEntries(upd.Add.Entries, 0)
-	removed := make(map[Ref]struct{}, len(upd.Remove))
-	for _, r := range upd.Remove {
-		removed[r] = struct{}{}
-	}
+	removed := slices.SortedFunc(slices.Values(upd.Remove), func(a, b Ref) int {
+		return compareEntries(Entry{Key: a.Key, ID: a.ID}, Entry{Key: b.Key, ID: b.ID})
+	})
 	n := held.snap.Len()
 	out := make([]Entry, 0, n+len(adds))
-	i := 0
+	i, r := 0, 0
+	// emit is called in ascending (key, ID) order, so the sorted removals are walked alongside.
 	emit := func(e Entry) {
-		if _, gone := removed[Ref{e.Key, e.ID}]; !gone && live(e.Exp, notBefore) {
+		for r < len(removed) && pairLess(removed[r].Key, removed[r].ID, e.Key, e.ID) {
+			r++
+		}
+		if r < len(removed) && removed[r] == (Ref{e.Key, e.ID}) {
+			return
+		}
+		if live(e.Exp, notBefore) {
 			out = append(out, e)
 		}
 	}

@@ -48,7 +48,7 @@ func (l List) Encode(gen uint64, now time.Time, h blocklistsync.Hasher) (enc blo
 }
 
 // Publish writes l into store under prefix as the next generation, in the order
-// blocklistsync's layout requires (ids, snapshot, generation record). It keeps the hash key
+// blocklistsync's layout requires (snapshot, ids, generation record). It keeps the hash key
 // of the snapshot already there, as the syncer does, and draws one for the first list.
 func Publish(store Store, prefix string, l List) error {
 	keys := blocklistsync.KeysFor(prefix)
@@ -77,7 +77,7 @@ func Publish(store Store, prefix string, l List) error {
 	for _, kv := range []struct {
 		key string
 		val []byte
-	}{{keys.IDs, enc.IDs}, {keys.Snapshot, enc.Snapshot}, {keys.Generation, genRec}} {
+	}{{keys.Snapshot, enc.Snapshot}, {keys.IDs, enc.IDs}, {keys.Generation, genRec}} {
 		_, cas, _ := store.GetSharedData(kv.key)
 		if err := store.SetSharedData(kv.key, kv.val, cas); err != nil {
 			return err
