@@ -95,7 +95,8 @@ func (f *bodyFeeder) step() error {
 		f.setStop(payloadTooLarge)
 		return nil
 	}
-	act, err := f.s.RequestBody(f.ctx, f.buffered, eos)
+	// The harness buffers what the filter paused on, as Envoy does: it gets the new bytes only.
+	act, err := f.s.RequestBody(f.ctx, buf, eos)
 	if err != nil {
 		return err
 	}
