@@ -76,9 +76,9 @@ test: build
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify
 	$(MAKE) test-long
 
-# The soak (e2e/TestSoakEnvoy133) and the docs' commands (deploy/TestDocs*), tag "long".
+# The soak (e2e/TestSoakEnvoy133) and the docs' commands (deploy/TestDocs*, jwtverify/TestDocCommands), tag "long".
 test-long: build
-	$(GO) test -count=1 -tags long -timeout $(LONG_TIMEOUT) -run '^(TestSoakEnvoy133|TestDocs.*)$$' ./e2e ./deploy
+	$(GO) test -count=1 -tags long -timeout $(LONG_TIMEOUT) -run '^(TestSoakEnvoy133|TestDocs.*|TestDocCommands)$$' ./e2e ./deploy ./jwtverify
 
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
