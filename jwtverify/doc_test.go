@@ -60,4 +60,3 @@ func docCommands(t *testing.T) []string {
 	}
 	return cmds
 }
-
