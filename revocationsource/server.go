@@ -68,7 +68,8 @@ type Server struct {
 }
 
 type snapBuild struct {
-	version string
+	key     string // the version asked for; read and written under snapMu
+	version string // the version built, which may be later; set before done closes
 	done    chan struct{}
 	body    encoded
 }
@@ -192,12 +193,12 @@ func (s *Server) countFeed(kind, enc string, n int) {
 func (s *Server) snapshot() (*encoded, string) {
 	cur := s.Index.Version()
 	s.snapMu.Lock()
-	if b := s.snap; b != nil && b.version == cur {
+	if b := s.snap; b != nil && b.key == cur {
 		s.snapMu.Unlock()
 		<-b.done
 		return &b.body, b.version
 	}
-	b := &snapBuild{version: cur, done: make(chan struct{})}
+	b := &snapBuild{key: cur, done: make(chan struct{})}
 	s.snap = b
 	s.snapMu.Unlock()
 
