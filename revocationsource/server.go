@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,17 @@ type Server struct {
 	Ready func() bool
 	// Gatherer serves /metrics (nil: no /metrics).
 	Gatherer prometheus.Gatherer
+	// MaxWait caps the wait of a long poll (0: DefaultMaxWait; < 0: long
+	// polls are answered at once).
+	MaxWait time.Duration
+	// MaxWatchers bounds the long polls held at once (0:
+	// DefaultMaxWatchers; < 0: none). Past it they are answered at once.
+	MaxWatchers int
+
+	initOnce  sync.Once
+	draining  chan struct{} // closed by Drain
+	drainOnce sync.Once
+	watchers  atomic.Int64
 
 	snapMu sync.Mutex
 	snap   *snapBuild
@@ -95,14 +107,21 @@ func (e *encoded) gzipped() []byte {
 	return e.gz
 }
 
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		s.draining = make(chan struct{})
+	})
+}
+
 // Handler returns the HTTP routes.
 func (s *Server) Handler() http.Handler {
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
-	if s.Now == nil {
-		s.Now = time.Now
-	}
+	s.init()
 	mux := http.NewServeMux()
 	feed := http.HandlerFunc(s.serveFeed)
 	mux.Handle("GET "+FeedPath, s.bearer(s.FeedToken, "feed", feed))
@@ -134,8 +153,18 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "store has not answered yet", http.StatusServiceUnavailable)
 		return
 	}
+	q := r.URL.Query()
+	since := q.Get("since")
+	if len(since) > MaxVersionBytes {
+		since = "" // never one of ours: a snapshot, as for any unknown version
+	}
+	wait, err := ParseWait(q.Get("wait"))
+	if err != nil {
+		s.countFeed("error", "identity", 0)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	s.Index.MaybeExpire()
-	cur := s.Index.Version()
 	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
 	enc := "identity"
 	if gz {
@@ -144,6 +173,23 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Vary", "Accept-Encoding")
 	h.Set("Cache-Control", "no-cache")
+	if wait > 0 && clientAt(r, since, s.Index.Version()) {
+		switch res, v, held := s.tryHold(r, since, wait); {
+		case !held, res == holdChanged:
+			// Answer as a normal poll does, from the version now current.
+		case res == holdGone:
+			s.countFeed("gone", enc, 0)
+			return
+		default:
+			// The wait ended with the client still current: 304, with the
+			// ETag of the version it holds, even when it sent only since.
+			h.Set("ETag", etag("", v, gz))
+			w.WriteHeader(http.StatusNotModified)
+			s.countFeed("not_modified", enc, 0)
+			return
+		}
+	}
+	cur := s.Index.Version()
 	if etagMatches(r.Header.Get("If-None-Match"), cur) {
 		h.Set("ETag", etag("", cur, gz))
 		w.WriteHeader(http.StatusNotModified)
@@ -155,7 +201,7 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
 		kind string
 		tag  string
 	)
-	if since := r.URL.Query().Get("since"); since != "" && len(since) <= MaxVersionBytes {
+	if since != "" {
 		if d, version, ok := s.delta(since); ok {
 			body, kind, tag = d, "delta", etag(since, version, gz)
 		}
