@@ -141,6 +141,8 @@ func (s *Server) Handler() http.Handler {
 	if s.AdminToken != "" {
 		mux.HandleFunc("POST "+AdminPath, s.admin(s.adminRevoke))
 		mux.HandleFunc("DELETE "+AdminPath, s.admin(s.adminUnrevoke))
+		mux.HandleFunc("GET "+AdminPath, s.adminRead(s.adminList))
+		mux.HandleFunc("GET "+AdminStatusPath, s.adminRead(s.adminStatus))
 	}
 	return mux
 }
@@ -426,12 +428,20 @@ func (s *Server) bearer(token, what string, next http.Handler) http.Handler {
 	})
 }
 
-func (s *Server) admin(next func(*http.Request) (int, error)) http.HandlerFunc {
+// adminAuthorized checks the admin token, answering 401 when it is wrong.
+func (s *Server) adminAuthorized(w http.ResponseWriter, r *http.Request) bool {
 	want := sha256.Sum256([]byte(s.AdminToken))
+	if bearerMatches(r.Header.Get("Authorization"), want) {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="revocation-source"`)
+	s.adminReply(w, r, http.StatusUnauthorized, "", errors.New("missing or wrong bearer token"))
+	return false
+}
+
+func (s *Server) admin(next func(*http.Request) (int, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !bearerMatches(r.Header.Get("Authorization"), want) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="revocation-source"`)
-			s.adminReply(w, r, http.StatusUnauthorized, "", errors.New("missing or wrong bearer token"))
+		if !s.adminAuthorized(w, r) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxAdminBody)
