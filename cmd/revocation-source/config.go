@@ -352,7 +352,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 		return c, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("%w: unexpected argument %q (flags are --name=value; see --help)", ErrConfig, fs.Arg(0))
+		return c, fmt.Errorf("%w: unexpected argument %q (flags are --name=value; the subcommands, first on the line: revoke, unrevoke, list, status; see --help)", ErrConfig, fs.Arg(0))
 	}
 	return c, c.validate()
 }
@@ -495,10 +495,18 @@ func printHelp(w io.Writer) {
 	var c config
 	all := specs(&c)
 	fmt.Fprint(w, `Usage: revocation-source [--flag=value ...]
+       revocation-source revoke|unrevoke|list|status [--flag=value ...]
 
 Serves the jtiguard revocation feed (/v1/revocations) from the blocklist that a
 flask-jwt-extended app keeps in SQLite, PostgreSQL or Redis, or from a file.
 See docs/revocation-source.md.
+
+With a subcommand it talks to a running source's admin API instead (its
+--help lists its flags):
+  revoke     revoke a jti, or a subject's tokens issued before a time
+  unrevoke   remove a jti's revocation or a subject's cutoff
+  list       list revocations, a page at a time, with filters
+  status     show the list version, counts and readiness
 
 Every flag can also be set with the environment variable shown in brackets; a
 flag on the command line wins. An empty variable sets a text flag to "".

@@ -1,6 +1,8 @@
 // Command revocation-source serves the jtiguard revocation feed
-// (docs/feed.md) from Redis, PostgreSQL, SQLite or a file. See
-// docs/revocation-source.md, or run it with --help.
+// (docs/feed.md) from Redis, PostgreSQL, SQLite or a file. With a
+// subcommand (revoke, unrevoke, list, status) it is the client of a running
+// source's admin API instead. See docs/revocation-source.md, or run it with
+// --help.
 package main
 
 import (
@@ -26,6 +28,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && isSubcommand(os.Args[1]) {
+		os.Exit(runCLI(context.Background(), os.Args[1], os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr))
+	}
 	err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	switch {
 	case err == nil:
