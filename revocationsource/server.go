@@ -176,7 +176,7 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
 	h.Set("Vary", "Accept-Encoding")
 	h.Set("Cache-Control", "no-cache")
 	if wait > 0 && clientAt(r, since, s.Index.Version()) {
-		switch res, v, held := s.tryHold(r, since, wait); {
+		switch res, v, held := s.tryHold(w, r, since, wait); {
 		case !held, res == holdChanged:
 			// Answer as a normal poll does, from the version now current.
 		case res == holdGone:

@@ -134,9 +134,26 @@ func (s *Server) hold(r *http.Request, since string, d time.Duration) (res holdR
 	}
 }
 
+// extendDeadlines keeps the connection's deadlines from cutting a held
+// request. net/http arms the read deadline (ReadTimeout) when it reads the
+// request and leaves it armed while the handler runs: when it fires, the
+// connection's background read fails and cancels the request's context. The
+// write deadline (WriteTimeout) runs from the same moment. So the read
+// deadline is lifted (the request has no body left to read), and the write
+// deadline moved to the end of the hold plus the server's WriteTimeout, the
+// time it gives any answer to be written. A ResponseWriter that cannot do
+// this (a wrapper without Unwrap) keeps the server's deadlines.
+func extendDeadlines(w http.ResponseWriter, r *http.Request, d time.Duration) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	if hs, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && hs.WriteTimeout > 0 {
+		_ = rc.SetWriteDeadline(time.Now().Add(d + hs.WriteTimeout))
+	}
+}
+
 // tryHold takes a watcher slot and holds the request. ok is false when the
 // request is not held at all (over the bound, draining, long poll off).
-func (s *Server) tryHold(r *http.Request, since string, wait time.Duration) (res holdResult, held string, ok bool) {
+func (s *Server) tryHold(w http.ResponseWriter, r *http.Request, since string, wait time.Duration) (res holdResult, held string, ok bool) {
 	d := s.holdFor(wait)
 	if d <= 0 {
 		return 0, "", false
@@ -165,6 +182,7 @@ func (s *Server) tryHold(r *http.Request, since string, wait time.Duration) (res
 		defer s.Metrics.Watchers.Dec()
 	}
 	defer s.watchers.Add(-1)
+	extendDeadlines(w, r, d)
 	res, held = s.hold(r, since, d)
 	return res, held, true
 }

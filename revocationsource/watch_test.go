@@ -642,3 +642,29 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestLongPollOutlivesReadTimeout: the server's ReadTimeout (30 s in
+// cmd/revocation-source) must not cut a request held longer: net/http's
+// read deadline stays armed while the handler runs, and when it fires it
+// cancels the request's context. The held request lifts it.
+func TestLongPollOutlivesReadTimeout(t *testing.T) {
+	w := newWatchServer(t, func(s *Server) { s.MaxWait = time.Hour })
+	w.http.Close()
+	hs := httptest.NewUnstartedServer(w.srv.Handler())
+	hs.Config.ReadTimeout = 100 * time.Millisecond
+	hs.Config.WriteTimeout = 100 * time.Millisecond
+	hs.Start()
+	defer hs.Close()
+	w.http = hs
+	v := w.idx.Version()
+	r := recv(t, w.async(context.Background(), v, `"`+v+`"`, "600ms"))
+	if r.code != 304 || r.took < 600*time.Millisecond*15/16 {
+		t.Fatalf("held past the read and write timeouts: %d after %v", r.code, r.took)
+	}
+	c := w.async(context.Background(), v, `"`+v+`"`, "10s")
+	time.Sleep(300 * time.Millisecond)
+	w.idx.Apply([]Change{put("late", 0)})
+	if r := recv(t, c); r.code != 200 {
+		t.Fatalf("woken after the read and write timeouts: %d %s", r.code, r.body)
+	}
+}

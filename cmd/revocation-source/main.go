@@ -105,9 +105,9 @@ func runWith(ctx context.Context, args []string, lookupEnv func(string) (string,
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		// A large snapshot to a slow client takes a while, after a long
-		// poll held it up to --max-wait.
-		WriteTimeout:   5*time.Minute + c.maxWait,
+		// A large snapshot to a slow client takes a while. A held long
+		// poll moves its own deadlines past the hold (rs.Server).
+		WriteTimeout:   5 * time.Minute,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 	}

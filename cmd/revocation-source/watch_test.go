@@ -219,3 +219,22 @@ func TestLongPollShutdown(t *testing.T) {
 	}
 	t.Logf("stopped %v after the signal", time.Since(start))
 }
+
+// TestLongPollOff: --max-wait=0 and --max-watchers=0 each turn long polls
+// off: a request with wait is answered at once, as a normal poll.
+func TestLongPollOff(t *testing.T) {
+	for _, flag := range []string{"--max-wait=0", "--max-watchers=0"} {
+		base := startServer(t, []string{flag, "--sqlite-path=" + filepath.Join(t.TempDir(), "r.db"), "--sql-create-tables"}, nil)
+		_, body := do(t, "GET", base+rs.FeedPath, "", "", nil)
+		var snap rs.Snapshot
+		if err := json.Unmarshal(body, &snap); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		resp, _, err := longPoll(ctx, base, snap.Version, "25s")
+		cancel()
+		if err != nil || resp.StatusCode != 304 {
+			t.Fatalf("%s: a long poll got %v %v; want 304 at once", flag, resp, err)
+		}
+	}
+}
