@@ -23,7 +23,7 @@ const (
 	maxWaitParam = 32
 )
 
-// ErrBadWait is wrapped by the errors of parseWait.
+// ErrBadWait is wrapped by the errors of ParseWait.
 var ErrBadWait = errors.New("bad wait parameter")
 
 // ParseWait reads the wait query parameter: a Go duration ("25s", "1m30s",
