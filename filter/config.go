@@ -12,8 +12,8 @@ import (
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
 	"github.com/jtiguard/jtiguard/credentials"
-	"github.com/jtiguard/jtiguard/jwtverify"
 	"github.com/jtiguard/jtiguard/jwkssync"
+	"github.com/jtiguard/jtiguard/jwtverify"
 )
 
 // ErrInvalidConfig wraps every configuration error; the message names the field.
