@@ -147,7 +147,7 @@ func NewSyncer(cfg Config, o Options) *Syncer {
 		m: metrics{
 			fetches: c("jwks.fetches"), successes: c("jwks.fetch_successes"), failures: c("jwks.fetch_failures"),
 			notModified: c("jwks.not_modified"), rejected: c("jwks.rejected"), early: c("jwks.early_fetches"),
-			unavailable: c("jwks.requests_unavailable"), unchecked: c("jwks.requests_unchecked"),
+			unavailable: c("jwks.fail_mode_closed"), unchecked: c("jwks.fail_mode_open"),
 			keys: g("jwks.keys"), stalenessMs: g("jwks.staleness_ms"),
 		},
 	}
@@ -365,6 +365,8 @@ func (s *Syncer) install(rec KeyRecord, acc *Accepted) {
 	if same {
 		return
 	}
+	// A kid miss noted before this set arrived is answered by it, or noted again.
+	s.missPending = false
 	s.set = acc.Set
 	s.o.OnChange(acc.Set)
 }
@@ -464,7 +466,7 @@ func (s *Syncer) publish(now time.Time, acc *Accepted, etag string) error {
 	if len(rec.ETag) > maxETagLen {
 		rec.ETag = ""
 	}
-	if err := s.o.Store.SetSharedData(s.o.Keys.KeySet, rec.MarshalBinary(), 0); err != nil {
+	if err := s.overwrite(s.o.Keys.KeySet, rec.MarshalBinary()); err != nil {
 		return fmt.Errorf("write the key set: %w", err)
 	}
 	g := Generation{Number: rec.Number, BuildID: rec.BuildID, LastSuccess: now}
@@ -528,6 +530,22 @@ func (s *Syncer) touch(now time.Time) {
 	if s.seen.BuildID == build {
 		s.seen.LastSuccess = now
 	}
+}
+
+// overwrite sets key to value whatever it holds, with the CAS of a fresh read rather than 0:
+// Envoy takes 0 as "unconditional", the SDK's emulator as a CAS value.
+func (s *Syncer) overwrite(key string, value []byte) error {
+	for range 4 {
+		_, cas, err := s.o.Store.GetSharedData(key)
+		if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
+			return err
+		}
+		err = s.o.Store.SetSharedData(key, value, cas)
+		if !errors.Is(err, types.ErrorStatusCasMismatch) {
+			return err
+		}
+	}
+	return types.ErrorStatusCasMismatch
 }
 
 // updateGeneration applies change to the generation record under CAS, retrying a few times.

@@ -470,7 +470,7 @@ func TestNeverArrivedFollowsFailMode(t *testing.T) {
 				}
 			}
 			a.sync.Tick()
-			name := map[bool]string{false: "jwks.requests_unavailable", true: "jwks.requests_unchecked"}[open]
+			name := map[bool]string{false: "jwks.fail_mode_closed", true: "jwks.fail_mode_open"}[open]
 			if got := r.metrics.get(name); got != 3 {
 				t.Fatalf("%s = %d; want 3", name, got)
 			}
