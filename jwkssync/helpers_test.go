@@ -126,7 +126,7 @@ func claims(jti string) jwt.MapClaims {
 
 // fakeHost plays Envoy for one worker VM: it records callouts and lets the test answer them.
 type fakeHost struct {
-	t       *testing.T
+	t       testing.TB
 	metrics *fakeMetrics
 	calls   []*call
 	resp    response
@@ -241,7 +241,7 @@ func (h *fakeHost) inFlight() bool { return len(h.calls) > 0 && !h.calls[len(h.c
 
 // rig is one test world: a shared store, a clock, the configuration and worker VMs.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	store    *sharedtest.Store
 	now      time.Time
 	metrics  *fakeMetrics
@@ -250,7 +250,7 @@ type rig struct {
 	failOpen bool
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	cfg := DefaultConfig()
 	cfg.Cluster, cfg.Authority, cfg.Path = "issuer", "issuer.example", "/jwks.json"
 	cfg.Headers = map[string]string{"Authorization": "Bearer jwks-secret"}
@@ -284,7 +284,7 @@ func (r *rig) idle(d time.Duration, vms ...*vm) {
 
 // vm is one worker VM: its syncer, and the verifier the filter would keep in step with it.
 type vm struct {
-	t       *testing.T
+	t       testing.TB
 	host    *fakeHost
 	sync    *Syncer
 	v       *jwtverify.Verifier

@@ -217,6 +217,9 @@ func (s *Syncer) OnVerifyFailure(token string, err error) Verdict {
 	if !signatureStage(err) {
 		return Reject
 	}
+	if s.held != nil && !s.missAt.IsZero() && s.o.Now().Sub(s.missAt) < s.o.MissGap {
+		return Reject // a flood of unknown kids: nothing to note, nothing to read
+	}
 	alg, kid, ok := peekHeader(token)
 	if !ok || !slices.Contains(s.o.Builder.algorithms, alg) {
 		return Reject // "none", or an algorithm the configuration refuses whatever the keys
