@@ -12,6 +12,7 @@ import (
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
 	"github.com/jtiguard/jtiguard/credentials"
+	"github.com/jtiguard/jtiguard/jwkssync"
 	"github.com/jtiguard/jtiguard/jwtverify"
 )
 
@@ -84,8 +85,12 @@ type JWTConfig struct {
 	// (identity=user.id), and its cutoffs are looked up by its decimal form.
 	StrictSub     bool           `json:"strict_sub"`
 	TrustUpstream *TrustUpstream `json:"trust_upstream"`
+	// RemoteJWKS fetches keys from a JWKS endpoint, beside the inline ones (docs/jwks.md).
+	RemoteJWKS *jwkssync.Config `json:"remote_jwks"`
 
 	keys *jwtverify.KeySet
+	// jwks combines the inline keys with the fetched ones (set with RemoteJWKS).
+	jwks *jwkssync.Builder
 }
 
 // HMACSecret is a shared secret for HS256/384/512, given once of three ways.
@@ -230,6 +235,11 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 		bad("cache.max_entries", "must be 0 (no cache) to %d, got %d", maxCacheEntries, cfg.Cache.MaxEntries)
 	}
 	validateJWT(&cfg.JWT, getenv, bad)
+	if rj := cfg.JWT.RemoteJWKS; rj != nil {
+		if err := rj.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := cfg.Sync.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -292,12 +302,24 @@ func validateJWT(j *JWTConfig, getenv func(string) string, bad func(string, stri
 		case tu.PayloadHeader != "" && !credentials.ValidHeaderName(tu.PayloadHeader):
 			bad("jwt.trust_upstream.payload_header", "must be a valid HTTP header name, got %q", tu.PayloadHeader)
 		}
-		if len(j.HMACSecrets)+len(j.PublicKeys) > 0 || len(j.JWKS) > 0 {
-			bad("jwt.trust_upstream", "verifies no signatures, so hmac_secrets, public_keys and jwks must be empty")
+		if len(j.HMACSecrets)+len(j.PublicKeys) > 0 || len(j.JWKS) > 0 || j.RemoteJWKS != nil {
+			bad("jwt.trust_upstream", "verifies no signatures, so hmac_secrets, public_keys, jwks and remote_jwks must be empty")
 		}
 		return
 	}
-	keys, err := buildKeySet(j, getenv)
+	var keys *jwtverify.KeySet
+	var err error
+	if j.RemoteJWKS != nil {
+		// The allowlist may name algorithms only the remote keys serve: the inline keys are
+		// checked on their own, and may be none.
+		inline, errs := inlineKeys(j, getenv)
+		if j.jwks, err = jwkssync.NewBuilder(inline); err == nil {
+			keys = j.jwks.Inline()
+		}
+		err = errors.Join(append(errs, err)...)
+	} else {
+		keys, err = buildKeySet(j, getenv)
+	}
 	if err != nil {
 		errs := []error{err}
 		if joined, ok := err.(interface{ Unwrap() []error }); ok {

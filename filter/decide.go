@@ -245,6 +245,9 @@ func (p *pluginContext) rejectionReply(rej *rejection) decision {
 	if rej.kind == rejectExpired {
 		return p.replies.expired
 	}
+	if rej.kind == rejectUnavailable {
+		return p.replies.unavailable
+	}
 	return p.invalidReply(rej.message)
 }
 

@@ -12,6 +12,19 @@ import (
 // family so a token only ever meets keys of its own algorithm's family (no algorithm
 // confusion, no "none").
 func buildKeySet(j *JWTConfig, getenv func(string) string) (*jwtverify.KeySet, error) {
+	keys, errs := inlineKeys(j, getenv)
+	ks, err := jwtverify.NewKeySet(keys)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return ks, nil
+}
+
+// inlineKeys gathers the jwt section's keys, secrets resolved.
+func inlineKeys(j *JWTConfig, getenv func(string) string) (jwtverify.Keys, []error) {
 	keys := jwtverify.Keys{Algorithms: j.Algorithms, JWKS: j.JWKS}
 	var errs []error
 	for i, s := range j.HMACSecrets {
@@ -25,14 +38,7 @@ func buildKeySet(j *JWTConfig, getenv func(string) string) (*jwtverify.KeySet, e
 	for _, p := range j.PublicKeys {
 		keys.PEM = append(keys.PEM, jwtverify.PEMKey{KID: p.KID, PEM: p.PEM})
 	}
-	ks, err := jwtverify.NewKeySet(keys)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return ks, nil
+	return keys, errs
 }
 
 func (s HMACSecret) resolve(getenv func(string) string) ([]byte, error) {

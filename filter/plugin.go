@@ -16,6 +16,8 @@ import (
 	"github.com/jtiguard/jtiguard/blocklistsync"
 	"github.com/jtiguard/jtiguard/credentials"
 	"github.com/jtiguard/jtiguard/internal/abi"
+	"github.com/jtiguard/jtiguard/jwkssync"
+	"github.com/jtiguard/jtiguard/jwtverify"
 )
 
 // NewVMContext returns the plugin's VM context, reading the host's wall clock.
@@ -57,11 +59,12 @@ type pluginContext struct {
 	cache    *tokenCache
 	reader   *blocklistsync.Reader
 	syncer   *blocklistsync.Syncer
+	jwks     *jwkssync.Syncer // jwt.remote_jwks; nil without it
 	metrics  *metrics
 	replies  replies
 	gc       *gcPacer
-	// fastTicks is true until the first list is seen: ticks then come every startupTick, so
-	// the first poll does not wait a whole tick period.
+	// fastTicks is true until the first list (and remote key set) is seen: ticks then come
+	// every startupTick, so the first poll does not wait a whole tick period.
 	fastTicks bool
 	// lastReadErr throttles logging of a broken shared list to once a minute per VM.
 	lastReadErr time.Time
@@ -125,6 +128,17 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 		p.fastTicks = true
 		tick = min(startupTick, p.syncer.TickPeriod())
 	}
+	if rj := cfg.JWT.RemoteJWKS; rj != nil {
+		p.jwks = jwkssync.NewSyncer(*rj, jwkssync.Options{
+			Keys: jwkssync.KeysFor(cfg.Prefix), Store: hostStore{}, Host: hostCalls{}, Now: p.now,
+			Builder: cfg.JWT.jwks, FailOpen: cfg.FailMode == FailOpen, OnChange: p.keysChanged,
+			MetricsPrefix: cfg.Prefix,
+		})
+		p.verifier.remote = p.jwks
+		p.jwks.Load() // keys another VM already fetched; no lease and no fetch here (see above)
+		p.fastTicks = true
+		tick = min(tick, startupTick)
+	}
 	if err := abi.SetTickPeriodMilliSeconds(uint32(tick.Milliseconds())); err != nil {
 		abi.Log(abi.LogLevelCritical, "jtiguard: set tick period: "+err.Error())
 		return types.OnPluginStartStatusFailed
@@ -151,19 +165,36 @@ func (p *pluginContext) OnTick() {
 	if p.syncer != nil {
 		p.syncer.Tick()
 	}
+	if p.jwks != nil {
+		p.jwks.Tick()
+	}
 	snap, _, err := p.reader.Reload()
 	if err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
 		p.logReadError(err)
 	}
-	if p.fastTicks && snap != nil {
+	if p.fastTicks && (p.syncer == nil || snap != nil) && (p.jwks == nil || p.jwks.HasRemote()) {
 		p.fastTicks = false
-		if err := abi.SetTickPeriodMilliSeconds(uint32(min(p.syncer.TickPeriod(), metricsFlushTick).Milliseconds())); err != nil {
+		tick := metricsFlushTick
+		if p.syncer != nil {
+			tick = min(tick, p.syncer.TickPeriod())
+		}
+		if p.jwks != nil {
+			tick = min(tick, p.jwks.TickPeriod())
+		}
+		if err := abi.SetTickPeriodMilliSeconds(uint32(tick.Milliseconds())); err != nil {
 			abi.Log(abi.LogLevelError, "jtiguard: set tick period: "+err.Error())
 		}
 	}
 	p.metrics.flush()
 	abi.RefreshLogLevel()
 	p.gc.tick()
+}
+
+// keysChanged installs a key set jwt.remote_jwks brought and forgets the tokens verified
+// with the one before: a token whose key was removed stops verifying at once.
+func (p *pluginContext) keysChanged(ks *jwtverify.KeySet) {
+	p.verifier.setKeys(ks)
+	p.cache = newTokenCache(p.cfg.Cache.MaxEntries)
 }
 
 const (

@@ -2,8 +2,10 @@ package filter
 
 import (
 	"errors"
+	"strings"
 	"time"
 
+	"github.com/jtiguard/jtiguard/jwkssync"
 	"github.com/jtiguard/jtiguard/jwtverify"
 )
 
@@ -20,8 +22,9 @@ type tokenInfo struct {
 type rejectKind int
 
 const (
-	rejectInvalid rejectKind = iota // 422 by default
-	rejectExpired                   // 401 by default
+	rejectInvalid     rejectKind = iota // 422 by default
+	rejectExpired                       // 401 by default
+	rejectUnavailable                   // 503 by default: no remote key set yet, fail_mode closed
 )
 
 // rejection is a token that failed validation, with the message a client is shown. The
@@ -35,6 +38,9 @@ type rejection struct {
 type verifier struct {
 	v      *jwtverify.Verifier
 	claims jwtverify.Claims
+	// remote is jwt.remote_jwks's syncer (nil without it): told of tokens that failed at
+	// their signature, which may ask for an early fetch, or follow fail_mode.
+	remote *jwkssync.Syncer
 }
 
 func newVerifier(cfg *Config, now func() time.Time) *verifier {
@@ -60,8 +66,22 @@ func newVerifier(cfg *Config, now func() time.Time) *verifier {
 
 // verify validates a token from the request (signature mode).
 func (v *verifier) verify(token string) (tokenInfo, *rejection) {
-	return v.result(v.v.Verify(token, &v.claims))
+	err := v.v.Verify(token, &v.claims)
+	if err != nil && v.remote != nil {
+		switch v.remote.OnVerifyFailure(token, err) {
+		case jwkssync.Unavailable:
+			return tokenInfo{}, &rejection{kind: rejectUnavailable}
+		case jwkssync.Unchecked:
+			_, rest, _ := strings.Cut(token, ".")
+			payload, _, _ := strings.Cut(rest, ".")
+			return v.result(v.v.VerifyPayload(payload, &v.claims))
+		}
+	}
+	return v.result(err)
 }
+
+// setKeys installs a new key set (jwt.remote_jwks): verifications from now on use it.
+func (v *verifier) setKeys(ks *jwtverify.KeySet) { v.v.SetKeys(ks) }
 
 // verifyPayload validates claims forwarded by jwt_authn (trust-upstream mode).
 func (v *verifier) verifyPayload(payload string) (tokenInfo, *rejection) {
