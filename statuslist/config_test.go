@@ -35,7 +35,7 @@ func TestParseConfig(t *testing.T) {
 				t.Fatal("enabled")
 			}
 		}},
-		{"one exact uri with its keys", `{"lists":[` + entry("," + keys) + `]}`, nil, func(t *testing.T, c *Config) {
+		{"one exact uri with its keys", `{"lists":[` + entry(","+keys) + `]}`, nil, func(t *testing.T, c *Config) {
 			if !c.Enabled() || c.Lists[0].KeySet() == nil {
 				t.Fatal("not enabled or no keys")
 			}
