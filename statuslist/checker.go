@@ -40,7 +40,7 @@ type Options struct {
 	Host   Host
 	Now    func() time.Time
 	// Leeway widens a list token's iat, nbf and exp checks and its expiry: the filter's
-	// jwt.leeway.
+	// jwt.leeway, but at least MinLeeway.
 	Leeway time.Duration
 	// KeySource, when set, may give an entry another source of keys than its inline ones
 	// (a remote JWKS); returning nil keeps the inline keys.
@@ -50,6 +50,12 @@ type Options struct {
 	// Rand returns a float in [0,1) for jitter; nil uses math/rand/v2.
 	Rand func() float64
 }
+
+// MinLeeway is the least clock leeway a Status List Token gets: it is signed by another
+// party's clock and fetched seconds later, so an issuer a second ahead would otherwise see
+// every fresh list refused as "not yet valid (iat)". It also lets a list be used this long past
+// its exp.
+const MinLeeway = 30 * time.Second
 
 // Timing of the directory and the fetches.
 const (
@@ -140,6 +146,7 @@ func NewChecker(cfg *Config, o Options) *Checker {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Leeway = max(o.Leeway, MinLeeway)
 	c := &Checker{
 		cfg:     cfg,
 		o:       o,

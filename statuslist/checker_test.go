@@ -341,7 +341,7 @@ func TestChangedListReachesEveryVM(t *testing.T) {
 }
 
 // TestFailureKeepsLastGood: failed fetches of every kind keep the held list, back off, and a
-// list past exp (plus leeway) or past max_age is unavailable.
+// list past exp (plus the leeway, at least MinLeeway) or past max_age is unavailable.
 func TestFailureKeepsLastGood(t *testing.T) {
 	is := newIssuer(t, 1)
 	other := newIssuer(t, 2)
@@ -385,7 +385,7 @@ func TestFailureKeepsLastGood(t *testing.T) {
 					fetches = append(fetches, e.clk.t.Sub(fetchedAt))
 				}
 				st, err := e.check(1, uri1, 0)
-				usable := e.clk.t.Before(fetchedAt.Add(90 * time.Minute))
+				usable := e.clk.t.Before(fetchedAt.Add(90*time.Minute + MinLeeway))
 				if usable && (err != nil || st != Invalid) {
 					t.Fatalf("at +%s: %v, %v; want the last good list (INVALID)", e.clk.t.Sub(fetchedAt), st, err)
 				}
@@ -742,6 +742,24 @@ func TestCheckAllocatesNothing(t *testing.T) {
 	for name, r := range map[string]*Refs{"held": &held, "not allowed": &notAllowed, "pending": &pending} {
 		if n := testing.AllocsPerRun(1000, func() { c.Evaluate(r, now) }); n != 0 {
 			t.Errorf("%s: %v allocations per Evaluate", name, n)
+		}
+	}
+}
+
+// TestIssuerClockAhead: a list whose iat is a few seconds ahead of the proxy's clock (the
+// issuer's clock runs ahead) is accepted, within MinLeeway; beyond it, refused.
+func TestIssuerClockAhead(t *testing.T) {
+	is := newIssuer(t, 1)
+	for _, tc := range []struct {
+		ahead time.Duration
+		ok    bool
+	}{{10 * time.Second, true}, {MinLeeway, true}, {MinLeeway + time.Second, false}} {
+		e := newEnv(t, exactConfig(is, ""), 1)
+		l := &lists{is: is, clk: e.clk, byURI: map[string]*served{uri1: {list: mustEncode(t, 1, Invalid), iat: tc.ahead}}}
+		e.serve = l.serve("issuer.example")
+		e.tick()
+		if _, err := e.check(0, uri1, 0); (err == nil) != tc.ok {
+			t.Fatalf("iat %s ahead: %v; want ok %v\n%s", tc.ahead, err, tc.ok, e.logs())
 		}
 	}
 }

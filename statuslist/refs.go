@@ -60,6 +60,16 @@ func (r *Refs) At(i int) Ref { return r.refs[i] }
 // Any reports whether a check is needed: a reference, or a reason to refuse.
 func (r *Refs) Any() bool { return r.n > 0 || r.Malformed || r.Overflow }
 
+// Add adds a reference read elsewhere: the claims jwt_authn wrote to dynamic metadata, where a
+// member cannot repeat.
+func (r *Refs) Add(ref Ref) { r.add(ref) }
+
+// MarkMalformed records a status_list reference that could not be read (see Malformed).
+func (r *Refs) MarkMalformed() { r.Malformed = true }
+
+// Reset empties r, keeping its buffer.
+func (r *Refs) Reset() { *r = Refs{buf: r.buf[:0]} }
+
 func (r *Refs) add(ref Ref) {
 	if r.n == MaxRefs {
 		r.Overflow = true
