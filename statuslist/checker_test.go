@@ -16,7 +16,7 @@ import (
 // env is a proxy with several worker VMs on one shared-data store, an injected clock, and an
 // issuer that answers the callouts.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	store   *sharedtest.Store
 	clk     *clock
 	cfg     *Config
@@ -54,7 +54,7 @@ type vm struct {
 	logs    []string
 }
 
-func newEnv(t *testing.T, config string, workers int) *env {
+func newEnv(t testing.TB, config string, workers int) *env {
 	t.Helper()
 	cfg, err := ParseConfig([]byte(config))
 	if err != nil {
