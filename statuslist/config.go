@@ -131,7 +131,7 @@ func DefaultConfig() Config {
 		RetryInterval: Duration(5 * time.Second),
 		MaxBackoff:    Duration(5 * time.Minute),
 		MaxListBytes:  16 << 20,
-		MaxBodyBytes:  32 << 20,
+		MaxBodyBytes:  8 << 20,
 		MaxLists:      16,
 	}
 }

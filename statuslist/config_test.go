@@ -147,7 +147,7 @@ func TestMatchRest(t *testing.T) {
 func TestDefaultsDocumented(t *testing.T) {
 	d := DefaultConfig()
 	got := fmt.Sprint(d.MinTTL.D(), d.MaxTTL.D(), d.MaxAge.D(), d.Timeout.D(), d.RetryInterval.D(), d.MaxBackoff.D(), d.MaxListBytes, d.MaxBodyBytes, d.MaxLists)
-	if got != "1m0s 1h0m0s 24h0m0s 5s 5s 5m0s 16777216 33554432 16" {
+	if got != "1m0s 1h0m0s 24h0m0s 5s 5s 5m0s 16777216 8388608 16" {
 		t.Fatalf("defaults changed (%s): update docs/status-list.md and this test", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/jtiguard/jtiguard/jwtverify"
 )
@@ -62,7 +63,10 @@ func ParseToken(token []byte, o TokenOptions) (*Token, error) {
 	if o.Keys == nil {
 		return nil, fmt.Errorf("%w: no keys to verify it with", ErrBadToken)
 	}
-	tok := string(bytes.TrimSpace(token)) // a static file often ends in a newline
+	// A view, not a copy: the fetching VM's heap holds the body already, and the verifier
+	// copies it once more (a wasm VM's memory never shrinks). Nothing returned aliases it.
+	trimmed := bytes.TrimSpace(token) // a static file often ends in a newline
+	tok := unsafe.String(unsafe.SliceData(trimmed), len(trimmed))
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
 		if len(parts) == 5 {
@@ -156,7 +160,11 @@ func Inflate(compressed []byte, max int) ([]byte, error) {
 	if r.Len() > 0 {
 		return nil, fmt.Errorf("%w: status_list.lst has %d bytes after its ZLIB stream", ErrBadToken, r.Len())
 	}
-	return out.Bytes(), nil
+	b := out.Bytes()
+	if cap(b)-len(b) > len(b)/4 {
+		b = bytes.Clone(b) // the list is kept for its lifetime: not the buffer's doubling slack
+	}
+	return b, nil
 }
 
 // isStatusListType compares typ as a media type: case-insensitively, "application/" implied.
