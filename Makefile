@@ -68,12 +68,14 @@ LONG_TIMEOUT ?= 20m
 test: build
 	eval "$$(bash scripts/test-services.sh)" && \
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... && \
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race ./blocklistsync ./harness ./revocationsource/... && \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race ./blocklistsync ./revocationsource/... ./jwkssync ./statuslist && \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race -run 'Test(SharedData|HTTPCall|TickTimers|LocalResponse|RealModuleConcurrentStreams)' ./harness && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzDiscoveryFindsThePayload -fuzztime=$(FUZZTIME) ./credentials && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter && \
-	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzParseToken -fuzztime=$(FUZZTIME) ./statuslist
 	$(MAKE) test-long
 
 # The soak (e2e/TestSoakEnvoy133) and the docs' commands (deploy/TestDocs*, jwtverify/TestDocCommands), tag "long".
@@ -108,6 +110,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter
 	$(GO) test -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify
 	$(GO) test -run='^$$' -fuzz=FuzzPKIXMatchesX509 -fuzztime=$(FUZZTIME) ./jwtverify
+	$(GO) test -run='^$$' -fuzz=FuzzRefs -fuzztime=$(FUZZTIME) ./statuslist
+	$(GO) test -run='^$$' -fuzz=FuzzParseToken -fuzztime=$(FUZZTIME) ./statuslist
+	$(GO) test -run='^$$' -fuzz=FuzzRecords -fuzztime=$(FUZZTIME) ./statuslist
 
 clean:
 	rm -rf build

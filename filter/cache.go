@@ -6,6 +6,7 @@ import (
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
 	"github.com/jtiguard/jtiguard/credentials"
+	"github.com/jtiguard/jtiguard/statuslist"
 )
 
 // identity is what the revocation check needs of one payload: every jti, sub and iat it
@@ -21,6 +22,11 @@ type identity struct {
 	hashed    bool
 	tokenKeys []uint64 // ("", jti) for every jti, and (iss, jti) for every iss when keyed by issuer
 	subKeys   []uint64 // likewise for every sub
+
+	// status holds the payload's status.status_list references, read on first use (only when
+	// status_list is configured).
+	status     statuslist.Refs
+	statusRead bool
 }
 
 // strs is a short list of strings owned by an identity.

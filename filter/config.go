@@ -14,6 +14,7 @@ import (
 	"github.com/jtiguard/jtiguard/credentials"
 	"github.com/jtiguard/jtiguard/jwkssync"
 	"github.com/jtiguard/jtiguard/jwtverify"
+	"github.com/jtiguard/jtiguard/statuslist"
 )
 
 // ErrInvalidConfig wraps every configuration error; the message names the field.
@@ -138,6 +139,10 @@ type Config struct {
 	Responses    Responses            `json:"responses"`
 	Cache        CacheConfig          `json:"cache"`
 	Sync         blocklistsync.Config `json:"sync"`
+	// StatusList is the "status_list" section, parsed by statuslist.ParseConfig into status.
+	StatusList json.RawMessage `json:"status_list"`
+
+	status *statuslist.Config
 }
 
 // KeyedByIssuer reports whether revocation keys include the issuer: they do when issuers
@@ -242,6 +247,11 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 	}
 	if err := cfg.Sync.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if sl, err := statuslist.ParseConfig(cfg.StatusList); err != nil {
+		errs = append(errs, err)
+	} else {
+		cfg.status = sl
 	}
 	if cfg.MaxStaleness.D() > 0 && cfg.MaxStaleness.D() < cfg.Sync.Interval.D() {
 		bad("max_staleness", "%s is shorter than sync.interval %s: every list would be stale", cfg.MaxStaleness.D(), cfg.Sync.Interval.D())

@@ -53,8 +53,7 @@ func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) dec
 	if len(res.Candidates) > 0 || upstream != nil {
 		m.checked++
 		snap, ok := p.usableList(now)
-		switch {
-		case ok:
+		if ok {
 			notBefore := clampUnix(now.Unix() - p.leewaySeconds())
 			h := hasherOf(snap)
 			for _, c := range res.Candidates {
@@ -70,10 +69,19 @@ func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) dec
 					return p.revokedReply(upstream)
 				}
 			}
-		case cfg.FailMode == FailClosed:
-			m.failedClosed++
-			return p.replies.unavailable
-		default:
+		}
+		// The token status lists, after the blocklist and before its fail_mode: a token a
+		// status list revokes is answered 401 even while the blocklist is unavailable.
+		if p.status != nil {
+			if d, stop := p.checkStatus(res, upstream, now, &unchecked); stop {
+				return d
+			}
+		}
+		if !ok {
+			if cfg.FailMode == FailClosed {
+				m.failedClosed++
+				return p.replies.unavailable
+			}
 			unchecked = true
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/jtiguard/jtiguard/internal/abi"
 	"github.com/jtiguard/jtiguard/jwkssync"
 	"github.com/jtiguard/jtiguard/jwtverify"
+	"github.com/jtiguard/jtiguard/statuslist"
 )
 
 // NewVMContext returns the plugin's VM context, reading the host's wall clock.
@@ -59,13 +60,16 @@ type pluginContext struct {
 	cache    *tokenCache
 	reader   *blocklistsync.Reader
 	syncer   *blocklistsync.Syncer
-	jwks     *jwkssync.Syncer // jwt.remote_jwks; nil without it
+	jwks     *jwkssync.Syncer    // jwt.remote_jwks; nil without it
+	status   *statuslist.Checker // nil without status_list lists
 	metrics  *metrics
 	replies  replies
 	gc       *gcPacer
 	// fastTicks is true until the first list (and remote key set) is seen: ticks then come
 	// every startupTick, so the first poll does not wait a whole tick period.
 	fastTicks bool
+	// tick is the tick period last set.
+	tick time.Duration
 	// lastReadErr throttles logging of a broken shared list to once a minute per VM.
 	lastReadErr time.Time
 	// free holds contexts of finished streams for reuse.
@@ -139,6 +143,14 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 		p.fastTicks = true
 		tick = min(tick, startupTick)
 	}
+	if cfg.status.Enabled() {
+		// As the syncer: no shared data and no callout here; the first tick starts the fetches.
+		p.status = statuslist.NewChecker(cfg.status, statuslist.Options{
+			Prefix: cfg.Prefix, Store: hostStore{}, Host: hostCalls{}, Now: p.now, Leeway: cfg.JWT.Leeway.D(),
+		})
+		tick = min(tick, p.status.TickPeriod())
+	}
+	p.tick = tick
 	if err := abi.SetTickPeriodMilliSeconds(uint32(tick.Milliseconds())); err != nil {
 		abi.Log(abi.LogLevelCritical, "jtiguard: set tick period: "+err.Error())
 		return types.OnPluginStartStatusFailed
@@ -168,23 +180,17 @@ func (p *pluginContext) OnTick() {
 	if p.jwks != nil {
 		p.jwks.Tick()
 	}
+	if p.status != nil {
+		p.status.Tick()
+	}
 	snap, _, err := p.reader.Reload()
 	if err != nil && !errors.Is(err, blocklistsync.ErrNoList) {
 		p.logReadError(err)
 	}
 	if p.fastTicks && (p.syncer == nil || snap != nil) && (p.jwks == nil || p.jwks.HasRemote()) {
 		p.fastTicks = false
-		tick := metricsFlushTick
-		if p.syncer != nil {
-			tick = min(tick, p.syncer.TickPeriod())
-		}
-		if p.jwks != nil {
-			tick = min(tick, p.jwks.TickPeriod())
-		}
-		if err := abi.SetTickPeriodMilliSeconds(uint32(tick.Milliseconds())); err != nil {
-			abi.Log(abi.LogLevelError, "jtiguard: set tick period: "+err.Error())
-		}
 	}
+	p.setTickPeriod()
 	p.metrics.flush()
 	abi.RefreshLogLevel()
 	p.gc.tick()
@@ -195,6 +201,35 @@ func (p *pluginContext) OnTick() {
 func (p *pluginContext) keysChanged(ks *jwtverify.KeySet) {
 	p.verifier.setKeys(ks)
 	p.cache = newTokenCache(p.cfg.Cache.MaxEntries)
+}
+
+// setTickPeriod sets the period the syncer and the status lists want now: fast until the first
+// list, and while a status list a token named is on its way; at most metricsFlushTick.
+func (p *pluginContext) setTickPeriod() {
+	tick := metricsFlushTick
+	if p.syncer != nil {
+		tick = min(tick, p.syncer.TickPeriod())
+		if p.fastTicks {
+			tick = min(tick, startupTick)
+		}
+	}
+	if p.jwks != nil {
+		tick = min(tick, p.jwks.TickPeriod())
+		if p.fastTicks {
+			tick = min(tick, startupTick)
+		}
+	}
+	if p.status != nil {
+		tick = min(tick, p.status.TickPeriod())
+	}
+	if tick == p.tick {
+		return
+	}
+	if err := abi.SetTickPeriodMilliSeconds(uint32(tick.Milliseconds())); err != nil {
+		abi.Log(abi.LogLevelError, "jtiguard: set tick period: "+err.Error())
+		return
+	}
+	p.tick = tick
 }
 
 const (

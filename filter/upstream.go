@@ -44,6 +44,9 @@ func (p *pluginContext) upstreamClaims([][2]string) *identity {
 		return nil
 	}
 	id := &identity{}
+	if p.status != nil {
+		p.upstreamStatus(id, tu.PayloadInMetadata)
+	}
 	// Envoy hands a string's bytes as they are and a number as 8 bytes of a double: an
 	// 8-byte value could be either, so both readings are checked.
 	add := func(dst *strs, v []byte, numeric bool) {
