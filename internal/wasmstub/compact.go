@@ -1,9 +1,13 @@
 package wasmstub
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 )
 
 // This file shrinks a Go module's data section without changing the memory it initialises.
@@ -467,40 +471,75 @@ func nameWithFunction(content []byte, subStart int, idx uint32, name string) ([]
 	return out, nil
 }
 
-// checkSameImage proves the rewrite: the memory written by out's segments plus the runs' stores
-// must equal, byte for byte, the memory written by the original segments.
+// checkSameImage proves the rewrite: the memory written by out's segments and then the runs'
+// stores must equal, byte for byte, the memory written by the original segments. It compares
+// only the address ranges either side writes, so its memory use is bounded by the module's size
+// whatever offsets the segments claim.
 func checkSameImage(orig []DataSegment, out []byte, runs []fillRun) error {
 	l, err := Inspect(out)
 	if err != nil {
 		return fmt.Errorf("%w: the rewritten module does not decode: %w", ErrCompact, err)
 	}
-	var hi uint64
-	for _, s := range orig {
-		hi = max(hi, s.Offset+uint64(len(s.Bytes)))
+	type write struct {
+		at   uint64
+		data []byte
 	}
-	want := make([]byte, hi+4)
-	got := make([]byte, hi+4)
-	for _, s := range orig {
-		copy(want[s.Offset:], s.Bytes)
-	}
-	for _, s := range l.Data {
-		if s.Offset+uint64(len(s.Bytes)) > hi {
-			return fmt.Errorf("%w: segment at %#x beyond the original data", ErrCompact, s.Offset)
-		}
-		copy(got[s.Offset:], s.Bytes)
-	}
+	var stores []write
 	for _, r := range runs {
 		for i := uint32(0); i < r.count; i++ {
-			a := uint64(r.addr) + uint64(i)*uint64(r.stride)
-			if a+4 > uint64(len(got)) {
-				return fmt.Errorf("%w: run store at %#x beyond the original data", ErrCompact, a)
-			}
-			binary.LittleEndian.PutUint32(got[a:], r.value(i))
+			var v [4]byte
+			binary.LittleEndian.PutUint32(v[:], r.value(i))
+			stores = append(stores, write{uint64(r.addr) + uint64(i)*uint64(r.stride), v[:]})
 		}
 	}
-	for i := range want {
-		if want[i] != got[i] {
-			return fmt.Errorf("%w: rewritten memory differs at %#x (%#x, want %#x)", ErrCompact, i, got[i], want[i])
+	// The merged address ranges that either side writes.
+	type span struct{ start, end uint64 }
+	var spans []span
+	addSpan := func(at uint64, n int) { spans = append(spans, span{at, at + uint64(n)}) }
+	for _, s := range orig {
+		addSpan(s.Offset, len(s.Bytes))
+	}
+	for _, s := range l.Data {
+		addSpan(s.Offset, len(s.Bytes))
+	}
+	for _, w := range stores {
+		addSpan(w.at, len(w.data))
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.start, b.start) })
+	var merged []span
+	for _, sp := range spans {
+		if n := len(merged); n > 0 && sp.start <= merged[n-1].end {
+			merged[n-1].end = max(merged[n-1].end, sp.end)
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	want := make([][]byte, len(merged))
+	got := make([][]byte, len(merged))
+	for i, sp := range merged {
+		want[i], got[i] = make([]byte, sp.end-sp.start), make([]byte, sp.end-sp.start)
+	}
+	put := func(img [][]byte, at uint64, data []byte) {
+		i := sort.Search(len(merged), func(i int) bool { return merged[i].end > at })
+		copy(img[i][at-merged[i].start:], data)
+	}
+	for _, s := range orig {
+		put(want, s.Offset, s.Bytes)
+	}
+	for _, s := range l.Data { // segments first, as the engine applies them before the start function
+		put(got, s.Offset, s.Bytes)
+	}
+	for _, w := range stores {
+		put(got, w.at, w.data)
+	}
+	for i := range merged {
+		if !bytes.Equal(want[i], got[i]) {
+			k := 0
+			for want[i][k] == got[i][k] {
+				k++
+			}
+			return fmt.Errorf("%w: rewritten memory differs at %#x (%#x, want %#x)", ErrCompact,
+				merged[i].start+uint64(k), got[i][k], want[i][k])
 		}
 	}
 	return nil

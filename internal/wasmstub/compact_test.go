@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -223,6 +224,36 @@ func TestCompactDataRefuses(t *testing.T) {
 				t.Fatalf("err = %v, want ErrCompact", err)
 			}
 		})
+	}
+	// The proof catches a rewrite that would change memory: the runs found, each altered.
+	m0 := dataModule(2, false, findfunctabLike(64, 40))
+	l, err := Inspect(m0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs, err := splitSections(m0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := findRuns(l.Data)
+	if len(runs) == 0 {
+		t.Fatal("no runs in the findfunctab layout")
+	}
+	for _, alter := range []func(*fillRun){
+		func(r *fillRun) { r.value0++ },
+		func(r *fillRun) { r.addr++ },
+		func(r *fillRun) { r.count-- },
+		func(r *fillRun) { r.every++ },
+	} {
+		bad := slices.Clone(runs)
+		alter(&bad[len(bad)-1])
+		out, err := rewriteWithRuns(m0, secs, l, bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkSameImage(l.Data, out, bad); !errors.Is(err, ErrCompact) {
+			t.Errorf("altered run %+v: err = %v, want ErrCompact", bad[len(bad)-1], err)
+		}
 	}
 	// Nothing worth a loop: the module comes back as it was.
 	m := dataModule(1, false, []DataSegment{{Offset: 8, Bytes: []byte("x")}, {Offset: 40, Bytes: []byte("y")}})
