@@ -13,16 +13,16 @@ import (
 
 func TestGoPackage(t *testing.T) {
 	for name, want := range map[string]string{
-		"runtime.mallocgc":                                             "runtime",
-		"runtime.__mheap_.allocSpan":                                   "runtime",
-		"crypto_internal_fips140_nistec_fiat.p521Mul":                  "crypto_internal_fips140_nistec_fiat",
-		"github.com_jtiguard_jtiguard_filter.__pluginContext_.OnTick":  "github.com_jtiguard_jtiguard_filter",
-		"vendor_golang.org_x_crypto_cryptobyte.__String_.ReadASN1":     "vendor_golang.org_x_crypto_cryptobyte",
-		"golang.org_x_sys_unix.Syscall":                                "golang.org_x_sys_unix",
-		"_rt0_wasm_wasip1":                                             "(no package: _rt0_wasm_wasip1)",
-		"":                                                             "(unnamed)",
-		"wasmstub.data_init":                                           "wasmstub",
-		"type:.eq.struct { a int }":                                    "type:",
+		"runtime.mallocgc":                                            "runtime",
+		"runtime.__mheap_.allocSpan":                                  "runtime",
+		"crypto_internal_fips140_nistec_fiat.p521Mul":                 "crypto_internal_fips140_nistec_fiat",
+		"github.com_jtiguard_jtiguard_filter.__pluginContext_.OnTick": "github.com_jtiguard_jtiguard_filter",
+		"vendor_golang.org_x_crypto_cryptobyte.__String_.ReadASN1":    "vendor_golang.org_x_crypto_cryptobyte",
+		"golang.org_x_sys_unix.Syscall":                               "golang.org_x_sys_unix",
+		"_rt0_wasm_wasip1":                                            "(no package: _rt0_wasm_wasip1)",
+		"":                                                            "(unnamed)",
+		"wasmstub.data_init":                                          "wasmstub",
+		"type:.eq.struct { a int }":                                   "type:",
 		"github.com_tetratelabs_proxy-wasm-go-sdk_proxywasm_types.Foo": "github.com_tetratelabs_proxy-wasm-go-sdk_proxywasm_types",
 	} {
 		if got := goPackage(name); got != want {
