@@ -9,7 +9,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -21,9 +23,11 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/jtiguard/jtiguard/harness"
 	"github.com/jtiguard/jtiguard/internal/moduletest"
+	"github.com/jtiguard/jtiguard/internal/wasmstub"
 )
 
 // The VM start of docs/module-size.md: what a proxy pays for each VM of the module, in wazero
@@ -173,6 +177,11 @@ type vmStarter struct {
 	timer  *phaseTimer
 	cache  wazero.CompilationCache
 	phases map[string][]time.Duration
+	// A runtime of its own with the module compiled and its imports provided (WASI, and env
+	// functions that do nothing), to time instantiation alone.
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	seq      int
 }
 
 func newVMStarter(b *testing.B, m namedModule, pluginConfig []byte) *vmStarter {
@@ -183,7 +192,43 @@ func newVMStarter(b *testing.B, m namedModule, pluginConfig []byte) *vmStarter {
 	v.cfg = harness.NewConfig().WithWorkers(1).WithWASI(harness.WASICurrent).
 		WithPluginConfig(pluginConfig).WithTimers(false).WithCompilationCache(v.cache)
 	v.newVM(b) // compiles into the cache
+	ctx := context.Background()
+	v.rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(v.cache))
+	var err error
+	if v.compiled, err = v.rt.CompileModule(ctx, v.wasm); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, v.rt); err != nil {
+		b.Fatal(err)
+	}
+	env := v.rt.NewHostModuleBuilder("env")
+	for _, d := range v.compiled.ImportedFunctions() {
+		if mod, name, _ := d.Import(); mod == "env" {
+			nres := len(d.ResultTypes())
+			env.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, _ api.Module, stack []uint64) {
+				clear(stack[:nres])
+			}), d.ParamTypes(), d.ResultTypes()).Export(name)
+		}
+	}
+	if _, err := env.Instantiate(ctx); err != nil {
+		b.Fatal(err)
+	}
 	return v
+}
+
+// instantiate times InstantiateModule alone: memory, data segments, the start function if any.
+func (v *vmStarter) instantiate(b *testing.B) time.Duration {
+	ctx := context.Background()
+	v.seq++
+	t0 := time.Now()
+	mod, err := v.rt.InstantiateModule(ctx, v.compiled, wazero.NewModuleConfig().
+		WithName(fmt.Sprintf("vm%d", v.seq)).WithStartFunctions())
+	d := time.Since(t0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = mod.Close(ctx)
+	return d
 }
 
 func (v *vmStarter) newVM(b *testing.B) time.Duration {
@@ -215,24 +260,28 @@ func (v *vmStarter) load(b *testing.B) time.Duration {
 
 func (v *vmStarter) once(b *testing.B) {
 	load := v.load(b)
+	inst := v.instantiate(b)
 	v.timer.reset()
-	all := v.newVM(b)
+	v.newVM(b)
 	t := v.timer.total
-	exports := t["_initialize"] + t["proxy_on_context_create"] + t["proxy_on_vm_start"] + t["proxy_on_configure"]
+	vmstart := t["proxy_on_context_create"] + t["proxy_on_vm_start"]
 	v.phases["load"] = append(v.phases["load"], load)
-	v.phases["instantiate"] = append(v.phases["instantiate"], all-exports-load)
+	v.phases["instantiate"] = append(v.phases["instantiate"], inst)
 	v.phases["initialize"] = append(v.phases["initialize"], t["_initialize"])
-	v.phases["vmstart"] = append(v.phases["vmstart"], t["proxy_on_context_create"]+t["proxy_on_vm_start"])
+	v.phases["vmstart"] = append(v.phases["vmstart"], vmstart)
 	v.phases["configure"] = append(v.phases["configure"], t["proxy_on_configure"])
-	v.phases["total"] = append(v.phases["total"], all)
+	// A VM of an already loaded module: what a host that shares the compiled module pays.
+	v.phases["vm"] = append(v.phases["vm"], inst+t["_initialize"]+vmstart+t["proxy_on_configure"])
 }
 
 // BenchmarkVMStart: one VM started the way the harness (and Envoy) starts one once the module is
-// compiled, by phase: load (wazero decodes and validates the module even on a compilation-cache
-// hit), instantiate (memory, data segments, host modules), _initialize (the Go runtime and every
+// compiled, by phase: load (wazero decodes and validates the module again even on a
+// compilation-cache hit, as the harness does for every harness.New), instantiate (memory, data
+// segments and the start function, timed alone), _initialize (the Go runtime and every
 // package's init), proxy_on_context_create + proxy_on_vm_start, and proxy_on_configure (parsing
-// the plugin configuration and its keys). Each iteration starts a VM of every module in turn;
-// each module's medians are reported as <name>-<phase>-ms.
+// the plugin configuration and its keys); vm is instantiate through configure, what a host that
+// shares one compiled module between its VMs pays per VM. Each iteration starts a VM of every
+// module in turn; each module's medians are reported as <name>-<phase>-ms.
 func BenchmarkVMStart(b *testing.B) {
 	if runtime.GOOS == "wasip1" {
 		b.Skip("runs wasm natively")
@@ -248,9 +297,10 @@ func BenchmarkVMStart(b *testing.B) {
 		}
 	}
 	for _, v := range starters {
-		for _, phase := range []string{"load", "instantiate", "initialize", "vmstart", "configure", "total"} {
+		for _, phase := range []string{"load", "instantiate", "initialize", "vmstart", "configure", "vm"} {
 			b.ReportMetric(median(v.phases[phase], time.Millisecond), v.name+"-"+phase+"-ms")
 		}
+		_ = v.rt.Close(v.ctx)
 		_ = v.cache.Close(v.ctx)
 	}
 }
@@ -272,4 +322,158 @@ func TestVMStartPhasesTimed(t *testing.T) {
 			t.Errorf("%s not timed (%v)", name, timer.total)
 		}
 	}
+}
+
+// BenchmarkV8Start: the same start sequence in V8 (Node's, with --no-liftoff as
+// proxy-wasm-cpp-host sets it), by testdata/v8start.js. Each iteration is a fresh node process
+// starting 4 VMs of every module: the first VM is cold (V8 compiles each function with
+// TurboFan the first time it runs, which in Envoy the first VM of a module pays), the others warm
+// (Envoy's worker VMs are clones). Medians of <name>-cold-<phase>-ms and <name>-warm-total-ms.
+func BenchmarkV8Start(b *testing.B) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		b.Skip("SKIPPED: no node on PATH; V8 start not measured")
+	}
+	dir := b.TempDir()
+	cfgPath := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(cfgPath, startConfig(b), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	const vms = 4
+	type phases map[string]float64
+	mods := benchModules(b)
+	cold := make([][]phases, len(mods))
+	warm := make([][]float64, len(mods))
+	for b.Loop() {
+		for i, m := range mods {
+			path := filepath.Join(dir, m.name+".wasm")
+			if err := os.WriteFile(path, m.wasm, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			cmd := exec.Command(node, "--no-liftoff", "--no-warnings", "testdata/v8start.js", path, cfgPath, fmt.Sprint(vms))
+			out, err := cmd.Output()
+			if err != nil {
+				b.Fatalf("%s: node: %v\n%s", m.name, err, out)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) != vms {
+				b.Fatalf("%s: node printed %q", m.name, out)
+			}
+			for k, line := range lines {
+				var p phases
+				if err := json.Unmarshal([]byte(line), &p); err != nil {
+					b.Fatalf("%s: %q: %v", m.name, line, err)
+				}
+				if k == 0 {
+					cold[i] = append(cold[i], p)
+				} else {
+					warm[i] = append(warm[i], p["total"])
+				}
+			}
+		}
+	}
+	med := func(xs []float64) float64 {
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	for i, m := range mods {
+		for _, phase := range []string{"compile", "instantiate", "initialize", "configure", "total"} {
+			var xs []float64
+			for _, p := range cold[i] {
+				xs = append(xs, p[phase])
+			}
+			b.ReportMetric(med(xs), m.name+"-cold-"+phase+"-ms")
+		}
+		b.ReportMetric(med(warm[i]), m.name+"-warm-total-ms")
+	}
+}
+
+// coverage records which functions run, per start phase, through a wazero listener on every
+// function (slow: only for TestStartCodeRun).
+type coverage struct {
+	mu    sync.Mutex
+	phase string
+	ran   map[string]map[uint32]bool
+}
+
+func (c *coverage) NewFunctionListener(api.FunctionDefinition) experimental.FunctionListener {
+	return c
+}
+
+func (c *coverage) Before(_ context.Context, _ api.Module, def api.FunctionDefinition, _ []uint64, _ experimental.StackIterator) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if names := def.ExportNames(); len(names) > 0 && startExports[names[0]] {
+		c.phase = names[0]
+	}
+	if c.phase == "" {
+		return
+	}
+	if c.ran[c.phase] == nil {
+		c.ran[c.phase] = map[uint32]bool{}
+	}
+	c.ran[c.phase][def.Index()] = true
+}
+
+func (c *coverage) After(context.Context, api.Module, api.FunctionDefinition, []uint64) {}
+
+func (c *coverage) Abort(context.Context, api.Module, api.FunctionDefinition, error) {}
+
+// TestStartCodeRun reports how much of the module's code a VM's start runs, by phase and
+// package: what V8, which compiles each function the first time it runs, compiles for the first
+// VM. docs/module-size.md quotes it. It asserts only that the phases ran code.
+func TestStartCodeRun(t *testing.T) {
+	wasm := moduletest.Module(t)
+	l, err := wasmstub.Inspect(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byIndex := map[uint32]wasmstub.Func{}
+	for _, f := range l.Funcs {
+		byIndex[f.Index] = f
+	}
+	cov := &coverage{ran: map[string]map[uint32]bool{}}
+	ctx := experimental.WithFunctionListenerFactory(context.Background(), cov)
+	h, err := harness.New(ctx, wasm, harness.NewConfig().WithWorkers(1).
+		WithWASI(harness.WASICurrent).WithPluginConfig(startConfig(t)).WithTimers(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	seen := map[uint32]bool{}
+	for _, phase := range []string{"_initialize", "proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure"} {
+		byPkg := map[string]int{}
+		n, size := 0, 0
+		for idx := range cov.ran[phase] {
+			f, ok := byIndex[idx]
+			if !ok || seen[idx] {
+				continue // imports, or already run (and compiled) in an earlier phase
+			}
+			seen[idx] = true
+			n++
+			size += f.Size
+			byPkg[goPackage(f.Name)] += f.Size
+		}
+		var top []Share
+		for p, s := range byPkg {
+			top = append(top, Share{Name: p, Bytes: s})
+		}
+		sortShares(top)
+		var parts []string
+		for _, s := range top[:min(8, len(top))] {
+			parts = append(parts, fmt.Sprintf("%s %s", s.Name, num(s.Bytes)))
+		}
+		t.Logf("%s: %d functions first run, %s bytes of code; %s", phase, n, num(size), strings.Join(parts, ", "))
+		if phase == "_initialize" || phase == "proxy_on_configure" {
+			if n == 0 {
+				t.Errorf("%s ran no code of the module", phase)
+			}
+		}
+	}
+	total := 0
+	for idx := range seen {
+		total += byIndex[idx].Size
+	}
+	t.Logf("start runs %d of %d functions, %s of %s bytes of code", len(seen), len(l.Funcs), num(total), num(l.Section("code")))
 }
