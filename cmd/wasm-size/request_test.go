@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -23,9 +24,12 @@ func reqToken(jti string) string {
 // harness (one VM, wazero's compiler, a 10 000-entry list): no token, a cached token (hit), a
 // new HS256 token every request (cold). Each iteration runs a block of requests of each case on
 // each module in turn, so that variants share the machine's load; medians of the blocks' mean
-// time per proxy_on_request_headers are reported as <name>-<case>-µs. It checks that every
+// time per proxy_on_request_headers are reported as <name>-<case>-µs, and of the thread's CPU
+// time as <name>-<case>-cpu-µs (which includes two getrusage calls). It checks that every
 // variant decides alike (continue for all three cases).
 func BenchmarkRequestPath(b *testing.B) {
+	runtime.LockOSThread() // the -cpu-µs metrics read this thread's CPU clock
+	defer runtime.UnlockOSThread()
 	const block = 200
 	ctx := context.Background()
 	cfg := []byte(`{"prefix":"jtiguard.","jwt":{"algorithms":["HS256"],"hmac_secrets":[{"secret":"` + reqSecret +
@@ -38,6 +42,7 @@ func BenchmarkRequestPath(b *testing.B) {
 		name    string
 		h       *harness.Harness
 		samples map[string][]time.Duration
+		cpu     map[string][]time.Duration
 	}
 	var vs []*variant
 	for _, m := range benchModules(b) {
@@ -50,7 +55,7 @@ func BenchmarkRequestPath(b *testing.B) {
 		if err := localproxytest.Publish(localproxytest.HarnessStore{H: h}, "jtiguard.", list); err != nil {
 			b.Fatal(err)
 		}
-		vs = append(vs, &variant{m.name, h, map[string][]time.Duration{}})
+		vs = append(vs, &variant{m.name, h, map[string][]time.Duration{}, map[string][]time.Duration{}})
 	}
 	base := harness.RequestHeadersFor(harness.Request{Path: "/bench"})
 	headers := func(tok string) harness.Pairs {
@@ -69,20 +74,20 @@ func BenchmarkRequestPath(b *testing.B) {
 		{"hit", func() string { return hit }},
 		{"cold", func() string { seq++; return reqToken(fmt.Sprintf("bench-cold-%d-%d", time.Now().UnixNano(), seq)) }},
 	}
-	run := func(v *variant, tok string) time.Duration {
+	run := func(v *variant, tok string) (wall, cpu time.Duration) {
 		s, err := v.h.NewStream(ctx, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
 		hs := headers(tok)
-		t0 := time.Now()
+		c0, t0 := threadCPU(), time.Now()
 		act, err := s.RequestHeaders(ctx, hs, true)
-		d := time.Since(t0)
+		wall, cpu = time.Since(t0), threadCPU()-c0
 		if err != nil || act != harness.ActionContinue {
 			b.Fatalf("%s: action %v, err %v; want continue", v.name, act, err)
 		}
 		_ = s.End(ctx)
-		return d
+		return wall, cpu
 	}
 	for _, v := range vs { // warm: the hit token cached, every path run once
 		for _, c := range cases {
@@ -96,17 +101,21 @@ func BenchmarkRequestPath(b *testing.B) {
 				toks[i] = c.token()
 			}
 			for _, v := range vs {
-				var total time.Duration
+				var total, cpu time.Duration
 				for _, tok := range toks {
-					total += run(v, tok)
+					w, c := run(v, tok)
+					total += w
+					cpu += c
 				}
 				v.samples[c.name] = append(v.samples[c.name], total/block)
+				v.cpu[c.name] = append(v.cpu[c.name], cpu/block)
 			}
 		}
 	}
 	for _, v := range vs {
 		for _, c := range cases {
 			b.ReportMetric(median(v.samples[c.name], time.Microsecond), v.name+"-"+c.name+"-µs")
+			b.ReportMetric(median(v.cpu[c.name], time.Microsecond), v.name+"-"+c.name+"-cpu-µs")
 		}
 	}
 }

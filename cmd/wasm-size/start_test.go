@@ -96,9 +96,11 @@ func startConfig(tb testing.TB) []byte {
 
 // phaseTimer is a wazero function listener on the start exports: it times each call of them.
 type phaseTimer struct {
-	mu    sync.Mutex
-	start map[string]time.Time
-	total map[string]time.Duration
+	mu       sync.Mutex
+	start    map[string]time.Time
+	total    map[string]time.Duration
+	cpuStart map[string]time.Duration
+	cpu      map[string]time.Duration // thread CPU time, when the caller locked its OS thread
 }
 
 var startExports = map[string]bool{
@@ -117,6 +119,7 @@ func (p *phaseTimer) NewFunctionListener(def api.FunctionDefinition) experimenta
 func (p *phaseTimer) Before(_ context.Context, _ api.Module, def api.FunctionDefinition, _ []uint64, _ experimental.StackIterator) {
 	p.mu.Lock()
 	p.start[def.ExportNames()[0]] = time.Now()
+	p.cpuStart[def.ExportNames()[0]] = threadCPU()
 	p.mu.Unlock()
 }
 
@@ -124,6 +127,7 @@ func (p *phaseTimer) After(_ context.Context, _ api.Module, def api.FunctionDefi
 	p.mu.Lock()
 	name := def.ExportNames()[0]
 	p.total[name] += time.Since(p.start[name])
+	p.cpu[name] += threadCPU() - p.cpuStart[name]
 	p.mu.Unlock()
 }
 
@@ -131,6 +135,7 @@ func (p *phaseTimer) Abort(context.Context, api.Module, api.FunctionDefinition, 
 
 func (p *phaseTimer) reset() {
 	p.start, p.total = map[string]time.Time{}, map[string]time.Duration{}
+	p.cpuStart, p.cpu = map[string]time.Duration{}, map[string]time.Duration{}
 }
 
 // median of a sample, in the unit given.
@@ -143,27 +148,33 @@ func median(d []time.Duration, unit time.Duration) float64 {
 // BenchmarkCompile: wazero's compiler on the module, the part of a VM's start that a proxy pays
 // once per module (V8 compiles once and clones VMs; wazero's compilation cache does the same).
 // Each iteration compiles every module once, in turn, so that variants share the machine's load;
-// each module's median is reported as <name>-compile-ms.
+// each module's median is reported as <name>-compile-ms (wall) and <name>-compile-cpu-ms (the
+// CPU time of the compiling thread, which a loaded machine disturbs less).
 func BenchmarkCompile(b *testing.B) {
 	if runtime.GOOS == "wasip1" {
 		b.Skip("compiles wasm natively")
 	}
+	runtime.LockOSThread() // wazero compiles on the calling goroutine: its thread's CPU time
+	defer runtime.UnlockOSThread()
 	ctx := context.Background()
 	mods := benchModules(b)
 	samples := make([][]time.Duration, len(mods))
+	cpu := make([][]time.Duration, len(mods))
 	for b.Loop() {
 		for i, m := range mods {
 			r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-			t0 := time.Now()
+			c0, t0 := threadCPU(), time.Now()
 			if _, err := r.CompileModule(ctx, m.wasm); err != nil {
 				b.Fatal(err)
 			}
 			samples[i] = append(samples[i], time.Since(t0))
+			cpu[i] = append(cpu[i], threadCPU()-c0)
 			_ = r.Close(ctx)
 		}
 	}
 	for i, m := range mods {
 		b.ReportMetric(median(samples[i], time.Millisecond), m.name+"-compile-ms")
+		b.ReportMetric(median(cpu[i], time.Millisecond), m.name+"-compile-cpu-ms")
 	}
 }
 
@@ -220,14 +231,15 @@ func newVMStarter(b *testing.B, m namedModule, pluginConfig []byte) *vmStarter {
 func (v *vmStarter) instantiate(b *testing.B) time.Duration {
 	ctx := context.Background()
 	v.seq++
-	t0 := time.Now()
+	c0, t0 := threadCPU(), time.Now()
 	mod, err := v.rt.InstantiateModule(ctx, v.compiled, wazero.NewModuleConfig().
 		WithName(fmt.Sprintf("vm%d", v.seq)).WithStartFunctions())
-	d := time.Since(t0)
+	d, c := time.Since(t0), threadCPU()-c0
 	if err != nil {
 		b.Fatal(err)
 	}
 	_ = mod.Close(ctx)
+	v.phases["instantiate-cpu"] = append(v.phases["instantiate-cpu"], c)
 	return d
 }
 
@@ -272,6 +284,11 @@ func (v *vmStarter) once(b *testing.B) {
 	v.phases["configure"] = append(v.phases["configure"], t["proxy_on_configure"])
 	// A VM of an already loaded module: what a host that shares the compiled module pays.
 	v.phases["vm"] = append(v.phases["vm"], inst+t["_initialize"]+vmstart+t["proxy_on_configure"])
+	c := v.timer.cpu
+	v.phases["initialize-cpu"] = append(v.phases["initialize-cpu"], c["_initialize"])
+	v.phases["configure-cpu"] = append(v.phases["configure-cpu"], c["proxy_on_configure"])
+	v.phases["vm-cpu"] = append(v.phases["vm-cpu"], v.phases["instantiate-cpu"][len(v.phases["instantiate-cpu"])-1]+
+		c["_initialize"]+c["proxy_on_context_create"]+c["proxy_on_vm_start"]+c["proxy_on_configure"])
 }
 
 // BenchmarkVMStart: one VM started the way the harness (and Envoy) starts one once the module is
@@ -281,11 +298,15 @@ func (v *vmStarter) once(b *testing.B) {
 // package's init), proxy_on_context_create + proxy_on_vm_start, and proxy_on_configure (parsing
 // the plugin configuration and its keys); vm is instantiate through configure, what a host that
 // shares one compiled module between its VMs pays per VM. Each iteration starts a VM of every
-// module in turn; each module's medians are reported as <name>-<phase>-ms.
+// module in turn; each module's medians are reported as <name>-<phase>-ms, and the CPU time of
+// the benchmark's thread for the phases that run on it as <name>-<phase>-cpu-ms (a loaded
+// machine disturbs these less).
 func BenchmarkVMStart(b *testing.B) {
 	if runtime.GOOS == "wasip1" {
 		b.Skip("runs wasm natively")
 	}
+	runtime.LockOSThread() // the CPU-time metrics read this thread's clock
+	defer runtime.UnlockOSThread()
 	cfgJSON := startConfig(b)
 	var starters []*vmStarter
 	for _, m := range benchModules(b) {
@@ -297,7 +318,8 @@ func BenchmarkVMStart(b *testing.B) {
 		}
 	}
 	for _, v := range starters {
-		for _, phase := range []string{"load", "instantiate", "initialize", "vmstart", "configure", "vm"} {
+		for _, phase := range []string{"load", "instantiate", "initialize", "vmstart", "configure", "vm",
+			"instantiate-cpu", "initialize-cpu", "configure-cpu", "vm-cpu"} {
 			b.ReportMetric(median(v.phases[phase], time.Millisecond), v.name+"-"+phase+"-ms")
 		}
 		_ = v.rt.Close(v.ctx)
@@ -328,7 +350,8 @@ func TestVMStartPhasesTimed(t *testing.T) {
 // proxy-wasm-cpp-host sets it), by testdata/v8start.js. Each iteration is a fresh node process
 // starting 4 VMs of every module: the first VM is cold (V8 compiles each function with
 // TurboFan the first time it runs, which in Envoy the first VM of a module pays), the others warm
-// (Envoy's worker VMs are clones). Medians of <name>-cold-<phase>-ms and <name>-warm-total-ms.
+// (Envoy's worker VMs are clones). Medians of <name>-cold-<phase>-ms (wall time; -cpu: the CPU
+// time of all node's threads, which a loaded machine disturbs less) and <name>-warm-total-ms.
 func BenchmarkV8Start(b *testing.B) {
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -378,12 +401,13 @@ func BenchmarkV8Start(b *testing.B) {
 		return s[len(s)/2]
 	}
 	for i, m := range mods {
-		for _, phase := range []string{"compile", "instantiate", "initialize", "configure", "total"} {
+		for _, phase := range []string{"compile", "instantiate", "initialize", "configure", "total", "total_cpu",
+			"initialize_cpu", "configure_cpu"} {
 			var xs []float64
 			for _, p := range cold[i] {
 				xs = append(xs, p[phase])
 			}
-			b.ReportMetric(med(xs), m.name+"-cold-"+phase+"-ms")
+			b.ReportMetric(med(xs), m.name+"-cold-"+strings.ReplaceAll(phase, "_", "-")+"-ms")
 		}
 		b.ReportMetric(med(warm[i]), m.name+"-warm-total-ms")
 	}
