@@ -160,8 +160,10 @@ func BenchmarkCompile(b *testing.B) {
 	mods := benchModules(b)
 	samples := make([][]time.Duration, len(mods))
 	cpu := make([][]time.Duration, len(mods))
-	for b.Loop() {
-		for i, m := range mods {
+	for iter := 0; b.Loop(); iter++ {
+		for k := range mods {
+			i := (k + iter) % len(mods) // each in each position in turn: no order bias
+			m := mods[i]
 			r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 			c0, t0 := threadCPU(), time.Now()
 			if _, err := r.CompileModule(ctx, m.wasm); err != nil {
@@ -312,9 +314,9 @@ func BenchmarkVMStart(b *testing.B) {
 	for _, m := range benchModules(b) {
 		starters = append(starters, newVMStarter(b, m, cfgJSON))
 	}
-	for b.Loop() {
-		for _, v := range starters {
-			v.once(b)
+	for iter := 0; b.Loop(); iter++ {
+		for k := range starters {
+			starters[(k+iter)%len(starters)].once(b) // each in each position in turn: no order bias
 		}
 	}
 	for _, v := range starters {
