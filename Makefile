@@ -16,9 +16,9 @@ WASM_STUBS := -envoy
 # -compact-data: Go's linker writes the runtime's findfunctab as ~57 000 tiny data segments
 # (560 KB); a start function writes the same bytes instead. See docs/module-size.md.
 # WASM_OPT=wasm-opt (binaryen: `apt-get install binaryen` or `npm install -g binaryen`) adds an
-# optimising pass: 0.4-0.5 MB smaller, faster to compile, the request path unchanged. Off by
-# default, so that `make build` needs only Go and makes the same module everywhere. The features
-# enabled are exactly those Go's output already uses.
+# optimising pass: 0.4-0.5 MB smaller, V8's first start 7-10% less CPU, the request path and
+# wazero's compile unchanged. Off by default, so that `make build` needs only Go and makes the
+# same module everywhere. The features enabled are exactly those Go's output already uses.
 WASM_OPT ?=
 WASM_OPT_FLAGS := -Oz -g --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
 FUZZTIME  ?= 10s
