@@ -46,8 +46,15 @@ func benchModules(b *testing.B) []namedModule {
 		b.Logf("module: %s", moduletest.Info(b))
 		return []namedModule{{"module", moduletest.Module(b)}}
 	}
+	root, err := moduletest.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
 	var out []namedModule
 	for _, p := range strings.Split(list, ",") {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(root, p) // relative to the repository root, where the docs run it
+		}
 		w, err := os.ReadFile(p)
 		if err != nil {
 			b.Fatal(err)
