@@ -2,10 +2,13 @@
 // return a fixed errno. The jtiguard build runs it after `go build` so that the module answers
 // itself the WASI calls older Envoy hosts lack or answer fatally (see wasmstub.EnvoyStubs):
 //
-//	go run ./cmd/wasm-stub-imports -in build/jtiguard.wasm -out build/jtiguard.wasm -envoy
+//	go run ./cmd/wasm-stub-imports -in build/jtiguard.wasm -out build/jtiguard.wasm -envoy -compact-data
 //
-// -envoy applies wasmstub.EnvoyStubs (poll_oneoff); -stub may be repeated. The output is written to a temporary file beside it and renamed into
-// place, so -out may equal -in and a failed run never leaves a truncated module behind.
+// -envoy applies wasmstub.EnvoyStubs (poll_oneoff); -stub may be repeated. -compact-data then
+// replaces the runs of tiny data segments Go's linker writes for findfunctab with a start
+// function that writes the same bytes (wasmstub.CompactData; docs/module-size.md). The output is
+// written to a temporary file beside it and renamed into place, so -out may equal -in and a
+// failed run never leaves a truncated module behind.
 package main
 
 import (
@@ -68,6 +71,7 @@ func run(args []string, stdout io.Writer) error {
 	stubs := stubFlags{}
 	fs.Var(stubs, "stub", "module.name=errno: replace that function import with a stub returning errno (repeatable)")
 	envoy := fs.Bool("envoy", false, "add the stubs jtiguard's module needs on Envoy (wasmstub.EnvoyStubs)")
+	compact := fs.Bool("compact-data", false, "then replace runs of tiny data segments with a start function (wasmstub.CompactData)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,16 +82,24 @@ func run(args []string, stdout io.Writer) error {
 			}
 		}
 	}
-	if *in == "" || *out == "" || len(stubs) == 0 || fs.NArg() != 0 {
-		return errors.New("usage: wasm-stub-imports -in IN.wasm -out OUT.wasm [-envoy] [-stub module.name=errno ...]")
+	if *in == "" || *out == "" || (len(stubs) == 0 && !*compact) || fs.NArg() != 0 {
+		return errors.New("usage: wasm-stub-imports -in IN.wasm -out OUT.wasm [-envoy] [-stub module.name=errno ...] [-compact-data]")
 	}
 	src, err := os.ReadFile(*in)
 	if err != nil {
 		return err
 	}
-	dst, err := wasmstub.StubImports(src, stubs)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *in, err)
+	dst := src
+	if len(stubs) > 0 {
+		if dst, err = wasmstub.StubImports(src, stubs); err != nil {
+			return fmt.Errorf("%s: %w", *in, err)
+		}
+	}
+	var st wasmstub.CompactStats
+	if *compact {
+		if dst, st, err = wasmstub.CompactData(dst); err != nil {
+			return fmt.Errorf("%s: %w", *in, err)
+		}
 	}
 	if err := writeAtomic(*out, dst); err != nil {
 		return err
@@ -99,6 +111,10 @@ func run(args []string, stdout io.Writer) error {
 	sort.Strings(names)
 	for _, k := range names {
 		fmt.Fprintf(stdout, "stubbed %s: now returns %d\n", k, stubs[k])
+	}
+	if *compact {
+		fmt.Fprintf(stdout, "compacted data: %d segments -> %d (%d runs written by %s)\n",
+			st.SegmentsBefore, st.SegmentsAfter, st.Runs, wasmstub.DataInitFunctionName)
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes -> %s: %d bytes\n", *in, len(src), *out, len(dst))
 	return nil

@@ -27,6 +27,10 @@ func TestRun(t *testing.T) {
 		{"two stubs, hex errno", func(in string) []string {
 			return []string{"-in", in, "-out", in, "-stub", "a.y=0x10", "-stub", "a.x=-1"}
 		}, "", "stubbed a.x: now returns -1\nstubbed a.y: now returns 16\n"},
+		{"stub, then compact", func(in string) []string {
+			return []string{"-in", in, "-out", in, "-stub", "a.x=52", "-compact-data"}
+		}, "", "stubbed a.x: now returns 52\ncompacted data: 0 segments -> 0 (0 runs"},
+		{"compact only", func(in string) []string { return []string{"-in", in, "-out", in, "-compact-data"} }, "", "compacted data: 0 segments -> 0 (0 runs"},
 		{"absent import", func(in string) []string { return []string{"-in", in, "-out", in, "-stub", "a.z=52"} }, "no such function import", ""},
 		{"no stub", func(in string) []string { return []string{"-in", in, "-out", in} }, "usage", ""},
 		{"bad stub", func(in string) []string { return []string{"-in", in, "-out", in, "-stub", "a.x"} }, "module.name=errno", ""},

@@ -1,8 +1,8 @@
 // Package moduletest gives tests the real jtiguard module, built the way `make build` builds it.
 //
 // Tests must prove the code in the work tree, not whatever module was built last, so outside
-// CI the module is built afresh (once per test binary) into a temporary directory and stubbed
-// with wasmstub.EnvoyStubs. Under CI=true the module that `make build` produced
+// CI the module is built afresh (once per test binary) into a temporary directory, stubbed
+// with wasmstub.EnvoyStubs and compacted with wasmstub.CompactData. Under CI=true the module that `make build` produced
 // (build/jtiguard.wasm) is used, and its absence fails the test: a skipped module test would
 // let a broken build land. JTIGUARD_WASM names a file to use instead.
 package moduletest
@@ -135,5 +135,8 @@ func load() ([]byte, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: stub: %w", ErrModuleBuild, err)
 	}
-	return b, "built from the work tree and stubbed like `make build`", nil
+	if b, _, err = wasmstub.CompactData(b); err != nil {
+		return nil, "", fmt.Errorf("%w: compact data: %w", ErrModuleBuild, err)
+	}
+	return b, "built from the work tree, stubbed and compacted like `make build`", nil
 }
