@@ -94,7 +94,7 @@ test: build
 
 # The soak (e2e/TestSoakEnvoy133) and the docs' commands (deploy/TestDocs*, jwtverify/TestDocCommands), tag "long".
 test-long: build
-	$(GO) test -count=1 -tags long -timeout $(LONG_TIMEOUT) -run '^(TestSoakEnvoy133|TestDocs.*|TestDocCommands)$$' ./e2e ./deploy ./jwtverify
+	$(GO) test -count=1 -tags long -timeout $(LONG_TIMEOUT) -run '^(TestSoakEnvoy133|TestDocs.*|TestDocCommands)$$' ./e2e ./deploy ./jwtverify ./cmd/wasm-size
 
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
