@@ -26,6 +26,7 @@ func TestRevokeReachesEveryVMInV8(t *testing.T) {
 		if err := h.WaitHTTPCalls(ctx); err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(listRecheck) // requests see the list the callout wrote within the recheck period
 	}
 	all := func(tok string, want outcome, what string) {
 		t.Helper()
