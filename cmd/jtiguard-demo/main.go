@@ -555,12 +555,14 @@ func (d *demo) steps(ctx context.Context) error {
 	}
 
 	revokedAt := time.Now()
-	deadline = revokedAt.Add(d.wait + time.Second)
+	deadline = revokedAt.Add(2*d.wait + time.Second)
 	for {
 		if status, body, err = d.get(ctx); err != nil {
 			return fmt.Errorf("%w: step 3: %w", errStep, err)
 		}
-		if status != http.StatusOK || time.Now().After(deadline) || ctx.Err() != nil {
+		// 200 until the proxy has the new list; a 503 while a worker has none usable is
+		// fail_mode closed doing its job: retry both, as a person would.
+		if status != http.StatusOK && status != http.StatusServiceUnavailable || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		sleep(ctx, 100*time.Millisecond)
