@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-var feedFields = []string{"jti", "exp", "iss", "sub", "revoked_before"}
+var feedFields = []string{"jti", "claim", "value", "exp", "iss", "sub", "revoked_before"}
 
 // caseVariantKeys reports whether a document has an object key that differs from a field
 // name only by case: encoding/json's struct decoding matches those, the feed does not.
@@ -80,6 +80,14 @@ func FuzzScannerMatchesReference(f *testing.F) {
 		`{"kind":"snapshot","entries":[],"error":null}`,
 		`{"kind":"snapshot","entries":[],"entries":[]}`,
 		`{}`,
+		`{"kind":"snapshot","entries":[{"claim":"sid","value":"s1","exp":9},{"jti":"s1"},{"claim":"tenant","value":"t","iss":"https://i"}]}`,
+		`{"kind":"delta","base":"v1","added":[{"claim":"sid","value":"a"}],"removed":[{"claim":"sid","value":"b"},{"claim":"org","value":"a"}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"sid","value":"a","jti":"a"}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"jti","value":"a"},{"claim":"sub","value":"a"}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"s\u0069d","value":"caf\u00e9"},{"claim":"a b","value":"x"}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"sid","value":null,"value":"x"},{"claim":"sid","value":"x","claim":null}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"sid"},{"value":"x"},{"claim":"","value":"x"},{"claim":"sid","value":""}]}`,
+		`{"kind":"delta","base":"b","added":[{"claim":"sid","value":"a"}],"removed":[{"claim":"sid","value":"a"}]}`,
 	} {
 		f.Add([]byte(seed), false)
 		f.Add([]byte(seed), true)
