@@ -12,6 +12,7 @@ import (
 	"time"
 
 	rs "github.com/jtiguard/jtiguard/revocationsource"
+	"github.com/jtiguard/jtiguard/revocationsource/redisstore"
 	"github.com/jtiguard/jtiguard/revocationsource/sqlstore"
 )
 
@@ -57,6 +58,7 @@ type config struct {
 	sqlExpires     sqlstore.Column
 	sqlIss         string
 	sqlCutoffs     sqlstore.Column
+	sqlClaims      sqlstore.Column
 	sqlCreate      bool
 	sqlPoll        time.Duration
 	sqlPrune       time.Duration
@@ -69,6 +71,7 @@ type config struct {
 	redisPassFile   string
 	redisPrefix     string
 	redisCutoffsKey string
+	redisClaims     string
 	redisNotify     bool
 
 	filePath string
@@ -277,6 +280,7 @@ func specs(c *config) []flagSpec {
 	col("sql-expires-column", "expires", "expiry column (timestamp or Unix seconds), used when the table has it; \"\" for none", &c.sqlExpires)
 	str("SQL", "sql-iss-column", "", "issuer column, if the table has one", &c.sqlIss)
 	col("sql-cutoffs-table", "jtiguard_subject_cutoffs", "this server's subject cutoffs table, used when it exists; \"\" for none", &c.sqlCutoffs)
+	col("sql-claims-table", "jtiguard_claim_revocations", "this server's table of claim entries (revocations by sid and other claims), used when it exists; \"\" for none", &c.sqlClaims)
 	dur("SQL", "jwt-access-token-expires", 0, "the app's JWT_ACCESS_TOKEN_EXPIRES: without an expiry column, an access token's row expires at created + this; 0 = unknown", &c.accessExpires)
 	dur("SQL", "jwt-refresh-token-expires", 0, "the app's JWT_REFRESH_TOKEN_EXPIRES, for refresh tokens' rows; without a type column the longer of the two applies; 0 = unknown", &c.refreshExpires)
 	boolean("SQL", "sql-create-tables", false, "create the SQLite file and missing tables (off: the database is the app's)", &c.sqlCreate)
@@ -289,6 +293,7 @@ func specs(c *config) []flagSpec {
 	str("Redis", "redis-password-file", "", "file with the Redis password (or env REDIS_PASSWORD)", &c.redisPassFile)
 	str("Redis", "redis-key-prefix", "", "prefix of jti keys (\"\": every string key in the database is a jti)", &c.redisPrefix)
 	str("Redis", "redis-cutoffs-key", "jtiguard:cutoffs", "hash of subject cutoffs", &c.redisCutoffsKey)
+	str("Redis", "redis-claims-prefix", "", "prefix of the keys of claim entries (revocations by sid and other claims), e.g. jtiguard:claim:; \"\" = none", &c.redisClaims)
 	boolean("Redis", "redis-configure-notifications", true, "turn keyspace notifications on with CONFIG SET (at start and after a Redis restart)", &c.redisNotify)
 
 	str("File", "file-path", "", "file for --store=file (JSON snapshot, or one jti per line with an optional Unix expiry)", &c.filePath)
@@ -457,6 +462,11 @@ func (c *config) validate() error {
 	if c.redisDB < 0 {
 		return bad("redis-db", "%d must be 0 or more", c.redisDB)
 	}
+	if c.store == "redis" {
+		if err := redisstore.CheckPrefixes(c.redisPrefix, c.redisClaims); err != nil {
+			return bad("redis-claims-prefix", "%v", err)
+		}
+	}
 	host, port, err := net.SplitHostPort(c.listen)
 	if err != nil {
 		return bad("listen", "%q: want host:port, e.g. 127.0.0.1:8081 or :8081", c.listen)
@@ -473,7 +483,7 @@ func (c *config) validate() error {
 			{"sql-table", c.sqlTable, true}, {"sql-id-column", c.sqlID, false}, {"sql-jti-column", c.sqlJTI, false},
 			{"sql-type-column", c.sqlType.Name, false}, {"sql-created-column", c.sqlCreated.Name, false},
 			{"sql-expires-column", c.sqlExpires.Name, false}, {"sql-iss-column", c.sqlIss, false},
-			{"sql-cutoffs-table", c.sqlCutoffs.Name, true},
+			{"sql-cutoffs-table", c.sqlCutoffs.Name, true}, {"sql-claims-table", c.sqlClaims.Name, true},
 		} {
 			empty := id.v == ""
 			required := id.name == "sql-table" || id.name == "sql-id-column" || id.name == "sql-jti-column"

@@ -229,6 +229,32 @@ func (p *pendingStore) UnrevokeSubject(ctx context.Context, k rs.CutoffKey) erro
 
 func (p *pendingStore) Close() error { return nil }
 
+// RevokeClaim forwards to the real store when it keeps claim entries.
+func (p *pendingStore) RevokeClaim(ctx context.Context, e rs.Entry) error {
+	s, err := p.get()
+	if err != nil {
+		return err
+	}
+	cs, ok := s.(rs.ClaimStore)
+	if !ok {
+		return rs.ErrClaimsUnsupported
+	}
+	return cs.RevokeClaim(ctx, e)
+}
+
+// UnrevokeClaim forwards to the real store when it keeps claim entries.
+func (p *pendingStore) UnrevokeClaim(ctx context.Context, k rs.EntryKey) error {
+	s, err := p.get()
+	if err != nil {
+		return err
+	}
+	cs, ok := s.(rs.ClaimStore)
+	if !ok {
+		return rs.ErrClaimsUnsupported
+	}
+	return cs.UnrevokeClaim(ctx, k)
+}
+
 // EffectiveEntry forwards to the real store when it has one.
 func (p *pendingStore) EffectiveEntry(e rs.Entry) rs.Entry {
 	if s, err := p.get(); err == nil {

@@ -238,3 +238,9 @@ func (s *Store) RevokeSubject(context.Context, rs.Cutoff) error { return rs.ErrR
 
 // UnrevokeSubject is not supported.
 func (s *Store) UnrevokeSubject(context.Context, rs.CutoffKey) error { return rs.ErrReadOnly }
+
+// RevokeClaim is not supported: the file is the operator's.
+func (s *Store) RevokeClaim(context.Context, rs.Entry) error { return rs.ErrReadOnly }
+
+// UnrevokeClaim is not supported.
+func (s *Store) UnrevokeClaim(context.Context, rs.EntryKey) error { return rs.ErrReadOnly }
