@@ -64,6 +64,9 @@ type Server struct {
 	// MaxWatchers bounds the long polls held at once (0:
 	// DefaultMaxWatchers; < 0: none). Past it they are answered at once.
 	MaxWatchers int
+	// Backchannel, when set, serves OpenID Connect back-channel logout at
+	// BackchannelPath (backchannel.go).
+	Backchannel *Backchannel
 
 	initOnce  sync.Once
 	draining  chan struct{} // closed by Drain
@@ -137,6 +140,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	if s.Gatherer != nil {
 		mux.Handle("GET /metrics", s.bearer(s.MetricsToken, "metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})))
+	}
+	if s.Backchannel != nil {
+		mux.HandleFunc("POST "+BackchannelPath, s.serveBackchannel)
 	}
 	if s.AdminToken != "" {
 		mux.HandleFunc("POST "+AdminPath, s.admin(s.adminRevoke))
