@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,6 +78,17 @@ type config struct {
 
 	filePath string
 	filePoll time.Duration
+
+	bcIssuer      string
+	bcAudience    string
+	bcJWKSFile    string
+	bcJWKSURL     string
+	bcAlgorithms  string
+	bcLifetime    time.Duration
+	bcMaxAge      time.Duration
+	bcLeeway      time.Duration
+	bcRequireType bool
+	bcAnyIssuer   bool
 
 	// src names where each setting came from, for error messages: the flag
 	// ("--sql-poll-interval") or the variable ("REVOCATION_SOURCE_…").
@@ -298,6 +311,17 @@ func specs(c *config) []flagSpec {
 
 	str("File", "file-path", "", "file for --store=file (JSON snapshot, or one jti per line with an optional Unix expiry)", &c.filePath)
 	dur("File", "file-poll-interval", time.Second, "how often to check the file for changes", &c.filePoll)
+
+	str("Back-channel logout", "backchannel-issuer", "", "the OpenID provider's issuer: turns on POST /v1/backchannel-logout, which takes its logout tokens", &c.bcIssuer)
+	str("Back-channel logout", "backchannel-audience", "", "this relying party's client_id (comma-separated for several): a logout token's aud must hold one", &c.bcAudience)
+	str("Back-channel logout", "backchannel-jwks-file", "", "the provider's JWK Set in a file", &c.bcJWKSFile)
+	str("Back-channel logout", "backchannel-jwks-url", "", "the provider's jwks_uri (https, or http on loopback); read again hourly, and when a token names an unknown key", &c.bcJWKSURL)
+	str("Back-channel logout", "backchannel-algorithms", "RS256", "algorithms the provider signs logout tokens with, comma-separated: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA", &c.bcAlgorithms)
+	dur("Back-channel logout", "backchannel-max-session-lifetime", 0, "the longest a session (and a token carrying its sid) can live: what a logout revokes is kept this long; required with --backchannel-issuer", &c.bcLifetime)
+	dur("Back-channel logout", "backchannel-max-age", rs.DefaultBackchannelMaxAge, "logout tokens issued (iat) longer ago are refused; their jtis are remembered this long against replay", &c.bcMaxAge)
+	dur("Back-channel logout", "backchannel-leeway", rs.DefaultBackchannelLeeway, "clock skew allowed on a logout token's iat and exp", &c.bcLeeway)
+	boolean("Back-channel logout", "backchannel-require-typ", false, "accept only logout tokens whose typ header is logout+jwt (by default also none or JWT)", &c.bcRequireType)
+	boolean("Back-channel logout", "backchannel-any-issuer", false, "write entries that match tokens of any issuer (by default only tokens whose iss is the provider's)", &c.bcAnyIssuer)
 	return out
 }
 
@@ -467,6 +491,9 @@ func (c *config) validate() error {
 			return bad("redis-claims-prefix", "%v", err)
 		}
 	}
+	if err := c.validateBackchannel(bad); err != nil {
+		return err
+	}
 	host, port, err := net.SplitHostPort(c.listen)
 	if err != nil {
 		return bad("listen", "%q: want host:port, e.g. 127.0.0.1:8081 or :8081", c.listen)
@@ -500,6 +527,72 @@ func (c *config) validate() error {
 	return nil
 }
 
+// validateBackchannel checks the back-channel logout flags: all or none.
+func (c *config) validateBackchannel(bad func(name, format string, args ...any) error) error {
+	if c.bcIssuer == "" {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"backchannel-audience", c.bcAudience != ""}, {"backchannel-jwks-file", c.bcJWKSFile != ""},
+			{"backchannel-jwks-url", c.bcJWKSURL != ""}, {"backchannel-max-session-lifetime", c.bcLifetime != 0},
+		} {
+			if f.set {
+				return bad(f.name, "back-channel logout is on only with --backchannel-issuer (the provider's issuer); set it too, or leave this unset")
+			}
+		}
+		return nil
+	}
+	switch {
+	case c.store == "file":
+		return bad("backchannel-issuer", "--store=file is read-only: back-channel logout writes its revocations to sqlite, postgres or redis")
+	case c.bcAudience == "" || slices.Contains(c.audiences(), ""):
+		return bad("backchannel-audience", "%q: give this relying party's client_id (comma-separated for several)", c.bcAudience)
+	case (c.bcJWKSFile == "") == (c.bcJWKSURL == ""):
+		return bad("backchannel-jwks-url", "give exactly one of --backchannel-jwks-url (the provider's jwks_uri) and --backchannel-jwks-file")
+	case c.bcLifetime <= 0:
+		return bad("backchannel-max-session-lifetime", "required with --backchannel-issuer: the longest a session can live, e.g. 30d (what a logout revokes is kept this long)")
+	case c.bcMaxAge <= 0:
+		return bad("backchannel-max-age", "%q must be above 0, e.g. 5m", shortDuration(c.bcMaxAge))
+	case c.store == "redis" && c.redisClaims == "":
+		return bad("backchannel-issuer", "with --store=redis it needs --redis-claims-prefix (e.g. jtiguard:claim:), where the logged-out sessions are kept")
+	case c.store != "redis" && c.sqlClaims.Set && c.sqlClaims.Name == "":
+		return bad("sql-claims-table", "back-channel logout keeps logged-out sessions in the claims table; do not set it to \"\"")
+	case c.store != "redis" && c.sqlCutoffs.Set && c.sqlCutoffs.Name == "":
+		return bad("sql-cutoffs-table", "back-channel logout of a subject writes a cutoff; do not set it to \"\"")
+	}
+	if err := rs.CheckJWKSAlgorithms(c.algorithms()); err != nil {
+		return bad("backchannel-algorithms", "%v", err)
+	}
+	if c.bcJWKSURL != "" {
+		u, err := url.Parse(c.bcJWKSURL)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			return bad("backchannel-jwks-url", "%q: want an https URL (http only on loopback), e.g. https://idp.example.com/.well-known/jwks.json", c.bcJWKSURL)
+		}
+	}
+	return nil
+}
+
+func (c *config) audiences() []string { return splitList(c.bcAudience) }
+
+func (c *config) algorithms() []string { return splitList(c.bcAlgorithms) }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		out = append(out, strings.TrimSpace(p))
+	}
+	return out
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // printHelp writes the flag reference.
 func printHelp(w io.Writer) {
 	var c config
@@ -523,7 +616,7 @@ flag on the command line wins. An empty variable sets a text flag to "".
 Secrets come only from the environment or files: REVOCATION_SOURCE_ADMIN_TOKEN,
 REVOCATION_SOURCE_FEED_TOKEN, REVOCATION_SOURCE_METRICS_TOKEN, REDIS_PASSWORD.
 `)
-	sections := []string{"General", "SQL", "Redis", "File"}
+	sections := []string{"General", "SQL", "Redis", "File", "Back-channel logout"}
 	order := map[string]int{}
 	for i, s := range sections {
 		order[s] = i
