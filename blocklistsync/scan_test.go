@@ -1,6 +1,7 @@
 package blocklistsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -119,5 +120,41 @@ func TestScannerAllocations(t *testing.T) {
 	// Update itself: nothing per entry.
 	if allocs > 30 {
 		t.Fatalf("%.0f allocations for 1000 entries; want no per-entry allocation", allocs)
+	}
+}
+
+// BenchmarkParseJSONFeed is the scanner alone on a 100k-entry snapshot: jti entries only,
+// and with every other entry a claim entry (a sid) instead.
+func BenchmarkParseJSONFeed(b *testing.B) {
+	const n = 100_000
+	claims := func(n int) []byte {
+		var buf bytes.Buffer
+		buf.WriteString(`{"kind":"snapshot","version":"v1","entries":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if i%2 == 0 {
+				buf.WriteString(`{"jti":"` + benchJTI(i) + `","exp":1900000000}`)
+			} else {
+				buf.WriteString(`{"claim":"sid","value":"` + benchJTI(i) + `","exp":1900000000,"iss":"https://auth.example.com"}`)
+			}
+		}
+		buf.WriteString(`]}`)
+		return buf.Bytes()
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{{"jti", feedBody(n)}, {"half-claims", claims(n)}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.body)))
+			for b.Loop() {
+				if _, err := ParseFeed(tc.body, "application/json", FeedLimits{MaxEntries: 2 * n, KeyedByIssuer: true, Hasher: benchHasher}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
