@@ -493,3 +493,34 @@ func TestTopLevelMembers(t *testing.T) {
 		}
 	}
 }
+
+// TestBackchannelConcurrentReplays: the same logout token posted many
+// times at once is accepted exactly once.
+func TestBackchannelConcurrentReplays(t *testing.T) {
+	toks := mintedByPyJWT(t)
+	r := newBCRig(t, toks, nil)
+	tok := toks.Tokens["sid"]
+	var ok, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			form := url.Values{"logout_token": {tok}}.Encode()
+			req := httptest.NewRequest("POST", BackchannelPath, strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			w := httptest.NewRecorder()
+			r.h.ServeHTTP(w, req)
+			switch w.Code {
+			case 200:
+				ok.Add(1)
+			case 400:
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || refused.Load() != 15 {
+		t.Fatalf("%d accepted, %d refused; want 1 and 15", ok.Load(), refused.Load())
+	}
+}
