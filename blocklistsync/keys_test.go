@@ -105,3 +105,26 @@ func claimEntry(iss, claim, value string, exp uint32) Entry {
 	k, id := claimKeyAndID(testHasher, iss, claim, value)
 	return Entry{Key: k, ID: id, Exp: exp}
 }
+
+// FuzzClaimKey: for any issuer, claim and value, a claim key and ID are the SipHash of the
+// documented message, on the stack path and the streaming one alike.
+func FuzzClaimKey(f *testing.F) {
+	f.Add("https://i", "sid", "s-1")
+	f.Add("", "c", "")
+	f.Add(strings.Repeat("i", 400), "sid", strings.Repeat("v", 256))
+	f.Fuzz(func(t *testing.T, iss, claim, value string) {
+		h := testHasher
+		msg := claimMessageOf(domainClaim, iss, claim, value)
+		k, id := claimKeyAndID(h, iss, claim, value)
+		if want := primary(nonZero(sipHash24(h.k0, h.k1, msg))); k != want || h.ClaimKey(iss, claim, value) != want {
+			t.Fatalf("key %#x; the documented message hashes to %#x", k, want)
+		}
+		msg[0] |= domainID
+		if want := nonZero(sipHash24(h.k0, h.k1, msg)); id != want {
+			t.Fatalf("ID %#x; want %#x", id, want)
+		}
+		if kb, idb := claimKeyAndID(h, []byte(iss), []byte(claim), []byte(value)); kb != k || idb != id {
+			t.Fatal("[]byte and string inputs differ")
+		}
+	})
+}
