@@ -29,6 +29,17 @@ func TestFeedDocExamples(t *testing.T) {
 		if u.Kind == KindSnapshot && len(u.Add.Entries) == 0 && !strings.Contains(b[1], `"entries": []`) {
 			t.Fatalf("example parsed as an empty list: %s", b[1])
 		}
+		if strings.Contains(b[1], `"claim"`) && u.Kind == KindSnapshot {
+			h := lim.Hasher
+			sid := h.ClaimKey("", "sid", "08a5019c-17e1-4977-8f42-65a12843ea02")
+			found := false
+			for _, e := range u.Add.Entries {
+				found = found || e.Key == sid
+			}
+			if !found {
+				t.Fatalf("the snapshot example's sid entry is not keyed by ClaimKey: %s", b[1])
+			}
+		}
 	}
 	plain := regexp.MustCompile("(?s)```\n(# one jti per line.*?)```").FindStringSubmatch(doc)
 	if plain == nil {
@@ -54,6 +65,8 @@ func TestFeedDocExamples(t *testing.T) {
 		fmt.Sprintf("fewer than %d entries never trip", minGuardedShrink),
 		fmt.Sprintf("default %d = 128 MiB", cfg.MaxBodyBytes),
 		fmt.Sprintf("`jti`, `sub` | 1–%d bytes", MaxJTILen),
+		fmt.Sprintf("`claim` | 1–%d bytes of visible ASCII, not `jti` or `sub`", MaxClaimNameLen),
+		fmt.Sprintf("claim `value` | 1–%d bytes", MaxJTILen),
 		fmt.Sprintf("`iss` | at most %d bytes", MaxIssuerLen),
 		fmt.Sprintf("at most %d bytes (the ETag", MaxVersionLen),
 	} {

@@ -13,9 +13,11 @@ import (
 // scanner is fuzzed against (FuzzScannerMatchesReference).
 
 type feedEntry struct {
-	JTI *string `json:"jti"`
-	Exp uint32  `json:"exp"`
-	Iss string  `json:"iss"`
+	JTI   *string `json:"jti"`
+	Claim *string `json:"claim"`
+	Value *string `json:"value"`
+	Exp   uint32  `json:"exp"`
+	Iss   string  `json:"iss"`
 }
 
 type feedCutoff struct {
@@ -141,14 +143,19 @@ func (p *feedParser) entries(field string, add func(key, id uint64, exp uint32))
 		if err := p.dec.Decode(&e); err != nil {
 			return fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
-		if e.JTI == nil || len(*e.JTI) == 0 || len(*e.JTI) > MaxJTILen {
-			return fmt.Errorf("%s[%d]: jti must be a string of 1-%d bytes", field, i, MaxJTILen)
+		if err := referenceEntryForm(e); err != nil {
+			return fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
 		iss, err := p.issuer(e.Iss)
 		if err != nil {
 			return fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
-		k, id := keyAndID(p.lim.Hasher, domainToken, iss, *e.JTI)
+		var k, id uint64
+		if e.Claim != nil {
+			k, id = claimKeyAndID(p.lim.Hasher, iss, *e.Claim, *e.Value)
+		} else {
+			k, id = keyAndID(p.lim.Hasher, domainToken, iss, *e.JTI)
+		}
 		add(k, id, e.Exp)
 	}
 	if err := p.delim(']'); err != nil {
@@ -188,6 +195,37 @@ func (p *feedParser) cutoffs(field string, needTime bool, add func(Cutoff)) erro
 	}
 	if err := p.delim(']'); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
+	}
+	return nil
+}
+
+// referenceEntryForm is the rule of docs/feed.md written out plainly: exactly one of a jti
+// (1–256 bytes) or a claim (1–64 bytes of visible ASCII, not jti or sub) with a value
+// (1–256 bytes).
+func referenceEntryForm(e feedEntry) error {
+	if e.JTI != nil {
+		if e.Claim != nil || e.Value != nil {
+			return errors.New("both forms")
+		}
+		if len(*e.JTI) == 0 || len(*e.JTI) > MaxJTILen {
+			return errors.New("bad jti")
+		}
+		return nil
+	}
+	if e.Claim == nil || e.Value == nil {
+		return errors.New("neither form")
+	}
+	c := *e.Claim
+	if len(c) == 0 || len(c) > 64 || c == "jti" || c == "sub" {
+		return errors.New("bad claim")
+	}
+	for _, r := range []byte(c) {
+		if r < 0x21 || r > 0x7e {
+			return errors.New("bad claim")
+		}
+	}
+	if len(*e.Value) == 0 || len(*e.Value) > MaxJTILen {
+		return errors.New("bad value")
 	}
 	return nil
 }

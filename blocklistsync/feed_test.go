@@ -51,6 +51,21 @@ func TestParseFeed(t *testing.T) {
 			wantRemove: []Ref{ref(tokenEntry("", "a", 0))},
 		},
 		{
+			name: "claim entries beside jti entries", ctype: "application/json", byIssuer: true,
+			body: `{"kind":"snapshot","entries":[{"jti":"s1"},{"claim":"sid","value":"s1","exp":7},` +
+				`{"value":"t-9","claim":"tenant","iss":"https://i"},{"claim":"sid","value":"caf\u00e9","x":[1]}]}`,
+			wantKind: KindSnapshot,
+			wantAdd: []Entry{tokenEntry("", "s1", 0), claimEntry("", "sid", "s1", 7),
+				claimEntry("https://i", "tenant", "t-9", 0), claimEntry("", "sid", "café", 0)},
+		},
+		{
+			name: "claim entries in a delta; iss ignored when not keyed by issuer", ctype: "application/json",
+			body:     `{"kind":"delta","base":"v1","version":"v2","added":[{"claim":"sid","value":"a","iss":"https://i","exp":9}],"removed":[{"claim":"sid","value":"b"},{"jti":"b"}]}`,
+			wantKind: KindDelta, wantVersion: "v2",
+			wantAdd:    []Entry{claimEntry("", "sid", "a", 9)},
+			wantRemove: []Ref{ref(claimEntry("", "sid", "b", 0)), ref(tokenEntry("", "b", 0))},
+		},
+		{
 			name: "plain text", ctype: "text/plain; charset=utf-8",
 			body:     "# comment\n\nabc 1767225600\n  def\t \n",
 			wantKind: KindSnapshot,
@@ -110,6 +125,25 @@ func TestParseFeedRejects(t *testing.T) {
 		{"jti empty", snap(`{"jti":""}`), "application/json"},
 		{"jti not a string", snap(`{"jti":5}`), "application/json"},
 		{"jti too long", snap(`{"jti":"` + long + `"}`), "application/json"},
+		{"jti and claim", snap(`{"jti":"a","claim":"sid","value":"a"}`), "application/json"},
+		{"jti and value", snap(`{"jti":"a","value":"a"}`), "application/json"},
+		{"claim without value", snap(`{"claim":"sid"}`), "application/json"},
+		{"value without claim", snap(`{"value":"a"}`), "application/json"},
+		{"value null", snap(`{"claim":"sid","value":null}`), "application/json"},
+		{"claim named jti", snap(`{"claim":"jti","value":"a"}`), "application/json"},
+		{"claim named sub", snap(`{"claim":"sub","value":"a"}`), "application/json"},
+		{"claim empty", snap(`{"claim":"","value":"a"}`), "application/json"},
+		{"claim too long", snap(`{"claim":"` + strings.Repeat("c", MaxClaimNameLen+1) + `","value":"a"}`), "application/json"},
+		{"claim with a blank", snap(`{"claim":"s id","value":"a"}`), "application/json"},
+		{"claim not ASCII", snap(`{"claim":"s\u00efd","value":"a"}`), "application/json"},
+		{"claim with a control character", snap(`{"claim":"s\u0000d","value":"a"}`), "application/json"},
+		{"claim not a string", snap(`{"claim":1,"value":"a"}`), "application/json"},
+		{"value empty", snap(`{"claim":"sid","value":""}`), "application/json"},
+		{"value not a string", snap(`{"claim":"sid","value":5}`), "application/json"},
+		{"value too long", snap(`{"claim":"sid","value":"` + long + `"}`), "application/json"},
+		{"claim entry's iss too long", snap(`{"claim":"sid","value":"a","iss":"` + strings.Repeat("i", MaxIssuerLen+1) + `"}`), "application/json"},
+		{"delta adding and removing one claim entry", `{"kind":"delta","base":"v1","added":[{"claim":"sid","value":"a","exp":5}],"removed":[{"claim":"sid","value":"a"}]}`, "application/json"},
+		{"removing a claim entry without its value", `{"kind":"delta","base":"v1","added":[],"removed":[{"claim":"sid"}]}`, "application/json"},
 		{"exp a string", snap(`{"jti":"a","exp":"1"}`), "application/json"},
 		{"exp negative", snap(`{"jti":"a","exp":-1}`), "application/json"},
 		{"exp too large", snap(`{"jti":"a","exp":4294967296}`), "application/json"},
@@ -205,6 +239,30 @@ func TestHostileBodiesAreRejected(t *testing.T) {
 	}
 }
 
+// TestClaimEntriesAreNotJTIEntries: a claim entry and a jti entry of the same text, a sid and
+// another claim of the same value, are four different entries with four different keys.
+func TestClaimEntriesAreNotJTIEntries(t *testing.T) {
+	u, err := ParseFeed([]byte(`{"kind":"snapshot","entries":[{"jti":"x"},{"claim":"sid","value":"x"},{"claim":"org","value":"x"},{"claim":"sid","value":"x","iss":"https://i"}]}`),
+		"application/json", FeedLimits{MaxEntries: 10, KeyedByIssuer: true, Hasher: testHasher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[uint64]bool{}
+	for _, e := range u.Add.Entries {
+		keys[e.Key] = true
+	}
+	h := testHasher
+	want := []uint64{h.TokenKey("", "x"), h.ClaimKey("", "sid", "x"), h.ClaimKey("", "org", "x"), h.ClaimKey("https://i", "sid", "x")}
+	for i, k := range want {
+		if !keys[k] {
+			t.Errorf("key %d (%#x) not among the parsed entries' keys", i, k)
+		}
+	}
+	if len(keys) != 4 {
+		t.Fatalf("%d distinct keys; want 4", len(keys))
+	}
+}
+
 func TestParseFeedNeedsAHasher(t *testing.T) {
 	if _, err := ParseFeed([]byte(`{"kind":"snapshot","entries":[]}`), "application/json", FeedLimits{MaxEntries: 1}); err == nil {
 		t.Fatal("parsed without a Hasher")
@@ -217,6 +275,7 @@ func FuzzParseFeed(f *testing.F) {
 	f.Add([]byte("a 1\nb\n# c\n"), uint8(1))
 	f.Add([]byte("<html>oops</html>"), uint8(2))
 	f.Add([]byte(`{"error":"x"}`), uint8(3))
+	f.Add([]byte(`{"kind":"snapshot","entries":[{"claim":"sid","value":"s","exp":3},{"jti":"s"}]}`), uint8(0))
 	ctypes := []string{"application/json", "text/plain", "", "text/html"}
 	f.Fuzz(func(t *testing.T, body []byte, ct uint8) {
 		ctype := ctypes[int(ct)%len(ctypes)]

@@ -19,12 +19,16 @@ import (
 // shared by two entries is revoked while either is; the lease holder adds and removes by
 // (key, ID), so removing one of two colliding jtis leaves the other revoked.
 
-// Domain bytes keep token keys, subject keys and their IDs apart.
+// Domain bytes keep token keys, subject keys, claim keys and their IDs apart.
 const (
 	domainToken   byte = 0x01
 	domainSubject byte = 0x02
+	domainClaim   byte = 0x03
 	domainID      byte = 0x80 // or-ed in for the second hash
 )
+
+// MaxClaimNameLen bounds the name of a claim entry's claim (docs/feed.md).
+const MaxClaimNameLen = 64
 
 // primaryMask is a test hook: tests narrow it to force key collisions. Production leaves all
 // bits.
@@ -80,6 +84,15 @@ func (h Hasher) TokenKey(iss, jti string) uint64 { return h.key(domainToken, iss
 
 // SubjectKey is the key of a subject cutoff for (iss, sub); iss empty as for TokenKey.
 func (h Hasher) SubjectKey(iss, sub string) uint64 { return h.key(domainSubject, iss, sub) }
+
+// ClaimKey is the key of a claim entry: every token whose string claim named claim is
+// value, from issuer iss (empty as for TokenKey), for example a session's sid. The claim's
+// name is part of the hashed input, so sid=x and another claim=x are different keys, and
+// the domain keeps any claim key apart from jti keys, so a claim entry never revokes a
+// token by its jti. A revocation source sends these as {"claim": …, "value": …} entries.
+func (h Hasher) ClaimKey(iss, claim, value string) uint64 {
+	return primary(hashClaim(h, domainClaim, iss, claim, value))
+}
 
 func (h Hasher) key(domain byte, iss, value string) uint64 {
 	return primary(hashIn(h, domain, iss, value))
@@ -137,4 +150,51 @@ func keyAndID[T string | []byte](h Hasher, domain byte, iss, value T) (key, id u
 		return key, nonZero(sipHash24(h.k0, h.k1, msg))
 	}
 	return primary(hashIn(h, domain, iss, value)), hashIn(h, domain|domainID, iss, value)
+}
+
+// claimHeader is a claim message's fixed part: the domain, u32 len(iss) and u32 len(claim).
+const claimHeader = 9
+
+// claimMessage is domain ‖ len(iss) as u32 ‖ iss ‖ len(claim) as u32 ‖ claim ‖ value: both
+// lengths make the three-way split unambiguous for any bytes.
+func claimMessage[T string | []byte](buf *[shortMessage]byte, domain byte, iss, claim, value T) []byte {
+	buf[0] = domain
+	binary.LittleEndian.PutUint32(buf[1:], uint32(len(iss)))
+	n := 5 + copy(buf[5:], iss)
+	binary.LittleEndian.PutUint32(buf[n:], uint32(len(claim)))
+	n += 4
+	n += copy(buf[n:], claim)
+	n += copy(buf[n:], value)
+	return buf[:n]
+}
+
+// hashClaim hashes a claim message, on the stack when it fits and in pieces when not, never
+// returning 0.
+func hashClaim[T string | []byte](h Hasher, domain byte, iss, claim, value T) uint64 {
+	if claimHeader+len(iss)+len(claim)+len(value) <= shortMessage {
+		var buf [shortMessage]byte
+		return nonZero(sipHash24(h.k0, h.k1, claimMessage(&buf, domain, iss, claim, value)))
+	}
+	s := newSip(h.k0, h.k1)
+	s.tail = uint64(domain) | uint64(uint32(len(iss)))<<8
+	s.ntail, s.n = 5, 5
+	sipWrite(&s, iss)
+	var n [4]byte
+	binary.LittleEndian.PutUint32(n[:], uint32(len(claim)))
+	sipWrite(&s, n[:])
+	sipWrite(&s, claim)
+	sipWrite(&s, value)
+	return nonZero(s.sum())
+}
+
+// claimKeyAndID is keyAndID for a claim entry.
+func claimKeyAndID[T string | []byte](h Hasher, iss, claim, value T) (key, id uint64) {
+	if claimHeader+len(iss)+len(claim)+len(value) <= shortMessage {
+		var buf [shortMessage]byte
+		msg := claimMessage(&buf, domainClaim, iss, claim, value)
+		key = primary(nonZero(sipHash24(h.k0, h.k1, msg)))
+		msg[0] |= domainID
+		return key, nonZero(sipHash24(h.k0, h.k1, msg))
+	}
+	return primary(hashClaim(h, domainClaim, iss, claim, value)), hashClaim(h, domainClaim|domainID, iss, claim, value)
 }

@@ -10,6 +10,8 @@ import (
 )
 
 // forceCollisions narrows every key to mask (0: all keys equal) for the test's duration.
+func collisionsForced() bool { return primaryMask != ^uint64(0) }
+
 func forceCollisions(t *testing.T, mask uint64) {
 	t.Helper()
 	old := primaryMask
@@ -73,15 +75,30 @@ func TestCollidingJTIsStayDistinct(t *testing.T) {
 
 // source is the reference model: what the revocation source holds, as strings.
 type source struct {
-	entries map[string]uint32 // jti → exp (0: none)
-	cutoffs map[string]uint32 // sub → revoked_before
+	entries map[string]uint32    // jti → exp (0: none)
+	claims  map[[2]string]uint32 // (claim, value) → exp: claim entries
+	cutoffs map[string]uint32    // sub → revoked_before
 	version int
+}
+
+// modelClaims are the claims the model revokes by; their values are drawn from the same
+// universe as the jtis, so a claim entry and a jti entry often have the same text.
+var modelClaims = []string{"sid", "org"}
+
+func claimJSON(c [2]string, exp uint32, withExp bool) string {
+	if !withExp {
+		return fmt.Sprintf(`{"claim":%q,"value":%q}`, c[0], c[1])
+	}
+	return fmt.Sprintf(`{"claim":%q,"value":%q,"exp":%d}`, c[0], c[1], exp)
 }
 
 func (s *source) snapshotJSON() string {
 	var e, c []string
 	for _, j := range slices.Sorted(maps.Keys(s.entries)) {
 		e = append(e, fmt.Sprintf(`{"jti":%q,"exp":%d}`, j, s.entries[j]))
+	}
+	for _, c := range slices.SortedFunc(maps.Keys(s.claims), func(a, b [2]string) int { return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) }) {
+		e = append(e, claimJSON(c, s.claims[c], true))
 	}
 	for _, sub := range slices.Sorted(maps.Keys(s.cutoffs)) {
 		c = append(c, fmt.Sprintf(`{"sub":%q,"revoked_before":%d}`, sub, s.cutoffs[sub]))
@@ -125,6 +142,28 @@ func (s *source) change(rng *rand.Rand, universe []string) string {
 			delete(s.entries, j)
 		}
 	}
+	claimTouched := map[[2]string]bool{}
+	for range rng.IntN(4) {
+		c := [2]string{modelClaims[rng.IntN(len(modelClaims))], universe[rng.IntN(len(universe))]}
+		if claimTouched[c] {
+			continue
+		}
+		claimTouched[c] = true
+		if rng.IntN(2) == 0 {
+			exp := uint32(0)
+			if rng.IntN(3) > 0 {
+				exp = 1_800_000_000 + uint32(rng.IntN(1000))
+			}
+			added = append(added, claimJSON(c, exp, true))
+			if old, ok := s.claims[c]; ok {
+				exp = laterExp(old, exp) // re-adding keeps the later expiry, as for jtis
+			}
+			s.claims[c] = exp
+		} else {
+			removed = append(removed, claimJSON(c, 0, false))
+			delete(s.claims, c)
+		}
+	}
 	for range rng.IntN(3) {
 		sub := "user-" + universe[rng.IntN(len(universe))]
 		if touched[sub] {
@@ -154,6 +193,10 @@ func (s *source) check(t *testing.T, r *rig, universe []string, step int) {
 	for j, exp := range s.entries {
 		want.AddToken(h, "", j, exp)
 	}
+	for c, exp := range s.claims {
+		k, id := claimKeyAndID(h, "", c[0], c[1])
+		want.Entries = append(want.Entries, Entry{Key: k, ID: id, Exp: exp})
+	}
 	for sub, before := range s.cutoffs {
 		want.AddCutoff(h, "", sub, before, 0)
 	}
@@ -165,13 +208,37 @@ func (s *source) check(t *testing.T, r *rig, universe []string, step int) {
 		t.Fatalf("step %d: cutoffs\n got  %v\n want %v", step, l.Cutoffs, want.Cutoffs)
 	}
 	for _, j := range universe {
-		k := h.TokenKey("", j)
-		wantRevoked := false
-		for m := range s.entries {
-			wantRevoked = wantRevoked || h.TokenKey("", m) == k
+		// A lookup answers for every entry whose key is the one asked, jti or claim: only
+		// forced collisions make a jti's key another entry's.
+		keyHeld := func(k uint64) bool {
+			for m := range s.entries {
+				if h.TokenKey("", m) == k {
+					return true
+				}
+			}
+			for c := range s.claims {
+				if h.ClaimKey("", c[0], c[1]) == k {
+					return true
+				}
+			}
+			return false
 		}
-		if got := snap.Revoked(k, uint32(r.now.Unix())); got != wantRevoked {
-			t.Fatalf("step %d: Revoked(%s) = %v; want %v", step, j, got, wantRevoked)
+		k := h.TokenKey("", j)
+		if got, want := snap.Revoked(k, uint32(r.now.Unix())), keyHeld(k); got != want {
+			t.Fatalf("step %d: Revoked(%s) = %v; want %v", step, j, got, want)
+		}
+		for _, claim := range append(modelClaims, "other") {
+			k := h.ClaimKey("", claim, j)
+			if got, want := snap.Revoked(k, uint32(r.now.Unix())), keyHeld(k); got != want {
+				t.Fatalf("step %d: Revoked(claim %s=%s) = %v; want %v", step, claim, j, got, want)
+			}
+		}
+		if !collisionsForced() {
+			_, jtiHeld := s.entries[j]
+			_, sidHeld := s.claims[[2]string{"sid", j}]
+			if snap.Revoked(h.TokenKey("", j), 0) != jtiHeld || snap.Revoked(h.ClaimKey("", "sid", j), 0) != sidHeld {
+				t.Fatalf("step %d: %s: a jti entry and a sid entry of the same text are not independent", step, j)
+			}
 		}
 		sk := h.SubjectKey("", "user-"+j)
 		var wantBefore uint32
@@ -206,7 +273,7 @@ func TestSyncMatchesReferenceModel(t *testing.T) {
 			r := newRig(t)
 			r.cfg.MaxShrink = 1 // random changes shrink a lot; the guard is tested elsewhere
 			a := r.vm(1, "jtiguard.")
-			src := &source{entries: map[string]uint32{}, cutoffs: map[string]uint32{}}
+			src := &source{entries: map[string]uint32{}, claims: map[[2]string]uint32{}, cutoffs: map[string]uint32{}}
 			a.sync.Tick()
 			a.host.answer(200, jsonHeaders, src.snapshotJSON())
 			src.check(t, r, universe, 0)
@@ -228,9 +295,10 @@ func TestSyncMatchesReferenceModel(t *testing.T) {
 				case op < 7:
 					a.host.answer(500, nil, "")
 					continue
-				case op < 8 && len(src.cutoffs) == 0: // plain text carries no cutoffs
+				case op < 8 && len(src.cutoffs) == 0: // plain text carries no cutoffs or claim entries
 					src.change(rng, universe)
 					src.cutoffs = map[string]uint32{}
+					src.claims = map[[2]string]uint32{}
 					a.host.answer(200, [][2]string{{"content-type", "text/plain"}}, src.snapshotText())
 				case op < 9 && since != "":
 					a.host.answer(304, nil, "")

@@ -34,9 +34,9 @@ var (
 func parseJSONFeed(body []byte, lim FeedLimits) (*Update, error) {
 	s := &scanner{b: body, lim: lim}
 	// Size the entry slice once: growing it by doubling would allocate about twice its final
-	// size, and a wasm VM's memory keeps its peak. Every entry spells "jti" once, so this is
-	// an upper bound (bounded again by max_entries and by the body's length).
-	if n := min(bytes.Count(body, []byte(`"jti"`)), lim.MaxEntries); n > 0 {
+	// size, and a wasm VM's memory keeps its peak. Every entry spells "jti" or "claim" once,
+	// so this is an upper bound (bounded again by max_entries and by the body's length).
+	if n := min(bytes.Count(body, []byte(`"jti"`))+bytes.Count(body, []byte(`"claim"`)), lim.MaxEntries); n > 0 {
 		s.u.Add.Entries = make([]Entry, 0, n)
 	}
 	if err := s.document(); err != nil {
@@ -448,19 +448,30 @@ func (s *scanner) issuer(iss []byte) ([]byte, error) {
 	return iss, nil
 }
 
+// entry reads one entry: a revoked jti ({"jti": …}) or a claim entry ({"claim": "sid",
+// "value": …}), never both.
 func (s *scanner) entry() (key, id uint64, exp uint32, err error) {
-	var jti, iss []byte
-	haveJTI := false
+	var jti, claim, value, iss []byte
+	var haveJTI, haveClaim, haveValue bool
+	// str reads a string member; null makes it absent, as for a pointer in encoding/json.
+	str := func(dst *[]byte, have *bool) (err error) {
+		if s.null() {
+			*dst, *have = nil, false
+			return nil
+		}
+		*dst, err = s.str()
+		*have = err == nil
+		return err
+	}
 	err = s.object(func(key []byte) error {
 		var err error
 		switch string(key) {
 		case "jti":
-			if s.null() {
-				jti, haveJTI = nil, false
-				return nil
-			}
-			jti, err = s.str()
-			haveJTI = err == nil
+			err = str(&jti, &haveJTI)
+		case "claim":
+			err = str(&claim, &haveClaim)
+		case "value":
+			err = str(&value, &haveValue)
 		case "exp":
 			// null leaves the value as it was, as encoding/json does for a non-pointer field.
 			if v, present, e := s.uint32v(); e != nil {
@@ -480,14 +491,67 @@ func (s *scanner) entry() (key, id uint64, exp uint32, err error) {
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	if !haveJTI || len(jti) == 0 || len(jti) > MaxJTILen {
-		return 0, 0, 0, fmt.Errorf("jti must be a string of 1-%d bytes", MaxJTILen)
+	if err := checkEntryForm(haveJTI, haveClaim, haveValue, jti, claim, value); err != nil {
+		return 0, 0, 0, err
 	}
 	if iss, err = s.issuer(iss); err != nil {
 		return 0, 0, 0, err
 	}
-	key, id = keyAndID(s.lim.Hasher, domainToken, iss, jti)
+	if haveClaim {
+		key, id = claimKeyAndID(s.lim.Hasher, iss, claim, value)
+	} else {
+		key, id = keyAndID(s.lim.Hasher, domainToken, iss, jti)
+	}
 	return key, id, exp, nil
+}
+
+// checkEntryForm holds an entry to exactly one of its two forms (docs/feed.md): a jti, or a
+// claim's name and value. A claim entry never names jti (that is the jti form) or sub (that
+// is a cutoff), so no entry can be read two ways.
+func checkEntryForm(haveJTI, haveClaim, haveValue bool, jti, claim, value []byte) error {
+	switch {
+	case haveJTI && (haveClaim || haveValue):
+		return errors.New(`an entry has either "jti" or "claim" and "value", not both`)
+	case haveJTI:
+		if len(jti) == 0 || len(jti) > MaxJTILen {
+			return fmt.Errorf("jti must be a string of 1-%d bytes", MaxJTILen)
+		}
+		return nil
+	case !haveClaim && !haveValue:
+		return fmt.Errorf(`jti must be a string of 1-%d bytes (or give "claim" and "value")`, MaxJTILen)
+	case !haveClaim:
+		return errors.New(`"value" without "claim"`)
+	case !haveValue:
+		return errors.New(`"claim" without "value"`)
+	}
+	if err := CheckClaimName(string(claim)); err != nil {
+		return err
+	}
+	if len(value) == 0 || len(value) > MaxJTILen {
+		return fmt.Errorf("value must be a string of 1-%d bytes", MaxJTILen)
+	}
+	return nil
+}
+
+// CheckClaimName reports whether name can be the claim of a claim entry: 1 to
+// MaxClaimNameLen bytes of visible ASCII, and neither jti (use a jti entry) nor sub (use a
+// subject cutoff).
+func CheckClaimName(name string) error {
+	if len(name) == 0 || len(name) > MaxClaimNameLen {
+		return fmt.Errorf("claim must be a name of 1-%d bytes", MaxClaimNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c > '~' {
+			return errors.New("a claim name is visible ASCII ('!' to '~')")
+		}
+	}
+	switch name {
+	case "jti":
+		return errors.New(`claim "jti": revoke a jti with a jti entry`)
+	case "sub":
+		return errors.New(`claim "sub": revoke a subject with a cutoff`)
+	}
+	return nil
 }
 
 func (s *scanner) cutoff(needTime bool) (Cutoff, error) {

@@ -1,13 +1,14 @@
 package blocklistsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 )
 
-var feedFields = []string{"jti", "exp", "iss", "sub", "revoked_before"}
+var feedFields = []string{"jti", "claim", "value", "exp", "iss", "sub", "revoked_before"}
 
 // caseVariantKeys reports whether a document has an object key that differs from a field
 // name only by case: encoding/json's struct decoding matches those, the feed does not.
@@ -80,6 +81,14 @@ func FuzzScannerMatchesReference(f *testing.F) {
 		`{"kind":"snapshot","entries":[],"error":null}`,
 		`{"kind":"snapshot","entries":[],"entries":[]}`,
 		`{}`,
+		`{"kind":"snapshot","entries":[{"claim":"sid","value":"s1","exp":9},{"jti":"s1"},{"claim":"tenant","value":"t","iss":"https://i"}]}`,
+		`{"kind":"delta","base":"v1","added":[{"claim":"sid","value":"a"}],"removed":[{"claim":"sid","value":"b"},{"claim":"org","value":"a"}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"sid","value":"a","jti":"a"}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"jti","value":"a"},{"claim":"sub","value":"a"}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"s\u0069d","value":"caf\u00e9"},{"claim":"a b","value":"x"}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"sid","value":null,"value":"x"},{"claim":"sid","value":"x","claim":null}]}`,
+		`{"kind":"snapshot","entries":[{"claim":"sid"},{"value":"x"},{"claim":"","value":"x"},{"claim":"sid","value":""}]}`,
+		`{"kind":"delta","base":"b","added":[{"claim":"sid","value":"a"}],"removed":[{"claim":"sid","value":"a"}]}`,
 	} {
 		f.Add([]byte(seed), false)
 		f.Add([]byte(seed), true)
@@ -111,5 +120,41 @@ func TestScannerAllocations(t *testing.T) {
 	// Update itself: nothing per entry.
 	if allocs > 30 {
 		t.Fatalf("%.0f allocations for 1000 entries; want no per-entry allocation", allocs)
+	}
+}
+
+// BenchmarkParseJSONFeed is the scanner alone on a 100k-entry snapshot: jti entries only,
+// and with every other entry a claim entry (a sid) instead.
+func BenchmarkParseJSONFeed(b *testing.B) {
+	const n = 100_000
+	claims := func(n int) []byte {
+		var buf bytes.Buffer
+		buf.WriteString(`{"kind":"snapshot","version":"v1","entries":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if i%2 == 0 {
+				buf.WriteString(`{"jti":"` + benchJTI(i) + `","exp":1900000000}`)
+			} else {
+				buf.WriteString(`{"claim":"sid","value":"` + benchJTI(i) + `","exp":1900000000,"iss":"https://auth.example.com"}`)
+			}
+		}
+		buf.WriteString(`]}`)
+		return buf.Bytes()
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{{"jti", feedBody(n)}, {"half-claims", claims(n)}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.body)))
+			for b.Loop() {
+				if _, err := ParseFeed(tc.body, "application/json", FeedLimits{MaxEntries: 2 * n, KeyedByIssuer: true, Hasher: benchHasher}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package revocationsource
 
 import (
+	"fmt"
 	"strconv"
 	"unicode/utf8"
 )
@@ -10,10 +11,14 @@ import (
 // is several times slower; these types are for decoding (the file store,
 // tests, clients).
 type (
+	// WireEntry is an entry of the feed: a jti, or a claim entry's claim
+	// and value (docs/feed.md), never both.
 	WireEntry struct {
-		JTI string `json:"jti"`
-		Exp int64  `json:"exp,omitempty"`
-		Iss string `json:"iss,omitempty"`
+		JTI   string `json:"jti,omitempty"`
+		Claim string `json:"claim,omitempty"`
+		Value string `json:"value,omitempty"`
+		Exp   int64  `json:"exp,omitempty"`
+		Iss   string `json:"iss,omitempty"`
 	}
 	WireCutoff struct {
 		Sub           string `json:"sub"`
@@ -38,6 +43,27 @@ type (
 	}
 )
 
+// Wire returns e in the feed's shape.
+func (e Entry) Wire() WireEntry {
+	if e.Claim != "" {
+		return WireEntry{Claim: e.Claim, Value: e.JTI, Exp: e.Exp, Iss: e.Iss}
+	}
+	return WireEntry{JTI: e.JTI, Exp: e.Exp, Iss: e.Iss}
+}
+
+// Entry returns the entry w names, or ErrInvalid when it is not exactly one
+// of the two forms (a jti; a claim and its value). The entry's own limits
+// are Validate's.
+func (w WireEntry) Entry() (Entry, error) {
+	switch {
+	case w.JTI != "" && w.Claim == "" && w.Value == "":
+		return Entry{JTI: w.JTI, Iss: w.Iss, Exp: w.Exp}, nil
+	case w.JTI == "" && w.Claim != "" && w.Value != "":
+		return ClaimEntry(w.Iss, w.Claim, w.Value, w.Exp), nil
+	}
+	return Entry{}, fmt.Errorf("%w: an entry has either a jti, or a claim and its value", ErrInvalid)
+}
+
 // AppendSnapshot appends the JSON snapshot document to b.
 func AppendSnapshot(b []byte, version string, entries []Entry, cutoffs []Cutoff) []byte {
 	b = append(b, `{"kind":"snapshot","version":`...)
@@ -47,7 +73,7 @@ func AppendSnapshot(b []byte, version string, entries []Entry, cutoffs []Cutoff)
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendEntry(b, e.JTI, e.Iss, e.Exp)
+		b = appendEntry(b, e.Key(), e.Exp)
 	}
 	b = append(b, `],"cutoffs":[`...)
 	for i, c := range cutoffs {
@@ -70,14 +96,14 @@ func AppendDelta(b []byte, base, version string, d DeltaChanges) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendEntry(b, e.JTI, e.Iss, e.Exp)
+		b = appendEntry(b, e.Key(), e.Exp)
 	}
 	b = append(b, `],"removed":[`...)
 	for i, k := range d.Removed {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendEntry(b, k.JTI, k.Iss, 0)
+		b = appendEntry(b, k, 0)
 	}
 	b = append(b, `],"cutoffs_added":[`...)
 	for i, c := range d.CutoffsAdded {
@@ -96,9 +122,16 @@ func AppendDelta(b []byte, base, version string, d DeltaChanges) []byte {
 	return append(b, "]}\n"...)
 }
 
-func appendEntry(b []byte, jti, iss string, exp int64) []byte {
-	b = append(b, `{"jti":`...)
-	b = appendJSONString(b, jti)
+func appendEntry(b []byte, k EntryKey, exp int64) []byte {
+	if k.Claim != "" {
+		b = append(b, `{"claim":`...)
+		b = appendJSONString(b, k.Claim)
+		b = append(b, `,"value":`...)
+	} else {
+		b = append(b, `{"jti":`...)
+	}
+	b = appendJSONString(b, k.JTI)
+	iss := k.Iss
 	if exp != 0 {
 		b = append(b, `,"exp":`...)
 		b = strconv.AppendInt(b, exp, 10)

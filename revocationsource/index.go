@@ -42,7 +42,8 @@ type Index struct {
 	OnInvalid func()
 
 	mu       sync.RWMutex
-	entries  map[EntryKey]int64
+	entries  map[EntryKey]int64 // jti and claim entries
+	claims   int                // how many of entries are claim entries
 	cutoffs  map[CutoffKey]cutoffVal
 	sumA     uint64
 	sumB     uint64
@@ -153,11 +154,26 @@ func (x *Index) Seq() uint64 {
 	return x.seq
 }
 
-// Len returns the number of entries and cutoffs.
+// Len returns the number of entries (jti and claim entries) and cutoffs.
 func (x *Index) Len() (entries, cutoffs int) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return len(x.entries), len(x.cutoffs)
+}
+
+// Claims returns how many of the entries are claim entries.
+func (x *Index) Claims() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.claims
+}
+
+// Cutoff returns the cutoff held for k, if any.
+func (x *Index) Cutoff(k CutoffKey) (Cutoff, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	v, ok := x.cutoffs[k]
+	return Cutoff{Sub: k.Sub, Iss: k.Iss, RevokedBefore: v.revokedBefore, Exp: v.exp}, ok
 }
 
 // Apply applies changes as one step and returns the resulting version.
@@ -191,9 +207,9 @@ func (x *Index) expireLocked(now int64) {
 			}
 			continue
 		}
-		k := EntryKey{Iss: it.a, JTI: it.b}
+		k := EntryKey{Iss: it.a, JTI: it.b, Claim: it.c}
 		if exp, ok := x.entries[k]; ok && exp == it.exp {
-			changes = append(changes, Change{Op: OpRemoveEntry, Entry: Entry{Iss: k.Iss, JTI: k.JTI}})
+			changes = append(changes, Change{Op: OpRemoveEntry, Entry: k.Entry(0)})
 		}
 	}
 	if len(changes) > 0 {
@@ -250,7 +266,7 @@ func (x *Index) logFormLocked(ch Change) Change {
 			return ch
 		}
 		// The put removed an entry because it was already expired.
-		return Change{Op: OpRemoveEntry, Entry: Entry{Iss: ch.Entry.Iss, JTI: ch.Entry.JTI}}
+		return Change{Op: OpRemoveEntry, Entry: ch.Entry.Key().Entry(0)}
 	case OpPutCutoff:
 		if v, ok := x.cutoffs[ch.Cutoff.Key()]; ok {
 			ch.Cutoff.RevokedBefore, ch.Cutoff.Exp = v.revokedBefore, v.exp
@@ -294,11 +310,13 @@ func (x *Index) applyOneLocked(ch Change, now int64) bool {
 		}
 		if had {
 			x.subLocked(x.entryHash(k, old))
+		} else if k.Claim != "" {
+			x.claims++
 		}
 		x.entries[k] = e.Exp
 		x.addLocked(x.entryHash(k, e.Exp))
 		if e.Exp != 0 {
-			heap.Push(&x.exps, expItem{exp: e.Exp, a: k.Iss, b: k.JTI})
+			heap.Push(&x.exps, expItem{exp: e.Exp, a: k.Iss, b: k.JTI, c: k.Claim})
 		}
 		x.seq++
 		return true
@@ -363,6 +381,9 @@ func (x *Index) removeEntryLocked(k EntryKey) bool {
 	x.subLocked(x.entryHash(k, old))
 	delete(x.entries, k)
 	delete(x.heldE, k)
+	if k.Claim != "" {
+		x.claims--
+	}
 	x.seq++
 	return true
 }
@@ -401,6 +422,11 @@ func (x *Index) itemHash(kind byte, s1, s2 string, v1, v2 int64) (uint64, uint64
 }
 
 func (x *Index) entryHash(k EntryKey, exp int64) (uint64, uint64) {
+	if k.Claim != "" {
+		// A claim name has no NUL (ValidClaimName), so claim ‖ 0 ‖ value is
+		// unambiguous, and kind 'k' keeps it apart from any jti entry.
+		return x.itemHash('k', k.Iss, k.Claim+"\x00"+k.JTI, exp, 0)
+	}
 	return x.itemHash('e', k.Iss, k.JTI, exp, 0)
 }
 
@@ -445,7 +471,7 @@ func (x *Index) rebuildHeapLocked() {
 	h := make(expHeap, 0, len(x.entries)/2)
 	for k, exp := range x.entries {
 		if exp != 0 {
-			h = append(h, expItem{exp: exp, a: k.Iss, b: k.JTI})
+			h = append(h, expItem{exp: exp, a: k.Iss, b: k.JTI, c: k.Claim})
 		}
 	}
 	for k, v := range x.cutoffs {
@@ -465,19 +491,14 @@ func (x *Index) Snapshot() (version string, entries []Entry, cutoffs []Cutoff) {
 	version = x.version
 	entries = make([]Entry, 0, len(x.entries))
 	for k, exp := range x.entries {
-		entries = append(entries, Entry{JTI: k.JTI, Iss: k.Iss, Exp: exp})
+		entries = append(entries, k.Entry(exp))
 	}
 	cutoffs = make([]Cutoff, 0, len(x.cutoffs))
 	for k, v := range x.cutoffs {
 		cutoffs = append(cutoffs, Cutoff{Sub: k.Sub, Iss: k.Iss, RevokedBefore: v.revokedBefore, Exp: v.exp})
 	}
 	x.mu.RUnlock()
-	sort.Slice(entries, func(i, j int) bool {
-		if entries[i].JTI != entries[j].JTI {
-			return entries[i].JTI < entries[j].JTI
-		}
-		return entries[i].Iss < entries[j].Iss
-	})
+	sort.Slice(entries, func(i, j int) bool { return lessEntryKey(entries[i].Key(), entries[j].Key()) })
 	sort.Slice(cutoffs, func(i, j int) bool {
 		if cutoffs[i].Sub != cutoffs[j].Sub {
 			return cutoffs[i].Sub < cutoffs[j].Sub
@@ -550,7 +571,12 @@ func (x *Index) Delta(since string) (version string, d DeltaChanges, ok bool) {
 	return version, d, true
 }
 
+// lessEntryKey orders jti entries (by jti, then iss) before claim entries (by
+// claim, value, iss): the order of snapshots, deltas and the admin list.
 func lessEntryKey(a, b EntryKey) bool {
+	if a.Claim != b.Claim {
+		return a.Claim < b.Claim
+	}
 	if a.JTI != b.JTI {
 		return a.JTI < b.JTI
 	}
@@ -568,15 +594,38 @@ func lessCutoffKey(a, b CutoffKey) bool {
 // started when the index was at since. Keys changed after since are left
 // alone: the read may predate those changes and would otherwise undo them.
 func (x *Index) Reconcile(st State, since uint64) error {
-	return x.reconcile(st, since, true)
+	return x.reconcile(st, since, scopeJTIs|scopeClaims|scopeCutoffs)
 }
 
 // ReconcileCutoffs is Reconcile for the cutoffs only.
 func (x *Index) ReconcileCutoffs(cs []Cutoff, since uint64) error {
-	return x.reconcile(State{Cutoffs: cs}, since, false)
+	return x.reconcile(State{Cutoffs: cs}, since, scopeCutoffs)
 }
 
-func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
+// ReconcileClaims is Reconcile for the claim entries only: es are every
+// claim entry the store holds (jti entries among them are ignored).
+func (x *Index) ReconcileClaims(es []Entry, since uint64) error {
+	return x.reconcile(State{Entries: es}, since, scopeClaims)
+}
+
+// scope says which items a reconciliation replaces.
+type scope uint8
+
+const (
+	scopeJTIs scope = 1 << iota
+	scopeClaims
+	scopeCutoffs
+)
+
+// entries reports whether entries of this key are in the scope.
+func (sc scope) entries(k EntryKey) bool {
+	if k.Claim != "" {
+		return sc&scopeClaims != 0
+	}
+	return sc&scopeJTIs != 0
+}
+
+func (x *Index) reconcile(st State, since uint64, sc scope) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.seq > since && (len(x.log) == 0 || x.log[0].seq > since+1) {
@@ -595,10 +644,13 @@ func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
 		}
 	}
 	var changes []Change
-	if withEntries {
+	if sc&(scopeJTIs|scopeClaims) != 0 {
 		want := make(map[EntryKey]int64, len(st.Entries))
 		for _, e := range st.Entries {
 			k := e.Key()
+			if !sc.entries(k) {
+				continue
+			}
 			if old, ok := want[k]; ok {
 				e.Exp = longerExp(old, e.Exp)
 			}
@@ -610,39 +662,41 @@ func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
 			}
 			delete(x.heldE, k) // the store has it: no longer held
 			if cur, ok := x.entries[k]; !ok || cur != exp {
-				changes = append(changes, Change{Op: OpPutEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss, Exp: exp}})
+				changes = append(changes, Change{Op: OpPutEntry, Entry: k.Entry(exp)})
 			}
 		}
 		for k, exp := range x.entries {
-			if _, held := x.heldE[k]; held {
+			if _, held := x.heldE[k]; held || !sc.entries(k) {
 				continue
 			}
 			if _, ok := want[k]; !ok && !touchedE[k] {
-				changes = append(changes, Change{Op: OpRemoveEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss},
+				changes = append(changes, Change{Op: OpRemoveEntry, Entry: k.Entry(0),
 					Expired: timeCame(exp, now)})
 			}
 		}
 	}
-	wantC := make(map[CutoffKey]cutoffVal, len(st.Cutoffs))
-	for _, c := range st.Cutoffs {
-		wantC[c.Key()] = cutoffVal{revokedBefore: c.RevokedBefore, exp: c.Exp}
-	}
-	for k, v := range wantC {
-		if touchedC[k] {
-			continue
+	if sc&scopeCutoffs != 0 {
+		wantC := make(map[CutoffKey]cutoffVal, len(st.Cutoffs))
+		for _, c := range st.Cutoffs {
+			wantC[c.Key()] = cutoffVal{revokedBefore: c.RevokedBefore, exp: c.Exp}
 		}
-		delete(x.heldC, k)
-		if cur, ok := x.cutoffs[k]; !ok || cur != v {
-			changes = append(changes, Change{Op: OpPutCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss, RevokedBefore: v.revokedBefore, Exp: v.exp}})
+		for k, v := range wantC {
+			if touchedC[k] {
+				continue
+			}
+			delete(x.heldC, k)
+			if cur, ok := x.cutoffs[k]; !ok || cur != v {
+				changes = append(changes, Change{Op: OpPutCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss, RevokedBefore: v.revokedBefore, Exp: v.exp}})
+			}
 		}
-	}
-	for k, v := range x.cutoffs {
-		if _, held := x.heldC[k]; held {
-			continue
-		}
-		if _, ok := wantC[k]; !ok && !touchedC[k] {
-			changes = append(changes, Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss},
-				Expired: timeCame(v.exp, now)})
+		for k, v := range x.cutoffs {
+			if _, held := x.heldC[k]; held {
+				continue
+			}
+			if _, ok := wantC[k]; !ok && !touchedC[k] {
+				changes = append(changes, Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss},
+					Expired: timeCame(v.exp, now)})
+			}
 		}
 	}
 	if len(changes) > 0 {
@@ -658,9 +712,9 @@ func (x *Index) reconcile(st State, since uint64, withEntries bool) error {
 func timeCame(exp, now int64) bool { return exp != 0 && exp <= now+1 }
 
 type expItem struct {
-	exp    int64
-	cutoff bool
-	a, b   string
+	exp     int64
+	cutoff  bool
+	a, b, c string // iss, jti or sub, and a claim entry's claim
 }
 
 type expHeap []expItem

@@ -9,26 +9,39 @@ import (
 // ListFilter selects the items Index.List returns.
 type ListFilter struct {
 	Entries, Cutoffs bool    // which kinds; a filter on a field of one kind leaves out the other
-	JTIPrefix        string  // entries whose jti starts with this
+	JTIPrefix        string  // jti entries whose jti starts with this
+	Claim            string  // claim entries of this claim
+	Value            string  // with Claim: the claim entry of exactly this value
 	Sub              string  // the cutoffs of this subject
 	Iss              *string // items of exactly this issuer ("" = no issuer); nil = any
 }
 
 func (f ListFilter) entry(k EntryKey) bool {
-	return f.Entries && f.Sub == "" && strings.HasPrefix(k.JTI, f.JTIPrefix) && (f.Iss == nil || *f.Iss == k.Iss)
+	if !f.Entries || f.Sub != "" || f.Iss != nil && *f.Iss != k.Iss {
+		return false
+	}
+	switch {
+	case f.Claim != "":
+		return k.Claim == f.Claim && (f.Value == "" || k.JTI == f.Value)
+	case f.JTIPrefix != "":
+		return k.Claim == "" && strings.HasPrefix(k.JTI, f.JTIPrefix)
+	}
+	return true
 }
 
 func (f ListFilter) cutoff(k CutoffKey) bool {
-	return f.Cutoffs && f.JTIPrefix == "" && (f.Sub == "" || f.Sub == k.Sub) && (f.Iss == nil || *f.Iss == k.Iss)
+	return f.Cutoffs && f.JTIPrefix == "" && f.Claim == "" && (f.Sub == "" || f.Sub == k.Sub) && (f.Iss == nil || *f.Iss == k.Iss)
 }
 
 // ListPos is a place in the listing order, which is the order of the
-// snapshot: entries by (jti, iss), then cutoffs by (sub, iss). A page
-// starts after the last item of the one before, so changes between pages
-// never repeat or skip the items that stayed.
+// snapshot: jti entries by (jti, iss), claim entries by (claim, value, iss),
+// then cutoffs by (sub, iss). A page starts after the last item of the one
+// before, so changes between pages never repeat or skip the items that
+// stayed.
 type ListPos struct {
 	Cutoff bool
-	ID     string // jti or sub
+	Claim  string // a claim entry's claim
+	ID     string // jti, claim value or sub
 	Iss    string
 }
 
@@ -48,17 +61,17 @@ func (x *Index) List(f ListFilter, after *ListPos, limit int) (version string, e
 	if after == nil || !after.Cutoff {
 		var from *listKey
 		if after != nil {
-			from = &listKey{after.ID, after.Iss}
+			from = &listKey{after.Claim, after.ID, after.Iss}
 		}
 		top := topK{k: limit + 1}
 		for k := range x.entries {
-			if key := (listKey{k.JTI, k.Iss}); f.entry(k) && (from == nil || lessKey(*from, key)) {
+			if key := (listKey{k.Claim, k.JTI, k.Iss}); f.entry(k) && (from == nil || lessKey(*from, key)) {
 				top.offer(key)
 			}
 		}
 		for _, key := range top.sorted() {
-			k := EntryKey{JTI: key.a, Iss: key.b}
-			entries = append(entries, Entry{JTI: k.JTI, Iss: k.Iss, Exp: x.entries[k]})
+			k := EntryKey{Claim: key.c, JTI: key.a, Iss: key.b}
+			entries = append(entries, k.Entry(x.entries[k]))
 		}
 		if len(entries) > limit {
 			return version, entries[:limit], nil, true
@@ -67,11 +80,11 @@ func (x *Index) List(f ListFilter, after *ListPos, limit int) (version string, e
 	room := limit - len(entries)
 	var from *listKey
 	if after != nil && after.Cutoff {
-		from = &listKey{after.ID, after.Iss}
+		from = &listKey{"", after.ID, after.Iss}
 	}
 	top := topK{k: room + 1}
 	for k := range x.cutoffs {
-		if key := (listKey{k.Sub, k.Iss}); f.cutoff(k) && (from == nil || lessKey(*from, key)) {
+		if key := (listKey{"", k.Sub, k.Iss}); f.cutoff(k) && (from == nil || lessKey(*from, key)) {
 			top.offer(key)
 		}
 	}
@@ -86,9 +99,14 @@ func (x *Index) List(f ListFilter, after *ListPos, limit int) (version string, e
 	return version, entries, cutoffs, false
 }
 
-type listKey struct{ a, b string }
+// listKey orders the items of one kind: c is a claim entry's claim ("" for
+// jti entries and cutoffs), a the jti, value or sub, b the iss.
+type listKey struct{ c, a, b string }
 
 func lessKey(p, q listKey) bool {
+	if p.c != q.c {
+		return p.c < q.c
+	}
 	if p.a != q.a {
 		return p.a < q.a
 	}

@@ -1,6 +1,7 @@
 package revocationsource
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -38,6 +39,9 @@ func randomIndex(rnd *rand.Rand, n int) *Index {
 		}
 		ch = append(ch, put(fmt.Sprintf("%c%d", 'a'+rune(rnd.IntN(3)), rnd.IntN(n)), int64(rnd.IntN(2))*(t0+3600)))
 		ch[len(ch)-1].Entry.Iss = iss
+		if rnd.IntN(3) == 0 { // a claim entry, often of the same text as a jti entry
+			ch[len(ch)-1].Entry.Claim = []string{"sid", "org"}[rnd.IntN(2)]
+		}
 	}
 	x.Apply(ch)
 	return x
@@ -45,10 +49,17 @@ func randomIndex(rnd *rand.Rand, n int) *Index {
 
 func randomFilter(rnd *rand.Rand) ListFilter {
 	f := ListFilter{Entries: rnd.IntN(4) != 0, Cutoffs: rnd.IntN(4) != 0}
-	switch rnd.IntN(4) {
+	switch rnd.IntN(5) {
 	case 0:
 		if f.Entries {
 			f.JTIPrefix = []string{"a", "b1", "c2", "zz"}[rnd.IntN(4)]
+		}
+	case 4:
+		if f.Entries {
+			f.Claim = []string{"sid", "org", "other"}[rnd.IntN(3)]
+			if rnd.IntN(2) == 0 {
+				f.Value = fmt.Sprintf("%c%d", 'a'+rune(rnd.IntN(3)), rnd.IntN(20))
+			}
 		}
 	case 1:
 		if f.Cutoffs {
@@ -92,7 +103,7 @@ func TestListPagesAreTheSnapshot(t *testing.T) {
 			if len(cs) > 0 {
 				after = &ListPos{Cutoff: true, ID: cs[len(cs)-1].Sub, Iss: cs[len(cs)-1].Iss}
 			} else {
-				after = &ListPos{ID: es[len(es)-1].JTI, Iss: es[len(es)-1].Iss}
+				after = &ListPos{Claim: es[len(es)-1].Claim, ID: es[len(es)-1].JTI, Iss: es[len(es)-1].Iss}
 			}
 			// The cursor survives its encoding.
 			if p, err := decodeCursor(encodeCursor(*after)); err != nil || p != *after {
@@ -163,7 +174,9 @@ func TestAdminListAndStatus(t *testing.T) {
 	iss := "https://a.example"
 	ch = append(ch, Change{Op: OpPutEntry, Entry: Entry{JTI: "j05", Iss: iss}},
 		Change{Op: OpPutCutoff, Cutoff: Cutoff{Sub: "user-1", RevokedBefore: t0}},
-		Change{Op: OpPutCutoff, Cutoff: Cutoff{Sub: "user-2", Iss: iss, RevokedBefore: t0, Exp: t0 + 60}})
+		Change{Op: OpPutCutoff, Cutoff: Cutoff{Sub: "user-2", Iss: iss, RevokedBefore: t0, Exp: t0 + 60}},
+		Change{Op: OpPutEntry, Entry: ClaimEntry(iss, "sid", "j05", t0+60)},
+		Change{Op: OpPutEntry, Entry: ClaimEntry("", "org", "acme", 0)})
 	idx.Apply(ch)
 
 	get := func(query string) (int, AdminList, string) {
@@ -197,19 +210,20 @@ func TestAdminListAndStatus(t *testing.T) {
 			t.Fatalf("page %d: %d %s", pages, code, body)
 		}
 		for _, e := range page.Entries {
-			jtis = append(jtis, e.JTI+"|"+e.Iss)
+			jtis = append(jtis, e.Claim+"="+e.JTI+e.Value+"|"+e.Iss)
 		}
 		for _, c := range page.Cutoffs {
 			subs = append(subs, c.Sub)
 		}
 		if cursor = page.NextCursor; cursor == "" {
 			if pages != 3 {
-				t.Fatalf("%d pages for 28 items by 10", pages)
+				t.Fatalf("%d pages for 30 items by 10", pages)
 			}
 			break
 		}
 	}
-	if len(jtis) != 26 || jtis[5] != "j05|" || jtis[6] != "j05|"+iss || strings.Join(subs, ",") != "user-1,user-2" {
+	if len(jtis) != 28 || jtis[5] != "=j05|" || jtis[6] != "=j05|"+iss || jtis[26] != "org=acme|" || jtis[27] != "sid=j05|"+iss ||
+		strings.Join(subs, ",") != "user-1,user-2" {
 		t.Fatalf("listed %v %v", jtis, subs)
 	}
 
@@ -219,10 +233,14 @@ func TestAdminListAndStatus(t *testing.T) {
 		first string
 	}{
 		{"?jti_prefix=j1", 10, "j10"},
-		{"?iss=" + url.QueryEscape(iss), 2, "j05"},
+		{"?iss=" + url.QueryEscape(iss), 3, "j05"},
+		{"?claim=sid", 1, "sid=j05"},
+		{"?claim=sid&value=j05&iss=" + url.QueryEscape(iss), 1, "sid=j05"},
+		{"?claim=sid&value=j06", 0, ""},
+		{"?claim=org&only=entries", 1, "org=acme"},
 		{"?only=cutoffs", 2, "user-1"},
 		{"?sub=user-2", 1, "user-2"},
-		{"?only=entries&iss=", 25, "j00"},
+		{"?only=entries&iss=", 26, "j00"},
 		{"?jti_prefix=nothing", 0, ""},
 	} {
 		code, page, body := get(c.query)
@@ -230,6 +248,9 @@ func TestAdminListAndStatus(t *testing.T) {
 		first := ""
 		if len(page.Entries) > 0 {
 			first = page.Entries[0].JTI
+			if e := page.Entries[0]; e.Claim != "" {
+				first = e.Claim + "=" + e.Value
+			}
 		} else if len(page.Cutoffs) > 0 {
 			first = page.Cutoffs[0].Sub
 		}
@@ -241,7 +262,10 @@ func TestAdminListAndStatus(t *testing.T) {
 		{"?limit=0", "limit"}, {"?limit=1001", "limit"}, {"?limit=x", "limit"},
 		{"?cursor=bogus", "cursor"}, {"?cursor=" + encodeCursor(ListPos{}) + "x!", "cursor"},
 		{"?only=jtis", "only"}, {"?jti_prefix=a&sub=b", "jti_prefix"}, {"?only=cutoffs&jti_prefix=a", "only"},
-		{"?prefix=a", "prefix"}, {"?limit=1&limit=2", "limit"}, {"?sub=" + strings.Repeat("s", 300), "sub"},
+		{"?prefix=a", "prefix"}, {"?claim=jti", "claim"}, {"?claim=sub", "claim"}, {"?claim=", "claim"},
+		{"?value=x", "value"}, {"?claim=sid&sub=u", "jti_prefix"}, {"?claim=sid&jti_prefix=a", "jti_prefix"},
+		{"?claim=sid&only=cutoffs", "only"}, {"?claim=" + strings.Repeat("c", 65), "claim"},
+		{"?cursor=" + base64.RawURLEncoding.EncodeToString([]byte(`["k","v","i",""]`)), "cursor"}, {"?limit=1&limit=2", "limit"}, {"?sub=" + strings.Repeat("s", 300), "sub"},
 	} {
 		code, _, body := get(c.query)
 		if code != 400 || !strings.Contains(body, c.says) || !strings.Contains(body, `"error"`) {
@@ -252,7 +276,7 @@ func TestAdminListAndStatus(t *testing.T) {
 	w := request(t, h, "GET", AdminStatusPath, "Bearer t", "")
 	var st AdminStatus
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &st) != nil ||
-		st != (AdminStatus{Version: idx.Version(), Ready: false, Entries: 26, Cutoffs: 2}) {
+		st != (AdminStatus{Version: idx.Version(), Ready: false, Entries: 28, Claims: 2, Cutoffs: 2}) {
 		t.Fatalf("status: %d %s", w.Code, w.Body)
 	}
 	ready = true

@@ -16,6 +16,7 @@ type Metrics struct {
 	LastSyncSeconds prometheus.Gauge
 	Watchers        prometheus.Gauge
 	WatchOverflows  prometheus.Counter
+	Backchannel     *prometheus.CounterVec
 }
 
 // NewMetrics registers the instruments, plus gauges that read idx.
@@ -67,15 +68,23 @@ func NewMetrics(reg prometheus.Registerer, idx *Index) *Metrics {
 			Name: "revocation_source_watch_overflows_total",
 			Help: "Long polls answered at once because --max-watchers were already held.",
 		}),
+		Backchannel: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "revocation_source_backchannel_logouts_total",
+			Help: "Back-channel logout requests by result: ok, invalid_request (a refused logout token or request), temporarily_unavailable (the OP's keys or the store failed).",
+		}, []string{"result"}),
 	}
 	reg.MustRegister(m.FeedResponses, m.FeedBytes, m.SnapshotBuild, m.AdminRequests, m.StoreErrors,
-		m.Reconciles, m.ReconcileTime, m.InvalidItems, m.LastSyncSeconds, m.Watchers, m.WatchOverflows)
+		m.Reconciles, m.ReconcileTime, m.InvalidItems, m.LastSyncSeconds, m.Watchers, m.WatchOverflows, m.Backchannel)
 	if idx != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "revocation_source_entries",
-				Help: "Revoked jtis currently served.",
+				Help: "Entries currently served: revoked jtis and claim entries.",
 			}, func() float64 { n, _ := idx.Len(); return float64(n) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "revocation_source_claim_entries",
+				Help: "Claim entries (revocations by sid and other claims) currently served, among the entries.",
+			}, func() float64 { return float64(idx.Claims()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "revocation_source_cutoffs",
 				Help: "Subject cutoffs currently served.",

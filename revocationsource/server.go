@@ -64,6 +64,9 @@ type Server struct {
 	// MaxWatchers bounds the long polls held at once (0:
 	// DefaultMaxWatchers; < 0: none). Past it they are answered at once.
 	MaxWatchers int
+	// Backchannel, when set, serves OpenID Connect back-channel logout at
+	// BackchannelPath (backchannel.go).
+	Backchannel *Backchannel
 
 	initOnce  sync.Once
 	draining  chan struct{} // closed by Drain
@@ -137,6 +140,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	if s.Gatherer != nil {
 		mux.Handle("GET /metrics", s.bearer(s.MetricsToken, "metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})))
+	}
+	if s.Backchannel != nil {
+		mux.HandleFunc("POST "+BackchannelPath, s.serveBackchannel)
 	}
 	if s.AdminToken != "" {
 		mux.HandleFunc("POST "+AdminPath, s.admin(s.adminRevoke))
@@ -387,9 +393,11 @@ func acceptsGzip(header string) bool {
 // --- admin ---
 
 // AdminRequest is the body of POST (and optionally DELETE) /v1/admin/revocations:
-// a jti revocation or a subject cutoff.
+// a jti revocation, a claim entry (claim and value) or a subject cutoff.
 type AdminRequest struct {
 	JTI           string `json:"jti,omitempty"`
+	Claim         string `json:"claim,omitempty"`
+	Value         string `json:"value,omitempty"`
 	Sub           string `json:"sub,omitempty"`
 	Iss           string `json:"iss,omitempty"`
 	Exp           int64  `json:"exp,omitempty"`
@@ -478,8 +486,13 @@ func decodeAdmin(r io.Reader) (AdminRequest, error) {
 }
 
 func (s *Server) validateAdmin(req *AdminRequest, revoke bool) error {
-	if (req.JTI == "") == (req.Sub == "") {
-		return fmt.Errorf("%w: give exactly one of jti and sub", errBadRequest)
+	if countSet(req.JTI != "", req.Claim != "" || req.Value != "", req.Sub != "") != 1 {
+		return fmt.Errorf("%w: give exactly one of jti, claim (with value) and sub", errBadRequest)
+	}
+	if req.Claim != "" || req.Value != "" {
+		if !ValidClaimName(req.Claim) || req.Value == "" {
+			return fmt.Errorf("%w: a claim revocation needs claim, a name of 1-%d bytes of visible ASCII other than jti and sub (use jti, or sub for a cutoff), and value", errBadRequest, MaxClaimBytes)
+		}
 	}
 	now := s.Now().Unix()
 	grace := int64(s.Index.ExpiryGrace() / time.Second)
@@ -487,16 +500,19 @@ func (s *Server) validateAdmin(req *AdminRequest, revoke bool) error {
 		return fmt.Errorf("%w: exp %d must be a Unix time in seconds later than now (%d) minus the expiry grace (%ds), below 2^32; for an hour from now use $(($(date +%%s)+3600))",
 			errBadRequest, req.Exp, now, grace)
 	}
-	if req.JTI != "" && req.RevokedBefore != nil {
+	if req.Sub == "" && req.RevokedBefore != nil {
 		return fmt.Errorf("%w: revoked_before applies to sub only", errBadRequest)
 	}
 	if req.Sub != "" && revoke && req.RevokedBefore == nil {
 		req.RevokedBefore = &now // "log out everywhere, now"
 	}
 	var err error
-	if req.JTI != "" {
+	switch {
+	case req.JTI != "":
 		err = Entry{JTI: req.JTI, Iss: req.Iss, Exp: req.Exp}.Validate()
-	} else {
+	case req.Claim != "":
+		err = ClaimEntry(req.Iss, req.Claim, req.Value, req.Exp).Validate()
+	default:
 		c := Cutoff{Sub: req.Sub, Iss: req.Iss, Exp: req.Exp}
 		if req.RevokedBefore != nil {
 			c.RevokedBefore = *req.RevokedBefore
@@ -504,7 +520,7 @@ func (s *Server) validateAdmin(req *AdminRequest, revoke bool) error {
 		err = c.Validate()
 	}
 	if err != nil {
-		return fmt.Errorf("%w: jti/sub must be 1-256 bytes of UTF-8, iss at most 512, times 0..2^32-1", errBadRequest)
+		return fmt.Errorf("%w: jti/value/sub must be 1-256 bytes of UTF-8, iss at most 512, times 0..2^32-1", errBadRequest)
 	}
 	return nil
 }
@@ -519,7 +535,8 @@ func (s *Server) adminRevoke(r *http.Request) (int, error) {
 	}
 	ctx := r.Context()
 	var ch Change
-	if req.JTI != "" {
+	switch {
+	case req.JTI != "":
 		e := Entry{JTI: req.JTI, Iss: req.Iss, Exp: req.Exp}
 		err = s.Store.RevokeToken(ctx, e)
 		if eff, ok := s.Store.(EffectiveEntrier); ok {
@@ -527,7 +544,11 @@ func (s *Server) adminRevoke(r *http.Request) (int, error) {
 		}
 		// Stores keep the longest revocation of a jti; mirror that.
 		ch = Change{Op: OpPutEntry, Entry: e, Merge: true}
-	} else {
+	case req.Claim != "":
+		e := ClaimEntry(req.Iss, req.Claim, req.Value, req.Exp)
+		err = s.revokeClaim(ctx, e)
+		ch = Change{Op: OpPutEntry, Entry: e, Merge: true}
+	default:
 		c := Cutoff{Sub: req.Sub, Iss: req.Iss, RevokedBefore: *req.RevokedBefore, Exp: req.Exp}
 		err = s.Store.RevokeSubject(ctx, c)
 		ch = Change{Op: OpPutCutoff, Cutoff: c}
@@ -544,9 +565,12 @@ func (s *Server) adminRevoke(r *http.Request) (int, error) {
 // client address, never the bearer token.
 func (s *Server) audit(r *http.Request, action string, req AdminRequest, version string) {
 	attrs := []any{"action", action, "remote", r.RemoteAddr, "version", version}
-	if req.JTI != "" {
+	switch {
+	case req.JTI != "":
 		attrs = append(attrs, "jti", req.JTI)
-	} else {
+	case req.Claim != "":
+		attrs = append(attrs, "claim", req.Claim, "value", req.Value)
+	default:
 		attrs = append(attrs, "sub", req.Sub)
 		if req.RevokedBefore != nil {
 			attrs = append(attrs, "revoked_before", *req.RevokedBefore)
@@ -564,8 +588,8 @@ func (s *Server) audit(r *http.Request, action string, req AdminRequest, version
 func (s *Server) adminUnrevoke(r *http.Request) (int, error) {
 	var req AdminRequest
 	q := r.URL.Query()
-	if q.Has("jti") || q.Has("sub") {
-		req = AdminRequest{JTI: q.Get("jti"), Sub: q.Get("sub"), Iss: q.Get("iss")}
+	if q.Has("jti") || q.Has("sub") || q.Has("claim") || q.Has("value") {
+		req = AdminRequest{JTI: q.Get("jti"), Claim: q.Get("claim"), Value: q.Get("value"), Sub: q.Get("sub"), Iss: q.Get("iss")}
 	} else {
 		var err error
 		if req, err = decodeAdmin(r.Body); err != nil {
@@ -580,11 +604,20 @@ func (s *Server) adminUnrevoke(r *http.Request) (int, error) {
 		ch  Change
 		err error
 	)
-	if req.JTI != "" {
+	switch {
+	case req.JTI != "":
 		k := EntryKey{JTI: req.JTI, Iss: req.Iss}
 		err = s.Store.UnrevokeToken(ctx, k)
-		ch = Change{Op: OpRemoveEntry, Entry: Entry{JTI: k.JTI, Iss: k.Iss}}
-	} else {
+		ch = Change{Op: OpRemoveEntry, Entry: k.Entry(0)}
+	case req.Claim != "":
+		k := EntryKey{JTI: req.Value, Iss: req.Iss, Claim: req.Claim}
+		if cs, ok := s.Store.(ClaimStore); ok {
+			err = cs.UnrevokeClaim(ctx, k)
+		} else {
+			err = ErrClaimsUnsupported
+		}
+		ch = Change{Op: OpRemoveEntry, Entry: k.Entry(0)}
+	default:
 		k := CutoffKey{Sub: req.Sub, Iss: req.Iss}
 		err = s.Store.UnrevokeSubject(ctx, k)
 		ch = Change{Op: OpRemoveCutoff, Cutoff: Cutoff{Sub: k.Sub, Iss: k.Iss}}
@@ -597,9 +630,18 @@ func (s *Server) adminUnrevoke(r *http.Request) (int, error) {
 	return http.StatusOK, nil
 }
 
+// revokeClaim writes a claim entry to the store, when it can hold one.
+func (s *Server) revokeClaim(ctx context.Context, e Entry) error {
+	cs, ok := s.Store.(ClaimStore)
+	if !ok {
+		return ErrClaimsUnsupported
+	}
+	return cs.RevokeClaim(ctx, e)
+}
+
 func (s *Server) storeFailure(err error) (int, error) {
 	switch {
-	case errors.Is(err, ErrReadOnly):
+	case errors.Is(err, ErrReadOnly), errors.Is(err, ErrClaimsUnsupported):
 		return http.StatusNotImplemented, err
 	case errors.Is(err, ErrIssuerUnsupported), errors.Is(err, ErrInvalid):
 		return http.StatusBadRequest, err

@@ -14,6 +14,7 @@ import (
 // reject the whole response, so the index drops it at ingestion instead.
 const (
 	MaxIDBytes      = 256
+	MaxClaimBytes   = 64 // a claim entry's claim name
 	MaxIssBytes     = 512
 	MaxUnixSeconds  = 1<<32 - 1
 	MaxVersionBytes = 128
@@ -24,6 +25,10 @@ var (
 	ErrInvalid           = errors.New("invalid item")
 	ErrReadOnly          = errors.New("store is read-only")
 	ErrIssuerUnsupported = errors.New("store cannot scope a jti to an issuer")
+	// ErrClaimsUnsupported: the store has no place for claim entries (a
+	// SQL store without its claims table, Redis without a claims key, a
+	// file).
+	ErrClaimsUnsupported = errors.New("store cannot hold revocations by claim")
 	ErrTooManyEntries    = errors.New("store holds more entries than allowed")
 	ErrStaleReconcile    = errors.New("change log no longer covers the reconciliation window")
 	ErrNotReady          = errors.New("store has not answered yet")
@@ -33,18 +38,53 @@ var (
 	ErrUnreadable = errors.New("the store answers but its content cannot be read")
 )
 
-// Entry is one revoked token. Exp 0 means "no known expiry".
+// Entry is one revocation in the feed's entries: a revoked jti, or, when
+// Claim is set, a claim entry that revokes every token whose string claim
+// Claim (for example "sid") is JTI. One type for both keeps one map, one
+// log, one expiry heap and one delta path for all entries, and a claim entry
+// can never be taken for a jti because Claim is part of its key. Exp 0 means
+// "no known expiry".
 type Entry struct {
+	// JTI is the revoked jti, or a claim entry's value.
 	JTI string
 	Iss string
 	Exp int64
+	// Claim names the claim of a claim entry; "" for a jti entry. Never
+	// "jti" or "sub" (docs/feed.md).
+	Claim string
+}
+
+// ClaimEntry returns the claim entry revoking tokens whose claim is value.
+func ClaimEntry(iss, claim, value string, exp int64) Entry {
+	return Entry{JTI: value, Iss: iss, Exp: exp, Claim: claim}
 }
 
 // Key is what the feed matches entries on.
-func (e Entry) Key() EntryKey { return EntryKey{Iss: e.Iss, JTI: e.JTI} }
+func (e Entry) Key() EntryKey { return EntryKey{Iss: e.Iss, JTI: e.JTI, Claim: e.Claim} }
 
-// EntryKey identifies an entry: the feed matches on (iss, jti).
-type EntryKey struct{ Iss, JTI string }
+// IsClaim reports whether e is a claim entry.
+func (e Entry) IsClaim() bool { return e.Claim != "" }
+
+// EntryKey identifies an entry: the feed matches on (iss, jti), and claim
+// entries on (iss, claim, value) with the value in JTI.
+type EntryKey struct{ Iss, JTI, Claim string }
+
+// Entry returns the entry of this key with the given exp.
+func (k EntryKey) Entry(exp int64) Entry {
+	return Entry{JTI: k.JTI, Iss: k.Iss, Exp: exp, Claim: k.Claim}
+}
+
+// ClaimStore is implemented by stores that can keep claim entries (Entry
+// with Claim set). A store without it, or whose method answers
+// ErrClaimsUnsupported, has no place for them: the admin API answers 501.
+// RevokeToken and UnrevokeToken are only ever given jti entries, so a store
+// that predates claim entries cannot write a sid as a jti.
+type ClaimStore interface {
+	// RevokeClaim stores a claim entry; revoking one already held never
+	// shortens it (the later exp wins, and no exp beats any).
+	RevokeClaim(ctx context.Context, e Entry) error
+	UnrevokeClaim(ctx context.Context, k EntryKey) error
+}
 
 // Cutoff revokes every token of a subject issued before RevokedBefore.
 type Cutoff struct {
@@ -132,6 +172,8 @@ type Sink interface {
 	Seq() uint64
 	// ReconcileCutoffs replaces all cutoffs with cs, read after since.
 	ReconcileCutoffs(cs []Cutoff, since uint64) error
+	// ReconcileClaims replaces all claim entries with es, read after since.
+	ReconcileClaims(es []Entry, since uint64) error
 	// Reconcile replaces everything with st, read after since.
 	Reconcile(st State, since uint64) error
 }
@@ -154,9 +196,25 @@ func validIss(s string) bool {
 
 func validUnix(v int64) bool { return v >= 0 && v <= MaxUnixSeconds }
 
+// ValidClaimName reports whether name can be a claim entry's claim: 1 to
+// MaxClaimBytes bytes of visible ASCII, neither "jti" (a jti entry says
+// that) nor "sub" (a cutoff says that). The filter's parser holds feeds to
+// the same rule (blocklistsync.CheckClaimName; a test keeps them equal).
+func ValidClaimName(name string) bool {
+	if len(name) == 0 || len(name) > MaxClaimBytes || name == "jti" || name == "sub" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
 // Validate reports whether e fits the feed's limits.
 func (e Entry) Validate() error {
-	if !validID(e.JTI) || !validIss(e.Iss) || !validUnix(e.Exp) {
+	if !validID(e.JTI) || !validIss(e.Iss) || !validUnix(e.Exp) || e.Claim != "" && !ValidClaimName(e.Claim) {
 		return ErrInvalid
 	}
 	return nil

@@ -26,9 +26,10 @@ log() { echo "test-services: $*" >&2; }
 need_install=()
 command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_install+=(postgresql)
-# The real flask-jwt-extended app of the SQL store's tests, and what the docs' commands use.
-/usr/bin/python3 -c 'import flask_sqlalchemy, flask_jwt_extended, psycopg2' >/dev/null 2>&1 ||
-  need_install+=(python3-flask-sqlalchemy python3-python-flask-jwt-extended python3-psycopg2)
+# The real flask-jwt-extended app of the SQL store's tests, and what the docs' commands use;
+# PyJWT and cryptography mint the back-channel logout tokens of the source's tests.
+/usr/bin/python3 -c 'import flask_sqlalchemy, flask_jwt_extended, psycopg2, jwt, cryptography' >/dev/null 2>&1 ||
+  need_install+=(python3-flask-sqlalchemy python3-python-flask-jwt-extended python3-psycopg2 python3-jwt python3-cryptography)
 command -v curl >/dev/null 2>&1 || need_install+=(curl)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 if ((${#need_install[@]})); then

@@ -30,8 +30,8 @@ const defaultURL = "http://127.0.0.1:8081"
 // subcommands talk to a running source's admin API; without one the
 // program serves.
 var subcommands = map[string]string{
-	"revoke":   "revoke a jti (--jti) or a subject's tokens issued before a time (--sub)",
-	"unrevoke": "remove a jti's revocation (--jti) or a subject's cutoff (--sub)",
+	"revoke":   "revoke a jti (--jti), every token with a claim's value (--claim sid --value …) or a subject's tokens issued before a time (--sub)",
+	"unrevoke": "remove a jti's revocation (--jti), a claim's (--claim, --value) or a subject's cutoff (--sub)",
 	"list":     "list revocations, a page at a time, with filters",
 	"status":   "show the source's list version, counts and readiness",
 }
@@ -47,6 +47,7 @@ type cliFlags struct {
 	json      bool
 
 	jti, sub, iss, exp, before string
+	claim, value               string
 	limit                      int
 	cursor, jtiPrefix, only    string
 	anyIss                     bool
@@ -63,16 +64,20 @@ func newCLIFlags(name string) *cliFlags {
 	switch name {
 	case "revoke", "unrevoke":
 		fs.StringVar(&f.jti, "jti", "", "the token's jti")
+		fs.StringVar(&f.claim, "claim", "", "a claim other than jti and sub, e.g. sid: revoke every token whose claim is --value")
+		fs.StringVar(&f.value, "value", "", "with --claim: the claim's value, e.g. the session's sid")
 		fs.StringVar(&f.sub, "sub", "", "the subject (its tokens issued before --revoked-before)")
 		fs.StringVar(&f.iss, "iss", "", "the issuer, when the list is kept per issuer")
 		if name == "revoke" {
-			fs.StringVar(&f.exp, "exp", "", "when the revocation may be forgotten (the token's exp, or for --sub the longest token lifetime): Unix seconds, an RFC 3339 time, or a time from now such as 15m or 30d; none = until unrevoked")
+			fs.StringVar(&f.exp, "exp", "", "when the revocation may be forgotten (the token's exp, or for --sub and --claim the longest token lifetime): Unix seconds, an RFC 3339 time, or a time from now such as 15m or 30d; none = until unrevoked")
 			fs.StringVar(&f.before, "revoked-before", "", "with --sub: tokens issued before this are revoked: Unix seconds, an RFC 3339 time, or now (the default)")
 		}
 	case "list":
 		fs.IntVar(&f.limit, "limit", rs.DefaultListLimit, "most items to print, fetched by pages of up to 1000; 0 = all")
 		fs.StringVar(&f.cursor, "cursor", "", "continue after the last item a previous list printed (its next cursor)")
 		fs.StringVar(&f.jtiPrefix, "jti-prefix", "", "only jtis starting with this")
+		fs.StringVar(&f.claim, "claim", "", "only the claim entries of this claim, e.g. sid")
+		fs.StringVar(&f.value, "value", "", "with --claim: only the entry of this value")
 		fs.StringVar(&f.sub, "sub", "", "only this subject's cutoff(s)")
 		fs.StringVar(&f.iss, "iss", "", "only this issuer (with --iss= and nothing after it: only items without one)")
 		fs.StringVar(&f.only, "only", "", "entries or cutoffs")
@@ -185,8 +190,8 @@ func runCLI(ctx context.Context, name string, args []string, lookupEnv func(stri
 			writeJSON(stdout, st)
 		} else {
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "version\t%s\nready\t%v\nentries\t%d\ncutoffs\t%d\nheld\t%d\nwatchers\t%d\n",
-				st.Version, st.Ready, st.Entries, st.Cutoffs, st.Held, st.Watchers)
+			fmt.Fprintf(tw, "version\t%s\nready\t%v\nentries\t%d\nclaims\t%d\ncutoffs\t%d\nheld\t%d\nwatchers\t%d\n",
+				st.Version, st.Ready, st.Entries, st.Claims, st.Cutoffs, st.Held, st.Watchers)
 			tw.Flush()
 		}
 		if !st.Ready {
@@ -198,9 +203,14 @@ func runCLI(ctx context.Context, name string, args []string, lookupEnv func(stri
 
 // adminRequest builds a revoke or unrevoke from the flags.
 func (f *cliFlags) adminRequest(name string, usage func(string, ...any) int) (rs.AdminRequest, int) {
-	req := rs.AdminRequest{JTI: f.jti, Sub: f.sub, Iss: f.iss}
-	if (f.jti == "") == (f.sub == "") {
-		return req, usage("give exactly one of --jti and --sub")
+	req := rs.AdminRequest{JTI: f.jti, Claim: f.claim, Value: f.value, Sub: f.sub, Iss: f.iss}
+	switch {
+	case countTrue(f.jti != "", f.claim != "" || f.value != "", f.sub != "") != 1:
+		return req, usage("give exactly one of --jti, --claim (with --value) and --sub")
+	case f.claim != "" && f.value == "", f.claim == "" && f.value != "":
+		return req, usage("--claim and --value go together: --claim=sid --value=<the session's sid>")
+	case f.claim != "" && !rs.ValidClaimName(f.claim):
+		return req, usage("--claim=%q: want a claim name of 1-%d bytes of visible ASCII; for jti use --jti, for sub --sub", f.claim, rs.MaxClaimBytes)
 	}
 	if name == "unrevoke" {
 		return req, exitOK
@@ -214,7 +224,7 @@ func (f *cliFlags) adminRequest(name string, usage func(string, ...any) int) (rs
 		req.Exp = t
 	}
 	if f.before != "" {
-		if f.jti != "" {
+		if f.sub == "" {
 			return req, usage("--revoked-before applies to --sub only")
 		}
 		t, err := parseWhen(f.before, now, false)
@@ -257,7 +267,10 @@ func (f *cliFlags) list(ctx context.Context, c *adminclient.Client, stdout, stde
 	if f.only != "" && f.only != "entries" && f.only != "cutoffs" {
 		return usage("--only=%q: want entries or cutoffs", f.only)
 	}
-	lq := adminclient.ListQuery{Cursor: f.cursor, JTIPrefix: f.jtiPrefix, Sub: f.sub, Only: f.only}
+	if f.value != "" && f.claim == "" {
+		return usage("--value selects a claim entry: give --claim too")
+	}
+	lq := adminclient.ListQuery{Cursor: f.cursor, JTIPrefix: f.jtiPrefix, Claim: f.claim, Value: f.value, Sub: f.sub, Only: f.only}
 	if issSet {
 		iss := f.iss
 		lq.Iss = &iss
@@ -285,9 +298,13 @@ func (f *cliFlags) list(ctx context.Context, c *adminclient.Client, stdout, stde
 		return writeJSON(stdout, all)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tJTI/SUB\tISS\tEXP\tREVOKED BEFORE")
+	fmt.Fprintln(tw, "KIND\tJTI/SUB/VALUE\tISS\tEXP\tREVOKED BEFORE")
 	for _, e := range all.Entries {
-		fmt.Fprintf(tw, "jti\t%s\t%s\t%s\t-\n", printable(e.JTI), orDash(e.Iss), unixTime(e.Exp, "never"))
+		kind, id := "jti", e.JTI
+		if e.Claim != "" {
+			kind, id = "claim:"+printable(e.Claim), e.Value
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\n", kind, printable(id), orDash(e.Iss), unixTime(e.Exp, "never"))
 	}
 	for _, c := range all.Cutoffs {
 		fmt.Fprintf(tw, "sub\t%s\t%s\t%s\t%s\n", printable(c.Sub), orDash(c.Iss), unixTime(c.Exp, "never"), unixTime(c.RevokedBefore, "-"))
@@ -297,6 +314,16 @@ func (f *cliFlags) list(ctx context.Context, c *adminclient.Client, stdout, stde
 		fmt.Fprintf(stderr, "more: continue with --cursor=%s\n", all.NextCursor)
 	}
 	return exitOK
+}
+
+func countTrue(b ...bool) int {
+	n := 0
+	for _, v := range b {
+		if v {
+			n++
+		}
+	}
+	return n
 }
 
 func writeJSON(w io.Writer, v any) int {
@@ -335,9 +362,12 @@ func pastTense(name string) string { return name + "d" }
 
 func describe(req rs.AdminRequest) string {
 	var b strings.Builder
-	if req.JTI != "" {
+	switch {
+	case req.JTI != "":
 		fmt.Fprintf(&b, "jti %s", printable(req.JTI))
-	} else {
+	case req.Claim != "":
+		fmt.Fprintf(&b, "claim %s=%s", printable(req.Claim), printable(req.Value))
+	default:
 		fmt.Fprintf(&b, "sub %s", printable(req.Sub))
 	}
 	if req.Iss != "" {

@@ -124,8 +124,15 @@ func TestCLI(t *testing.T) {
 		says string
 	}{
 		{map[string]string{"REVOCATION_SOURCE_URL": base}, []string{"status"}, "no admin token"},
-		{env, []string{"revoke", "--jti=a", "--sub=b"}, "exactly one of --jti and --sub"},
-		{env, []string{"revoke"}, "exactly one of --jti and --sub"},
+		{env, []string{"revoke", "--jti=a", "--sub=b"}, "exactly one of --jti, --claim (with --value) and --sub"},
+		{env, []string{"revoke"}, "exactly one of --jti"},
+		{env, []string{"revoke", "--jti=a", "--claim=sid", "--value=a"}, "exactly one of --jti"},
+		{env, []string{"revoke", "--claim=sid"}, "--claim and --value go together"},
+		{env, []string{"unrevoke", "--value=s1"}, "--claim and --value go together"},
+		{env, []string{"revoke", "--claim=jti", "--value=a"}, `--claim="jti"`},
+		{env, []string{"revoke", "--claim=s id", "--value=a"}, `--claim="s id"`},
+		{env, []string{"revoke", "--claim=sid", "--value=a", "--revoked-before=now"}, "--sub only"},
+		{env, []string{"list", "--value=a"}, "give --claim too"},
 		{env, []string{"revoke", "--jti=a", "--exp=soon"}, `--exp="soon"`},
 		{env, []string{"revoke", "--jti=a", "--revoked-before=now"}, "--sub only"},
 		{env, []string{"revoke", "--sub=a", "--revoked-before=1h"}, `--revoked-before="1h"`},
@@ -159,7 +166,39 @@ func TestCLI(t *testing.T) {
 	cli(env, "status", "--url="+gone).want(t, 3, nil, []string{"cannot reach the source at " + gone, "(from --url)"})
 	cli(map[string]string{"REVOCATION_SOURCE_URL": gone, "REVOCATION_SOURCE_ADMIN_TOKEN": token}, "list").want(t, 3, nil, []string{"REVOCATION_SOURCE_URL"})
 
-	cli(nil, "revoke", "--help").want(t, 0, []string{"--jti=", "--exp=", "Exit status"}, nil)
+	cli(nil, "revoke", "--help").want(t, 0, []string{"--jti=", "--claim=", "--value=", "--exp=", "Exit status"}, nil)
+}
+
+// TestCLIClaims: revoke, list and unrevoke a session's sid (and another
+// claim) through the CLI; a store without a place for them says so.
+func TestCLIClaims(t *testing.T) {
+	const token = "cli-admin-token"
+	base := startServer(t, []string{"--sqlite-path=" + filepath.Join(t.TempDir(), "r.db"), "--sql-create-tables"},
+		map[string]string{"REVOCATION_SOURCE_ADMIN_TOKEN": token})
+	env := map[string]string{"REVOCATION_SOURCE_URL": base, "REVOCATION_SOURCE_ADMIN_TOKEN": token}
+	cli(env, "revoke", "--claim=sid", "--value=08a5019c", "--exp=30d").want(t, 0, []string{"revoked claim sid=08a5019c, until "}, nil)
+	cli(env, "revoke", "--claim", "tenant", "--value", "acme", "--iss=https://auth.example.com").want(t, 0, []string{"revoked claim tenant=acme of https://auth.example.com"}, nil)
+	cli(env, "revoke", "--jti=08a5019c").want(t, 0, nil, nil)
+	r := cli(env, "list")
+	r.want(t, 0, []string{"KIND", "claim:sid", "claim:tenant", "acme", "https://auth.example.com"}, nil)
+	if n := strings.Count(r.stdout, "08a5019c"); n != 2 {
+		t.Fatalf("the jti and the sid of one text are two rows, listed %d times:\n%s", n, r.stdout)
+	}
+	var page rs.AdminList
+	r = cli(env, "list", "--json", "--claim=sid", "--value=08a5019c")
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &page) != nil || len(page.Entries) != 1 || page.Entries[0].Claim != "sid" ||
+		page.Entries[0].Value != "08a5019c" || page.Entries[0].JTI != "" || page.Entries[0].Exp < time.Now().Add(29*24*time.Hour).Unix() {
+		t.Fatalf("list --claim=sid --value: %+v", r)
+	}
+	cli(env, "status").want(t, 0, []string{"entries   3", "claims    2"}, nil)
+	cli(env, "unrevoke", "--claim=sid", "--value=08a5019c").want(t, 0, []string{"unrevoked claim sid=08a5019c"}, nil)
+	cli(env, "status").want(t, 0, []string{"entries   2", "claims    1"}, nil)
+
+	// A table without the claims table: the source answers 501.
+	plain := startServer(t, []string{"--sqlite-path=" + filepath.Join(t.TempDir(), "p.db"), "--sql-create-tables", "--sql-claims-table="},
+		map[string]string{"REVOCATION_SOURCE_ADMIN_TOKEN": token})
+	cli(map[string]string{"REVOCATION_SOURCE_URL": plain, "REVOCATION_SOURCE_ADMIN_TOKEN": token}, "revoke", "--claim=sid", "--value=x").
+		want(t, 1, nil, []string{"answered 501", "claim"})
 }
 
 // TestCLIStatusNotReady: status exits 1 while the source waits for its

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	rs "github.com/jtiguard/jtiguard/revocationsource"
+	"github.com/jtiguard/jtiguard/revocationsource/redisstore"
 	"github.com/jtiguard/jtiguard/revocationsource/sqlstore"
 )
 
@@ -57,6 +60,7 @@ type config struct {
 	sqlExpires     sqlstore.Column
 	sqlIss         string
 	sqlCutoffs     sqlstore.Column
+	sqlClaims      sqlstore.Column
 	sqlCreate      bool
 	sqlPoll        time.Duration
 	sqlPrune       time.Duration
@@ -69,10 +73,22 @@ type config struct {
 	redisPassFile   string
 	redisPrefix     string
 	redisCutoffsKey string
+	redisClaims     string
 	redisNotify     bool
 
 	filePath string
 	filePoll time.Duration
+
+	bcIssuer      string
+	bcAudience    string
+	bcJWKSFile    string
+	bcJWKSURL     string
+	bcAlgorithms  string
+	bcLifetime    time.Duration
+	bcMaxAge      time.Duration
+	bcLeeway      time.Duration
+	bcRequireType bool
+	bcAnyIssuer   bool
 
 	// src names where each setting came from, for error messages: the flag
 	// ("--sql-poll-interval") or the variable ("REVOCATION_SOURCE_…").
@@ -277,6 +293,7 @@ func specs(c *config) []flagSpec {
 	col("sql-expires-column", "expires", "expiry column (timestamp or Unix seconds), used when the table has it; \"\" for none", &c.sqlExpires)
 	str("SQL", "sql-iss-column", "", "issuer column, if the table has one", &c.sqlIss)
 	col("sql-cutoffs-table", "jtiguard_subject_cutoffs", "this server's subject cutoffs table, used when it exists; \"\" for none", &c.sqlCutoffs)
+	col("sql-claims-table", "jtiguard_claim_revocations", "this server's table of claim entries (revocations by sid and other claims), used when it exists; \"\" for none", &c.sqlClaims)
 	dur("SQL", "jwt-access-token-expires", 0, "the app's JWT_ACCESS_TOKEN_EXPIRES: without an expiry column, an access token's row expires at created + this; 0 = unknown", &c.accessExpires)
 	dur("SQL", "jwt-refresh-token-expires", 0, "the app's JWT_REFRESH_TOKEN_EXPIRES, for refresh tokens' rows; without a type column the longer of the two applies; 0 = unknown", &c.refreshExpires)
 	boolean("SQL", "sql-create-tables", false, "create the SQLite file and missing tables (off: the database is the app's)", &c.sqlCreate)
@@ -289,10 +306,22 @@ func specs(c *config) []flagSpec {
 	str("Redis", "redis-password-file", "", "file with the Redis password (or env REDIS_PASSWORD)", &c.redisPassFile)
 	str("Redis", "redis-key-prefix", "", "prefix of jti keys (\"\": every string key in the database is a jti)", &c.redisPrefix)
 	str("Redis", "redis-cutoffs-key", "jtiguard:cutoffs", "hash of subject cutoffs", &c.redisCutoffsKey)
+	str("Redis", "redis-claims-prefix", "", "prefix of the keys of claim entries (revocations by sid and other claims), e.g. jtiguard:claim:; \"\" = none", &c.redisClaims)
 	boolean("Redis", "redis-configure-notifications", true, "turn keyspace notifications on with CONFIG SET (at start and after a Redis restart)", &c.redisNotify)
 
 	str("File", "file-path", "", "file for --store=file (JSON snapshot, or one jti per line with an optional Unix expiry)", &c.filePath)
 	dur("File", "file-poll-interval", time.Second, "how often to check the file for changes", &c.filePoll)
+
+	str("Back-channel logout", "backchannel-issuer", "", "the OpenID provider's issuer: turns on POST /v1/backchannel-logout, which takes its logout tokens", &c.bcIssuer)
+	str("Back-channel logout", "backchannel-audience", "", "this relying party's client_id (comma-separated for several): a logout token's aud must hold one", &c.bcAudience)
+	str("Back-channel logout", "backchannel-jwks-file", "", "the provider's JWK Set in a file", &c.bcJWKSFile)
+	str("Back-channel logout", "backchannel-jwks-url", "", "the provider's jwks_uri (https, or http on loopback); read again hourly, and when a token names an unknown key", &c.bcJWKSURL)
+	str("Back-channel logout", "backchannel-algorithms", "RS256", "algorithms the provider signs logout tokens with, comma-separated: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA", &c.bcAlgorithms)
+	dur("Back-channel logout", "backchannel-max-session-lifetime", 0, "the longest a session (and a token carrying its sid) can live: what a logout revokes is kept this long; required with --backchannel-issuer", &c.bcLifetime)
+	dur("Back-channel logout", "backchannel-max-age", rs.DefaultBackchannelMaxAge, "logout tokens issued (iat) longer ago are refused; their jtis are remembered this long against replay", &c.bcMaxAge)
+	dur("Back-channel logout", "backchannel-leeway", rs.DefaultBackchannelLeeway, "clock skew allowed on a logout token's iat and exp", &c.bcLeeway)
+	boolean("Back-channel logout", "backchannel-require-typ", false, "accept only logout tokens whose typ header is logout+jwt (by default also none or JWT)", &c.bcRequireType)
+	boolean("Back-channel logout", "backchannel-any-issuer", false, "write entries that match tokens of any issuer (by default only tokens whose iss is the provider's)", &c.bcAnyIssuer)
 	return out
 }
 
@@ -457,6 +486,14 @@ func (c *config) validate() error {
 	if c.redisDB < 0 {
 		return bad("redis-db", "%d must be 0 or more", c.redisDB)
 	}
+	if c.store == "redis" {
+		if err := redisstore.CheckPrefixes(c.redisPrefix, c.redisClaims); err != nil {
+			return bad("redis-claims-prefix", "%v", err)
+		}
+	}
+	if err := c.validateBackchannel(bad); err != nil {
+		return err
+	}
 	host, port, err := net.SplitHostPort(c.listen)
 	if err != nil {
 		return bad("listen", "%q: want host:port, e.g. 127.0.0.1:8081 or :8081", c.listen)
@@ -473,7 +510,7 @@ func (c *config) validate() error {
 			{"sql-table", c.sqlTable, true}, {"sql-id-column", c.sqlID, false}, {"sql-jti-column", c.sqlJTI, false},
 			{"sql-type-column", c.sqlType.Name, false}, {"sql-created-column", c.sqlCreated.Name, false},
 			{"sql-expires-column", c.sqlExpires.Name, false}, {"sql-iss-column", c.sqlIss, false},
-			{"sql-cutoffs-table", c.sqlCutoffs.Name, true},
+			{"sql-cutoffs-table", c.sqlCutoffs.Name, true}, {"sql-claims-table", c.sqlClaims.Name, true},
 		} {
 			empty := id.v == ""
 			required := id.name == "sql-table" || id.name == "sql-id-column" || id.name == "sql-jti-column"
@@ -488,6 +525,72 @@ func (c *config) validate() error {
 		}
 	}
 	return nil
+}
+
+// validateBackchannel checks the back-channel logout flags: all or none.
+func (c *config) validateBackchannel(bad func(name, format string, args ...any) error) error {
+	if c.bcIssuer == "" {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"backchannel-audience", c.bcAudience != ""}, {"backchannel-jwks-file", c.bcJWKSFile != ""},
+			{"backchannel-jwks-url", c.bcJWKSURL != ""}, {"backchannel-max-session-lifetime", c.bcLifetime != 0},
+		} {
+			if f.set {
+				return bad(f.name, "back-channel logout is on only with --backchannel-issuer (the provider's issuer); set it too, or leave this unset")
+			}
+		}
+		return nil
+	}
+	switch {
+	case c.store == "file":
+		return bad("backchannel-issuer", "--store=file is read-only: back-channel logout writes its revocations to sqlite, postgres or redis")
+	case c.bcAudience == "" || slices.Contains(c.audiences(), ""):
+		return bad("backchannel-audience", "%q: give this relying party's client_id (comma-separated for several)", c.bcAudience)
+	case (c.bcJWKSFile == "") == (c.bcJWKSURL == ""):
+		return bad("backchannel-jwks-url", "give exactly one of --backchannel-jwks-url (the provider's jwks_uri) and --backchannel-jwks-file")
+	case c.bcLifetime <= 0:
+		return bad("backchannel-max-session-lifetime", "required with --backchannel-issuer: the longest a session can live, e.g. 30d (what a logout revokes is kept this long)")
+	case c.bcMaxAge <= 0:
+		return bad("backchannel-max-age", "%q must be above 0, e.g. 5m", shortDuration(c.bcMaxAge))
+	case c.store == "redis" && c.redisClaims == "":
+		return bad("backchannel-issuer", "with --store=redis it needs --redis-claims-prefix (e.g. jtiguard:claim:), where the logged-out sessions are kept")
+	case c.store != "redis" && c.sqlClaims.Set && c.sqlClaims.Name == "":
+		return bad("sql-claims-table", "back-channel logout keeps logged-out sessions in the claims table; do not set it to \"\"")
+	case c.store != "redis" && c.sqlCutoffs.Set && c.sqlCutoffs.Name == "":
+		return bad("sql-cutoffs-table", "back-channel logout of a subject writes a cutoff; do not set it to \"\"")
+	}
+	if err := rs.CheckJWKSAlgorithms(c.algorithms()); err != nil {
+		return bad("backchannel-algorithms", "%v", err)
+	}
+	if c.bcJWKSURL != "" {
+		u, err := url.Parse(c.bcJWKSURL)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			return bad("backchannel-jwks-url", "%q: want an https URL (http only on loopback), e.g. https://idp.example.com/.well-known/jwks.json", c.bcJWKSURL)
+		}
+	}
+	return nil
+}
+
+func (c *config) audiences() []string { return splitList(c.bcAudience) }
+
+func (c *config) algorithms() []string { return splitList(c.bcAlgorithms) }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		out = append(out, strings.TrimSpace(p))
+	}
+	return out
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // printHelp writes the flag reference.
@@ -513,7 +616,7 @@ flag on the command line wins. An empty variable sets a text flag to "".
 Secrets come only from the environment or files: REVOCATION_SOURCE_ADMIN_TOKEN,
 REVOCATION_SOURCE_FEED_TOKEN, REVOCATION_SOURCE_METRICS_TOKEN, REDIS_PASSWORD.
 `)
-	sections := []string{"General", "SQL", "Redis", "File"}
+	sections := []string{"General", "SQL", "Redis", "File", "Back-channel logout"}
 	order := map[string]int{}
 	for i, s := range sections {
 		order[s] = i

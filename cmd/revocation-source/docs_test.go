@@ -129,6 +129,7 @@ func TestDocsCommands(t *testing.T) {
 	var script strings.Builder
 	script.WriteString(`set -eo pipefail
 set -m  # each background server in its own process group
+ln -s "$REPO/revocationsource" "$WORK/revocationsource"  # repository paths, as from its root
 __pid=
 __servers=0
 __stop() { if [ -n "$__pid" ]; then kill -- -"$__pid" 2>/dev/null || true; wait "$__pid" 2>/dev/null || true; __pid=; fi; }
@@ -186,8 +187,11 @@ __ready() {
 	// served; the CLI listed and failed as documented; the long poll was
 	// woken by the revoke and answered 304 when nothing changed.
 	for _, want := range []string{`"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10"`, `"version":"c1.`,
-		`"cutoffs":[{"sub":"user-17"`, `"watchers":0}`, "revoked jti 0b5d7a1e-2f44-4c1e-8d0a-6a2b9c3e4f51", "KIND  JTI/SUB", "ready     true",
-		`"next_cursor": "`, "exit 3", `"added":[{"jti":"watched-revocation"}]`, `304 "c1.`} {
+		`"cutoffs":[{"sub":"user-17"`, `"watchers":0}`, "revoked jti 0b5d7a1e-2f44-4c1e-8d0a-6a2b9c3e4f51", "JTI/SUB/VALUE", "ready     true",
+		`"next_cursor": "`, "exit 3", `"added":[{"jti":"watched-revocation"}]`, `304 "c1.`,
+		`{"claim":"sid","value":"5d1c7a3e-6b0f-4f29-9d61-1c8e2a7b4f00","exp":`, "claim:sid  9b2f4c1d-0a7e-4e5b-8c3d-2f6a1b9e7d05",
+		`"claim": "sid"`, "\n200\n", `was already received"}`, " 400",
+		`{"claim":"sid","value":"08a5019c-17e1-4977-8f42-65a12843ea02","exp":`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %s:\n%s", want, out.String())
 		}

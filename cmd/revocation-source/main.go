@@ -85,6 +85,11 @@ func runWith(ctx context.Context, args []string, lookupEnv func(string) (string,
 	if c.maxWatchers == 0 {
 		srv.MaxWatchers = -1
 	}
+	if c.bcIssuer != "" {
+		if srv.Backchannel, err = newBackchannel(ctx, c, log); err != nil {
+			return err
+		}
+	}
 	if sec.admin == "" {
 		log.Warn("no admin token configured (REVOCATION_SOURCE_ADMIN_TOKEN or --admin-token-file): admin API disabled, its paths answer 404")
 	}
@@ -117,7 +122,7 @@ func runWith(ctx context.Context, args []string, lookupEnv func(string) (string,
 	log.Info("revocation source listening", "addr", ln.Addr().String(), "store", c.store,
 		"admin_api", sec.admin != "", "feed_auth", sec.feed != "", "metrics_auth", sec.metrics != "",
 		"expiry_grace", c.expiryGrace.String(), "reconcile_interval", c.reconcile.String(), "max_log_changes", strconv.Itoa(c.maxLog),
-		"max_wait", c.maxWait.String(), "max_watchers", c.maxWatchers)
+		"max_wait", c.maxWait.String(), "max_watchers", c.maxWatchers, "backchannel_logout", c.bcIssuer != "")
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	shutdown := func() error {
@@ -147,6 +152,12 @@ func runWith(ctx context.Context, args []string, lookupEnv func(string) (string,
 		return shutdown()
 	}
 	defer st.Close()
+	if c.bcIssuer != "" {
+		if err := checkLogoutStore(c, st); err != nil {
+			_ = shutdown()
+			return err
+		}
+	}
 	store.set(st)
 
 	sy := &rs.Syncer{Store: st, Index: idx, Logger: log, Metrics: metrics, ReconcileEvery: c.reconcile}
@@ -228,6 +239,32 @@ func (p *pendingStore) UnrevokeSubject(ctx context.Context, k rs.CutoffKey) erro
 }
 
 func (p *pendingStore) Close() error { return nil }
+
+// RevokeClaim forwards to the real store when it keeps claim entries.
+func (p *pendingStore) RevokeClaim(ctx context.Context, e rs.Entry) error {
+	s, err := p.get()
+	if err != nil {
+		return err
+	}
+	cs, ok := s.(rs.ClaimStore)
+	if !ok {
+		return rs.ErrClaimsUnsupported
+	}
+	return cs.RevokeClaim(ctx, e)
+}
+
+// UnrevokeClaim forwards to the real store when it keeps claim entries.
+func (p *pendingStore) UnrevokeClaim(ctx context.Context, k rs.EntryKey) error {
+	s, err := p.get()
+	if err != nil {
+		return err
+	}
+	cs, ok := s.(rs.ClaimStore)
+	if !ok {
+		return rs.ErrClaimsUnsupported
+	}
+	return cs.UnrevokeClaim(ctx, k)
+}
 
 // EffectiveEntry forwards to the real store when it has one.
 func (p *pendingStore) EffectiveEntry(e rs.Entry) rs.Entry {

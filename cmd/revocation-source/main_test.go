@@ -58,6 +58,19 @@ func TestParseConfigErrors(t *testing.T) {
 		{"wait too long", []string{"--max-wait=10m"}, nil, []string{"--max-wait", "10m", "over 5m"}},
 		{"wait without unit", nil, map[string]string{"REVOCATION_SOURCE_MAX_WAIT": "30"}, []string{"REVOCATION_SOURCE_MAX_WAIT", `"30"`, "needs a unit"}},
 		{"negative watchers", []string{"--max-watchers=-1"}, nil, []string{"--max-watchers", "0 or more"}},
+		{"backchannel flag without issuer", []string{"--backchannel-audience=c"}, nil, []string{"--backchannel-audience", "--backchannel-issuer"}},
+		{"backchannel without audience", []string{"--backchannel-issuer=https://op"}, nil, []string{"--backchannel-audience", "client_id"}},
+		{"backchannel without keys", []string{"--backchannel-issuer=https://op", "--backchannel-audience=c"}, nil, []string{"--backchannel-jwks-url", "exactly one"}},
+		{"backchannel with two key sources", append([]string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}, "--backchannel-jwks-file=j.json"), nil, []string{"exactly one"}},
+		{"backchannel without lifetime", []string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}[:3], nil, []string{"--backchannel-max-session-lifetime", "required"}},
+		{"backchannel http jwks", append([]string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}[:2:2], "--backchannel-jwks-url=http://op.example.com/jwks", []string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}[3]), nil, []string{"--backchannel-jwks-url", "https"}},
+		{"backchannel algorithm", append([]string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}, "--backchannel-algorithms=RS256,HS256"), nil, []string{"--backchannel-algorithms", `"HS256"`}},
+		{"backchannel alg none", append([]string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}, "--backchannel-algorithms=none"), nil, []string{"--backchannel-algorithms", `"none"`}},
+		{"backchannel empty audience", append([]string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}, "--backchannel-audience=a,"), nil, []string{"--backchannel-audience"}},
+		{"backchannel file store", append([]string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}, "--store=file", "--file-path=x"), nil, []string{"--store=file is read-only"}},
+		{"backchannel redis without claims", append([]string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}, "--store=redis"), nil, []string{"--redis-claims-prefix"}},
+		{"backchannel without the claims table", append([]string{"--backchannel-issuer=https://op", "--backchannel-audience=c", "--backchannel-jwks-url=https://op/jwks", "--backchannel-max-session-lifetime=30d"}, "--sql-claims-table="), nil, []string{"--sql-claims-table"}},
+		{"claims prefix over the jti prefix", []string{"--store=redis", "--redis-key-prefix=bl:", "--redis-claims-prefix=bl"}, nil, []string{"--redis-claims-prefix", "every jti key"}},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, envOf(tt.env))

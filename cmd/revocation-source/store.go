@@ -114,7 +114,7 @@ func explain(c config, err error) error {
 	flagFor := map[string]string{
 		"IDColumn": "sql-id-column", "JTIColumn": "sql-jti-column", "TypeColumn": "sql-type-column",
 		"CreatedColumn": "sql-created-column", "ExpiresColumn": "sql-expires-column", "IssColumn": "sql-iss-column",
-		"CutoffsTable": "sql-cutoffs-table",
+		"CutoffsTable": "sql-cutoffs-table", "ClaimsTable": "sql-claims-table",
 	}
 	if f, ok := flagFor[se.Setting]; ok {
 		return fmt.Errorf("%w (set with %s)", err, c.where(f))
@@ -131,7 +131,7 @@ func openStore(ctx context.Context, c config, sec secrets, log *slog.Logger, reg
 			Help: "1 when Redis keyspace notifications are known to be on (changes arrive within milliseconds), 0 when only reconciliation sees changes.",
 		})
 		s, err := redisstore.Open(ctx, redisstore.Config{
-			Client: client, KeyPrefix: c.redisPrefix, CutoffsKey: c.redisCutoffsKey,
+			Client: client, KeyPrefix: c.redisPrefix, CutoffsKey: c.redisCutoffsKey, ClaimsPrefix: c.redisClaims, ExpiryGrace: c.expiryGrace,
 			ConfigureNotifications: c.redisNotify, MaxEntries: c.maxEntries, Logger: log,
 			OnNotifications: func(on bool) {
 				if on {
@@ -153,7 +153,7 @@ func openStore(ctx context.Context, c config, sec secrets, log *slog.Logger, reg
 	cfg := sqlstore.Config{
 		Driver: sqlstore.SQLite, DSN: c.sqlitePath,
 		Table: c.sqlTable, IDColumn: c.sqlID, JTIColumn: c.sqlJTI, TypeColumn: c.sqlType,
-		CreatedColumn: c.sqlCreated, ExpiresColumn: c.sqlExpires, IssColumn: c.sqlIss, CutoffsTable: c.sqlCutoffs,
+		CreatedColumn: c.sqlCreated, ExpiresColumn: c.sqlExpires, IssColumn: c.sqlIss, CutoffsTable: c.sqlCutoffs, ClaimsTable: c.sqlClaims,
 		AccessTokenExpires: c.accessExpires, RefreshTokenExpires: c.refreshExpires, ExpiryGrace: c.expiryGrace,
 		CreateTables: c.sqlCreate, PollInterval: c.sqlPoll, MaxEntries: c.maxEntries, Logger: log,
 	}

@@ -67,13 +67,15 @@ type ListQuery struct {
 	Limit     int
 	Cursor    string
 	JTIPrefix string
+	Claim     string // claim entries of this claim
+	Value     string // with Claim: of this value
 	Sub       string
 	Iss       *string // nil: any issuer; "": no issuer
 	Only      string  // "", "entries" or "cutoffs"
 }
 
-// Revoke revokes a jti (req.JTI) or adds a subject cutoff (req.Sub) and
-// returns the list's new version.
+// Revoke revokes a jti (req.JTI), a claim's value (req.Claim and req.Value)
+// or adds a subject cutoff (req.Sub) and returns the list's new version.
 func (c *Client) Revoke(ctx context.Context, req rs.AdminRequest) (string, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -86,12 +88,17 @@ func (c *Client) Revoke(ctx context.Context, req rs.AdminRequest) (string, error
 	return out.Version, versioned(err, out.Version)
 }
 
-// Unrevoke removes a jti's revocation or a subject's cutoff (req.JTI or
-// req.Sub, with req.Iss) and returns the list's new version.
+// Unrevoke removes a jti's revocation, a claim entry or a subject's cutoff
+// (req.JTI, req.Claim and req.Value, or req.Sub, with req.Iss) and returns
+// the list's new version.
 func (c *Client) Unrevoke(ctx context.Context, req rs.AdminRequest) (string, error) {
 	q := url.Values{}
 	if req.JTI != "" {
 		q.Set("jti", req.JTI)
+	}
+	if req.Claim != "" || req.Value != "" {
+		q.Set("claim", req.Claim)
+		q.Set("value", req.Value)
 	}
 	if req.Sub != "" {
 		q.Set("sub", req.Sub)
@@ -112,7 +119,7 @@ func (c *Client) List(ctx context.Context, lq ListQuery) (rs.AdminList, error) {
 	if lq.Limit > 0 {
 		q.Set("limit", strconv.Itoa(lq.Limit))
 	}
-	for k, v := range map[string]string{"cursor": lq.Cursor, "jti_prefix": lq.JTIPrefix, "sub": lq.Sub, "only": lq.Only} {
+	for k, v := range map[string]string{"cursor": lq.Cursor, "jti_prefix": lq.JTIPrefix, "claim": lq.Claim, "value": lq.Value, "sub": lq.Sub, "only": lq.Only} {
 		if v != "" {
 			q.Set(k, v)
 		}

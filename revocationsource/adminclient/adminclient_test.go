@@ -22,6 +22,8 @@ func (memStore) UnrevokeToken(context.Context, rs.EntryKey) error    { return ni
 func (memStore) RevokeSubject(context.Context, rs.Cutoff) error      { return nil }
 func (memStore) UnrevokeSubject(context.Context, rs.CutoffKey) error { return nil }
 func (memStore) Close() error                                        { return nil }
+func (memStore) RevokeClaim(context.Context, rs.Entry) error         { return nil }
+func (memStore) UnrevokeClaim(context.Context, rs.EntryKey) error    { return nil }
 
 func newSource(t *testing.T) (*rs.Index, *Client) {
 	t.Helper()
@@ -70,6 +72,16 @@ func TestClientAgainstTheServer(t *testing.T) {
 		t.Fatalf("by issuer: %+v %v", page, err)
 	}
 	if _, err := c.Unrevoke(ctx, rs.AdminRequest{Sub: "user-1", Iss: iss}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Revoke(ctx, rs.AdminRequest{Claim: "sid", Value: "s-1", Iss: iss, Exp: exp}); err != nil {
+		t.Fatal(err)
+	}
+	page, err = c.List(ctx, ListQuery{Claim: "sid", Value: "s-1"})
+	if err != nil || len(page.Entries) != 1 || page.Entries[0] != (rs.WireEntry{Claim: "sid", Value: "s-1", Iss: iss, Exp: exp}) {
+		t.Fatalf("the sid entry: %+v %v", page, err)
+	}
+	if _, err := c.Unrevoke(ctx, rs.AdminRequest{Claim: "sid", Value: "s-1", Iss: iss}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Unrevoke(ctx, rs.AdminRequest{JTI: "j00"}); err != nil {

@@ -1,5 +1,5 @@
 // Package filestore serves a static, read-only list: a JSON document in the
-// feed's snapshot shape, or plain text with one jti per line and an optional
+// feed's snapshot shape (jti and claim entries, cutoffs), or plain text with one jti per line and an optional
 // Unix expiry. The file is re-read when its modification time or size
 // changes, so an operator (or a ConfigMap update) can replace it in place.
 package filestore
@@ -139,8 +139,18 @@ func Parse(data []byte) (rs.State, error) {
 			return rs.State{}, fmt.Errorf("%w: kind %q, want snapshot", ErrSyntax, snap.Kind)
 		}
 		st := rs.State{Entries: make([]rs.Entry, 0, len(snap.Entries))}
-		for _, e := range snap.Entries {
-			st.Entries = append(st.Entries, rs.Entry{JTI: e.JTI, Iss: e.Iss, Exp: e.Exp})
+		for i, w := range snap.Entries {
+			e, err := w.Entry()
+			if err != nil {
+				if w.JTI == "" && w.Claim == "" && w.Value == "" {
+					// Neither form: an entry without a jti, dropped and
+					// counted by the index as any invalid item.
+					e = rs.Entry{Iss: w.Iss, Exp: w.Exp}
+				} else {
+					return rs.State{}, fmt.Errorf("%w: entries[%d]: %v", ErrSyntax, i, err)
+				}
+			}
+			st.Entries = append(st.Entries, e)
 		}
 		for _, c := range snap.Cutoffs {
 			st.Cutoffs = append(st.Cutoffs, rs.Cutoff{Sub: c.Sub, Iss: c.Iss, RevokedBefore: c.RevokedBefore, Exp: c.Exp})
@@ -228,3 +238,9 @@ func (s *Store) RevokeSubject(context.Context, rs.Cutoff) error { return rs.ErrR
 
 // UnrevokeSubject is not supported.
 func (s *Store) UnrevokeSubject(context.Context, rs.CutoffKey) error { return rs.ErrReadOnly }
+
+// RevokeClaim is not supported: the file is the operator's.
+func (s *Store) RevokeClaim(context.Context, rs.Entry) error { return rs.ErrReadOnly }
+
+// UnrevokeClaim is not supported.
+func (s *Store) UnrevokeClaim(context.Context, rs.EntryKey) error { return rs.ErrReadOnly }

@@ -24,6 +24,11 @@ func TestParse(t *testing.T) {
 		{"text", "# c\n\na 1767225600\nb\n", 2, 0, nil},
 		{"json", `{"kind":"snapshot","entries":[{"jti":"a","exp":5,"iss":"i"}],"cutoffs":[{"sub":"u","revoked_before":1}]}`, 1, 1, nil},
 		{"json no kind", `{"entries":[{"jti":"a"}]}`, 1, 0, nil},
+		{"json claim entries", `{"kind":"snapshot","entries":[{"jti":"s"},{"claim":"sid","value":"s","exp":5},{"claim":"org","value":"s","iss":"i"}]}`, 3, 0, nil},
+		{"json entry without a jti, dropped later", `{"entries":[{"exp":5}]}`, 1, 0, nil},
+		{"json entry of both forms", `{"entries":[{"jti":"a","claim":"sid","value":"a"}]}`, 0, 0, ErrSyntax},
+		{"json claim without value", `{"entries":[{"claim":"sid"}]}`, 0, 0, ErrSyntax},
+		{"json value without claim", `{"entries":[{"value":"a"}]}`, 0, 0, ErrSyntax},
 		{"delta rejected", `{"kind":"delta"}`, 0, 0, ErrSyntax},
 		{"three fields", "a 1 2\n", 0, 0, ErrSyntax},
 		{"bad expiry", "a soon\n", 0, 0, ErrSyntax},
@@ -36,6 +41,18 @@ func TestParse(t *testing.T) {
 				t.Fatalf("got %+v, %v", st, err)
 			}
 		})
+	}
+}
+
+// TestParseClaimEntries: a JSON file's claim entries become claim entries,
+// not jtis.
+func TestParseClaimEntries(t *testing.T) {
+	st, err := Parse([]byte(`{"entries":[{"jti":"s"},{"claim":"sid","value":"s","exp":5,"iss":"i"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Entries) != 2 || st.Entries[0] != (rs.Entry{JTI: "s"}) || st.Entries[1] != rs.ClaimEntry("i", "sid", "s", 5) {
+		t.Fatalf("entries %+v", st.Entries)
 	}
 }
 

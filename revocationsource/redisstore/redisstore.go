@@ -38,6 +38,15 @@ type Config struct {
 	// CutoffsKey is the hash holding subject cutoffs: field is the JSON
 	// array [iss, sub], value the JSON object {"revoked_before":..,"exp":..}.
 	CutoffsKey string
+	// ClaimsPrefix, when set, turns on claim entries (a sid logged out,
+	// other claims): one string key per entry, named ClaimsPrefix followed
+	// by the JSON array [iss, claim, value], whose value is the entry's exp
+	// in Unix seconds ("0": none) and whose TTL ends at exp + ExpiryGrace.
+	// Off ("") by default. Keys under it are never read as jtis.
+	ClaimsPrefix string
+	// ExpiryGrace is how long a claim entry's key outlives its exp (0:
+	// revocationsource.DefaultExpiryGrace). Give the index the same value.
+	ExpiryGrace time.Duration
 	// ConfigureNotifications turns on the keyspace events the follower
 	// needs with CONFIG SET (managed Redis may forbid CONFIG: then set
 	// notify-keyspace-events to include "Kg$xeh" yourself, or rely on
@@ -76,6 +85,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ExpiryGrace <= 0 {
+		cfg.ExpiryGrace = rs.DefaultExpiryGrace
+	}
+	if err := CheckPrefixes(cfg.KeyPrefix, cfg.ClaimsPrefix); err != nil {
+		return nil, err
 	}
 	s := &Store{c: cfg.Client, cfg: cfg, db: cfg.Client.Options().DB}
 	if err := s.ensureNotifications(ctx, true); err != nil {
@@ -262,6 +277,9 @@ func (s *Store) Load(ctx context.Context) (rs.State, error) {
 		return rs.State{}, err
 	}
 	st.Cutoffs = cs
+	if st.Entries, err = s.loadClaims(ctx, st.Entries); err != nil {
+		return rs.State{}, err
+	}
 	return st, nil
 }
 
@@ -286,7 +304,7 @@ func (s *Store) lookup(ctx context.Context, keys []string, events map[string]str
 	}
 	out := make([]rs.Change, 0, len(keys))
 	for i, k := range keys {
-		if k == s.cfg.CutoffsKey || !strings.HasPrefix(k, s.cfg.KeyPrefix) {
+		if k == s.cfg.CutoffsKey || !strings.HasPrefix(k, s.cfg.KeyPrefix) || s.isClaimKey(k) {
 			continue
 		}
 		jti := k[len(s.cfg.KeyPrefix):]
@@ -366,10 +384,18 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 	// Receive blocks on the socket regardless of ctx; closing unblocks it.
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
+	wanted := 1 // subscriptions made: each is confirmed once, and again only after a reconnect
 	if s.cfg.KeyPrefix != "" && !strings.HasPrefix(s.cfg.CutoffsKey, s.cfg.KeyPrefix) {
 		if err := ps.Subscribe(ctx, prefix+s.cfg.CutoffsKey); err != nil {
 			return fmt.Errorf("subscribe: %w", err)
 		}
+		wanted++
+	}
+	if s.cfg.ClaimsPrefix != "" && !strings.HasPrefix(s.cfg.ClaimsPrefix, s.cfg.KeyPrefix) {
+		if err := ps.PSubscribe(ctx, prefix+globEscape(s.cfg.ClaimsPrefix)+"*"); err != nil {
+			return fmt.Errorf("psubscribe: %w", err)
+		}
+		wanted++
 	}
 	subscribed := 0
 	for {
@@ -381,23 +407,21 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 			return fmt.Errorf("receive: %w", err)
 		}
 		keys := map[string]string{} // key -> last event
+		claimKeys := map[string]bool{}
 		cutoffs := false
 		handle := func(m any) error {
 			switch m := m.(type) {
 			case *redis.Subscription:
-				subscribed++
-				wanted := 1
-				if s.cfg.KeyPrefix != "" && !strings.HasPrefix(s.cfg.CutoffsKey, s.cfg.KeyPrefix) {
-					wanted = 2
-				}
-				if subscribed > wanted {
+				if subscribed++; subscribed > wanted {
 					return ErrResubscribed
 				}
 			case *redis.Message:
-				k := strings.TrimPrefix(m.Channel, prefix)
-				if k == s.cfg.CutoffsKey {
+				switch k := strings.TrimPrefix(m.Channel, prefix); {
+				case k == s.cfg.CutoffsKey:
 					cutoffs = true
-				} else {
+				case s.isClaimKey(k):
+					claimKeys[k] = true
+				default:
 					keys[k] = m.Payload
 				}
 			}
@@ -408,7 +432,7 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 		}
 		// Drain what else arrives within the window.
 		deadline := time.Now().Add(batchWindow)
-		for len(keys) < batchMax {
+		for len(keys)+len(claimKeys) < batchMax {
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				break
@@ -439,6 +463,13 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 			}
 			sink.Apply(changes)
 		}
+		if len(claimKeys) > 0 {
+			changes, err := s.lookupClaims(ctx, claimKeys)
+			if err != nil {
+				return err
+			}
+			sink.Apply(changes)
+		}
 		if cutoffs {
 			since := sink.Seq()
 			cs, err := s.loadCutoffs(ctx)
@@ -456,6 +487,9 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 // an existing revocation: NX creates it, EXPIREAT GT only extends it, and a
 // key without TTL (revoked forever) is left alone.
 func (s *Store) RevokeToken(ctx context.Context, e rs.Entry) error {
+	if e.Claim != "" {
+		return fmt.Errorf("%w: a claim entry is not a jti (RevokeClaim)", rs.ErrInvalid)
+	}
 	if e.Iss != "" {
 		return rs.ErrIssuerUnsupported
 	}

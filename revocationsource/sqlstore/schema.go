@@ -239,6 +239,8 @@ type resolved struct {
 	insertBlockedBy       string // why the admin API cannot insert rows ("": it can)
 	cutoffs               bool
 	cutoffsTable          string
+	claims                bool   // the claims table is in use
+	claimsTable           string // its name
 	createdBlocklist      bool
 }
 

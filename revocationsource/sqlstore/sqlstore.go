@@ -1,7 +1,8 @@
 // Package sqlstore reads the blocklist table that flask-jwt-extended's
 // database example keeps (id, jti, created_at; in later versions also type
 // and user_id) in PostgreSQL (pgx) or SQLite (modernc.org/sqlite, pure Go),
-// and optionally a subject cutoffs table of its own.
+// and optionally a subject cutoffs table and a claim entries table of its
+// own.
 //
 // The table is the app's: the store checks its layout through the catalog
 // when it opens, and changes nothing in it unless asked (CreateTables, the
@@ -58,6 +59,7 @@ const (
 const (
 	defaultTable        = "token_blocklist"
 	defaultCutoffsTable = "jtiguard_subject_cutoffs"
+	defaultClaimsTable  = "jtiguard_claim_revocations"
 	// AdminType is what the admin API writes in the type column.
 	AdminType = "admin"
 )
@@ -97,6 +99,10 @@ type Config struct {
 	// CutoffsTable is this server's own table of subject cutoffs; by
 	// default "jtiguard_subject_cutoffs", used when it exists.
 	CutoffsTable Column
+	// ClaimsTable is this server's own table of claim entries (a sid
+	// logged out, other claims): by default "jtiguard_claim_revocations",
+	// used when it exists, created only by CreateTables.
+	ClaimsTable Column
 
 	// AccessTokenExpires and RefreshTokenExpires are the app's
 	// JWT_ACCESS_TOKEN_EXPIRES and JWT_REFRESH_TOKEN_EXPIRES. Without an
@@ -156,6 +162,8 @@ type Store struct {
 	zone  *time.Location // the zone naive timestamps may be in, besides UTC
 	grace int64
 	maxID atomic.Int64
+	// claimsMaxID is the highest id of the claims table seen.
+	claimsMaxID atomic.Int64
 
 	unreadable atomic.Int64
 	warnMu     sync.Mutex
@@ -165,6 +173,7 @@ type Store struct {
 type queries struct {
 	load, poll, insert, deleteJTI, pruneScan, pruneRow string
 	loadCutoffs, upsertCutoff, deleteCutoff, pruneCut  string
+	claims                                             claimQueries
 	loadFilter                                         filter
 }
 
@@ -216,7 +225,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: %q", ErrBadDriver, cfg.Driver)
 	}
 	names := []string{cfg.Table, cfg.IDColumn, cfg.JTIColumn, cfg.TypeColumn.Name, cfg.CreatedColumn.Name,
-		cfg.ExpiresColumn.Name, cfg.IssColumn, cfg.CutoffsTable.Name}
+		cfg.ExpiresColumn.Name, cfg.IssColumn, cfg.CutoffsTable.Name, cfg.ClaimsTable.Name}
 	for i, n := range names {
 		if n == "" {
 			continue
@@ -304,8 +313,26 @@ func (s *Store) init(ctx context.Context) error {
 			}
 		}
 	}
+	claimsName := s.claimsTableName()
+	var clt tableInfo
+	if claimsName != "" {
+		if clt, err = s.describe(ctx, claimsName); err != nil {
+			return err
+		}
+		if clt == nil && s.cfg.CreateTables {
+			if err := s.createClaims(ctx, claimsName); err != nil {
+				return err
+			}
+			if clt, err = s.describe(ctx, claimsName); err != nil {
+				return err
+			}
+		}
+	}
 	created := s.r.createdBlocklist
 	if s.r, err = s.resolve(t, ct); err != nil {
+		return err
+	}
+	if err := s.resolveClaims(clt); err != nil {
 		return err
 	}
 	s.r.createdBlocklist = created
@@ -316,6 +343,9 @@ func (s *Store) init(ctx context.Context) error {
 	}
 	if !s.r.cutoffs {
 		log.Info("no subject cutoffs table: admin revocations of a subject are off", "table", cutName)
+	}
+	if !s.r.claims {
+		log.Info("no claim entries table: revocations by claim (sid) are off", "table", orDefault(claimsName, defaultClaimsTable))
 	}
 	log.Info("blocklist table checked", "table", s.cfg.Table, "layout", s.describeLayout())
 	return nil
@@ -482,6 +512,9 @@ ON CONFLICT (%s, %s) DO UPDATE SET %s = excluded.%s, %s = excluded.%s`,
 		q.deleteCutoff = fmt.Sprintf(`DELETE FROM %s WHERE %s = %s AND %s = %s`, ct, iss, s.ph(1), sub, s.ph(2))
 		q.pruneCut = fmt.Sprintf(`DELETE FROM %s WHERE %s IS NOT NULL AND %s > 0 AND %s <= %s`, ct, exp, exp, exp, s.ph(1))
 	}
+	if r.claims {
+		q.claims = s.buildClaimQueries()
+	}
 	return q
 }
 
@@ -591,12 +624,22 @@ func (s *Store) classify(ctx context.Context, err error) error {
 			return err
 		}
 	}
+	var clt tableInfo
+	if s.r.claims {
+		if clt, derr = s.describe(ctx, s.r.claimsTable); derr != nil {
+			return err
+		}
+	}
 	var problem error
 	switch {
 	case t == nil:
 		problem = &SchemaError{Table: s.cfg.Table, Problem: "no longer exists"}
 	case s.r.cutoffs && ct == nil:
 		problem = &SchemaError{Table: s.r.cutoffsTable, Problem: "no longer exists"}
+	case s.r.claims && clt == nil:
+		problem = &SchemaError{Table: s.r.claimsTable, Problem: "no longer exists"}
+	case s.r.claims && checkClaimsColumns(s.r.claimsTable, clt) != nil:
+		problem = checkClaimsColumns(s.r.claimsTable, clt)
 	default:
 		r, rerr := s.resolve(t, ct)
 		switch {
@@ -755,6 +798,9 @@ func (s *Store) Load(ctx context.Context) (rs.State, error) {
 	if st.Cutoffs, err = s.loadCutoffs(ctx); err != nil {
 		return rs.State{}, err
 	}
+	if st.Entries, err = s.loadClaims(ctx, st.Entries); err != nil {
+		return rs.State{}, err
+	}
 	// Only move forward: a follower may already have seen newer rows. (The
 	// filter may have hidden the newest rows; the poll's lookback and the
 	// index's no-op puts make re-reading them harmless.)
@@ -858,6 +904,9 @@ func (s *Store) PollOnce(ctx context.Context, sink rs.Sink) error {
 			break
 		}
 	}
+	if err := s.pollClaims(ctx, sink); err != nil {
+		return err
+	}
 	if !s.r.cutoffs {
 		return nil
 	}
@@ -933,6 +982,14 @@ func (s *Store) Prune(ctx context.Context) (int64, error) {
 		k, _ := res.RowsAffected()
 		n += k
 	}
+	if s.r.claims {
+		res, err := s.db.ExecContext(ctx, s.q.claims.prune, now-s.grace)
+		if err != nil {
+			return n, fmt.Errorf("prune claim entries: %w", err)
+		}
+		k, _ := res.RowsAffected()
+		n += k
+	}
 	return n, nil
 }
 
@@ -952,6 +1009,9 @@ func (s *Store) EffectiveEntry(e rs.Entry) rs.Entry {
 // RevokeToken inserts a row, as flask-jwt-extended does on logout. Several
 // rows for one jti may exist; the longest expiry wins.
 func (s *Store) RevokeToken(ctx context.Context, e rs.Entry) error {
+	if e.Claim != "" {
+		return fmt.Errorf("%w: a claim entry is not a jti (RevokeClaim)", rs.ErrInvalid)
+	}
 	if s.r.insertBlockedBy != "" {
 		return fmt.Errorf("%w: %s", rs.ErrReadOnly, s.r.insertBlockedBy)
 	}

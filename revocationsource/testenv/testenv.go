@@ -46,3 +46,21 @@ func RedisServerBinary(t testing.TB) string {
 	t.Skip(msg)
 	return ""
 }
+
+// PythonWithPyJWT is Debian's /usr/bin/python3 when it has PyJWT and
+// cryptography (python3-jwt, python3-cryptography), for tests that check
+// logout tokens minted by an independent implementation. Missing, the test
+// is skipped, or fails under CI=true.
+func PythonWithPyJWT(t testing.TB) string {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import jwt, cryptography").Run(); err == nil {
+		return py
+	}
+	msg := py + " lacks PyJWT or cryptography: apt-get install python3-jwt python3-cryptography (scripts/test-services.sh does)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (CI=true: not skipping)")
+	}
+	t.Skip(msg)
+	return ""
+}
