@@ -57,14 +57,24 @@ type Peeked struct {
 	IatUnreadable bool
 	// Overflow reports a claim repeated more than MaxValues times.
 	Overflow bool
+	// Claims holds, for each name PeekClaims was given, the string values of that top-level
+	// claim (sid, and the claims an operator revokes by).
+	Claims [MaxClaims]Values
 
 	buf []byte
 }
 
+// MaxClaims bounds the claim names besides jti and sub that revocation can key on.
+const MaxClaims = 8
+
 // Peek decodes a candidate payload as leniently as PyJWT (see appendLenientBase64) and reads
 // its claims as leniently as any JSON parser: a syntax error stops the reading but keeps
 // what was read before it.
-func (p *Peeked) Peek(payload string) {
+func (p *Peeked) Peek(payload string) { p.PeekClaims(payload, nil) }
+
+// PeekClaims is Peek that also collects the string values of the named top-level claims into
+// Claims (at most MaxClaims names; names must not be jti, sub, iss or iat).
+func (p *Peeked) PeekClaims(payload string, names []string) {
 	buf := appendLenientBase64(p.buf[:0], payload)
 	*p = Peeked{buf: buf}
 	j := jsonReader{b: buf}
@@ -126,8 +136,19 @@ func (p *Peeked) Peek(payload string) {
 				p.NIat++
 			}
 		default:
-			if !j.skip(0) {
+			k := claimIndex(names, key)
+			if k < 0 {
+				if !j.skip(0) {
+					return
+				}
+				break
+			}
+			v, isString, ok := j.scalar()
+			if !ok {
 				return
+			}
+			if isString && v != "" {
+				p.Overflow = p.Overflow || !p.Claims[k].add(v)
 			}
 		}
 		j.ws()
@@ -191,17 +212,17 @@ func (j *jsonReader) eat(c byte) bool {
 	return false
 }
 
-// key reads a member name; names longer than any claim this package reads come back as a
-// placeholder that matches nothing.
-func (j *jsonReader) key() (string, bool) {
-	s, ok := j.str()
-	if !ok {
-		return "", false
+// key reads a member name.
+func (j *jsonReader) key() (string, bool) { return j.str() }
+
+// claimIndex is the index of key among names, or -1.
+func claimIndex(names []string, key string) int {
+	for i, n := range names {
+		if i < MaxClaims && n == key {
+			return i
+		}
 	}
-	if len(s) > 3 {
-		return "-", true
-	}
-	return s, true
+	return -1
 }
 
 // str reads a string at j.i, unescaping it in place.
