@@ -58,6 +58,10 @@ type Index struct {
 	// grace. Holding is not content: it does not change the version.
 	heldE map[EntryKey]struct{}
 	heldC map[CutoffKey]struct{}
+	// changed is closed, and replaced, whenever the version changes: every
+	// long poll waiting on the list (Server) wakes at once, whichever store
+	// or admin request made the change, and nothing runs while it does not.
+	changed chan struct{}
 
 	nextExp atomic.Int64
 }
@@ -92,6 +96,7 @@ func NewIndex(now func() time.Time, maxLog int) *Index {
 		versions: make(map[string]uint64),
 		heldE:    make(map[EntryKey]struct{}),
 		heldC:    make(map[CutoffKey]struct{}),
+		changed:  make(chan struct{}),
 	}
 	x.nextExp.Store(math.MaxInt64)
 	x.recordVersionLocked()
@@ -130,6 +135,15 @@ func (x *Index) Version() string {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return x.version
+}
+
+// Watch returns the current version and a channel that is closed when the
+// version next changes. Both are read under one lock, so a change made just
+// after the version was read cannot be missed.
+func (x *Index) Watch() (string, <-chan struct{}) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.version, x.changed
 }
 
 // Seq is the number of changes applied so far.
@@ -395,7 +409,12 @@ func (x *Index) cutoffHash(k CutoffKey, v cutoffVal) (uint64, uint64) {
 }
 
 func (x *Index) recordVersionLocked() {
-	x.version = fmt.Sprintf("c1.%016x%016x", x.sumA, x.sumB)
+	v := fmt.Sprintf("c1.%016x%016x", x.sumA, x.sumB)
+	if v != x.version && x.changed != nil {
+		close(x.changed)
+		x.changed = make(chan struct{})
+	}
+	x.version = v
 	x.versions[x.version] = x.seq
 	x.vring = append(x.vring, versionAt{seq: x.seq, version: x.version})
 }

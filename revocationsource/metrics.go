@@ -14,6 +14,8 @@ type Metrics struct {
 	ReconcileTime   prometheus.Histogram
 	InvalidItems    prometheus.Counter
 	LastSyncSeconds prometheus.Gauge
+	Watchers        prometheus.Gauge
+	WatchOverflows  prometheus.Counter
 }
 
 // NewMetrics registers the instruments, plus gauges that read idx.
@@ -21,7 +23,7 @@ func NewMetrics(reg prometheus.Registerer, idx *Index) *Metrics {
 	m := &Metrics{
 		FeedResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "revocation_source_feed_responses_total",
-			Help: "Feed responses by kind (snapshot, delta, not_modified, error) and content encoding.",
+			Help: "Feed responses by kind (snapshot, delta, not_modified, unauthorized, error, and gone: a long poll whose client left) and content encoding.",
 		}, []string{"kind", "encoding"}),
 		FeedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "revocation_source_feed_response_bytes_total",
@@ -57,9 +59,17 @@ func NewMetrics(reg prometheus.Registerer, idx *Index) *Metrics {
 			Name: "revocation_source_last_sync_timestamp_seconds",
 			Help: "Unix time of the last successful full read of the store.",
 		}),
+		Watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "revocation_source_watchers",
+			Help: "Long polls (?wait=) held now, waiting for the list to change.",
+		}),
+		WatchOverflows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "revocation_source_watch_overflows_total",
+			Help: "Long polls answered at once because --max-watchers were already held.",
+		}),
 	}
 	reg.MustRegister(m.FeedResponses, m.FeedBytes, m.SnapshotBuild, m.AdminRequests, m.StoreErrors,
-		m.Reconciles, m.ReconcileTime, m.InvalidItems, m.LastSyncSeconds)
+		m.Reconciles, m.ReconcileTime, m.InvalidItems, m.LastSyncSeconds, m.Watchers, m.WatchOverflows)
 	if idx != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,17 @@ type Server struct {
 	Ready func() bool
 	// Gatherer serves /metrics (nil: no /metrics).
 	Gatherer prometheus.Gatherer
+	// MaxWait caps the wait of a long poll (0: DefaultMaxWait; < 0: long
+	// polls are answered at once).
+	MaxWait time.Duration
+	// MaxWatchers bounds the long polls held at once (0:
+	// DefaultMaxWatchers; < 0: none). Past it they are answered at once.
+	MaxWatchers int
+
+	initOnce  sync.Once
+	draining  chan struct{} // closed by Drain
+	drainOnce sync.Once
+	watchers  atomic.Int64
 
 	snapMu sync.Mutex
 	snap   *snapBuild
@@ -68,7 +80,8 @@ type Server struct {
 }
 
 type snapBuild struct {
-	version string
+	key     string // the version asked for; read and written under snapMu
+	version string // the version built, which may be later; set before done closes
 	done    chan struct{}
 	body    encoded
 }
@@ -94,14 +107,21 @@ func (e *encoded) gzipped() []byte {
 	return e.gz
 }
 
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		s.draining = make(chan struct{})
+	})
+}
+
 // Handler returns the HTTP routes.
 func (s *Server) Handler() http.Handler {
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
-	if s.Now == nil {
-		s.Now = time.Now
-	}
+	s.init()
 	mux := http.NewServeMux()
 	feed := http.HandlerFunc(s.serveFeed)
 	mux.Handle("GET "+FeedPath, s.bearer(s.FeedToken, "feed", feed))
@@ -121,6 +141,8 @@ func (s *Server) Handler() http.Handler {
 	if s.AdminToken != "" {
 		mux.HandleFunc("POST "+AdminPath, s.admin(s.adminRevoke))
 		mux.HandleFunc("DELETE "+AdminPath, s.admin(s.adminUnrevoke))
+		mux.HandleFunc("GET "+AdminPath, s.adminRead(s.adminList))
+		mux.HandleFunc("GET "+AdminStatusPath, s.adminRead(s.adminStatus))
 	}
 	return mux
 }
@@ -133,8 +155,18 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "store has not answered yet", http.StatusServiceUnavailable)
 		return
 	}
+	q := r.URL.Query()
+	since := q.Get("since")
+	if len(since) > MaxVersionBytes {
+		since = "" // never one of ours: a snapshot, as for any unknown version
+	}
+	wait, err := ParseWait(q.Get("wait"))
+	if err != nil {
+		s.countFeed("error", "identity", 0)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	s.Index.MaybeExpire()
-	cur := s.Index.Version()
 	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
 	enc := "identity"
 	if gz {
@@ -143,6 +175,23 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Vary", "Accept-Encoding")
 	h.Set("Cache-Control", "no-cache")
+	if wait > 0 && clientAt(r, since, s.Index.Version()) {
+		switch res, v, held := s.tryHold(w, r, since, wait); {
+		case !held, res == holdChanged:
+			// Answer as a normal poll does, from the version now current.
+		case res == holdGone:
+			s.countFeed("gone", enc, 0)
+			return
+		default:
+			// The wait ended with the client still current: 304, with the
+			// ETag of the version it holds, even when it sent only since.
+			h.Set("ETag", etag("", v, gz))
+			w.WriteHeader(http.StatusNotModified)
+			s.countFeed("not_modified", enc, 0)
+			return
+		}
+	}
+	cur := s.Index.Version()
 	if etagMatches(r.Header.Get("If-None-Match"), cur) {
 		h.Set("ETag", etag("", cur, gz))
 		w.WriteHeader(http.StatusNotModified)
@@ -154,7 +203,7 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request) {
 		kind string
 		tag  string
 	)
-	if since := r.URL.Query().Get("since"); since != "" && len(since) <= MaxVersionBytes {
+	if since != "" {
 		if d, version, ok := s.delta(since); ok {
 			body, kind, tag = d, "delta", etag(since, version, gz)
 		}
@@ -192,12 +241,12 @@ func (s *Server) countFeed(kind, enc string, n int) {
 func (s *Server) snapshot() (*encoded, string) {
 	cur := s.Index.Version()
 	s.snapMu.Lock()
-	if b := s.snap; b != nil && b.version == cur {
+	if b := s.snap; b != nil && b.key == cur {
 		s.snapMu.Unlock()
 		<-b.done
 		return &b.body, b.version
 	}
-	b := &snapBuild{version: cur, done: make(chan struct{})}
+	b := &snapBuild{key: cur, done: make(chan struct{})}
 	s.snap = b
 	s.snapMu.Unlock()
 
@@ -379,12 +428,20 @@ func (s *Server) bearer(token, what string, next http.Handler) http.Handler {
 	})
 }
 
-func (s *Server) admin(next func(*http.Request) (int, error)) http.HandlerFunc {
+// adminAuthorized checks the admin token, answering 401 when it is wrong.
+func (s *Server) adminAuthorized(w http.ResponseWriter, r *http.Request) bool {
 	want := sha256.Sum256([]byte(s.AdminToken))
+	if bearerMatches(r.Header.Get("Authorization"), want) {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="revocation-source"`)
+	s.adminReply(w, r, http.StatusUnauthorized, "", errors.New("missing or wrong bearer token"))
+	return false
+}
+
+func (s *Server) admin(next func(*http.Request) (int, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !bearerMatches(r.Header.Get("Authorization"), want) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="revocation-source"`)
-			s.adminReply(w, r, http.StatusUnauthorized, "", errors.New("missing or wrong bearer token"))
+		if !s.adminAuthorized(w, r) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxAdminBody)

@@ -23,6 +23,10 @@ var errHelp = errors.New("help requested")
 
 const envPrefix = "REVOCATION_SOURCE_"
 
+// maxMaxWait bounds --max-wait: Envoy's default stream idle timeout is 5
+// minutes, and the HTTP server's write timeout is set from it.
+const maxMaxWait = 5 * time.Minute
+
 // config is every setting. Each flag --name can also be set with the
 // environment variable REVOCATION_SOURCE_NAME (upper case, '-' → '_'); a flag
 // on the command line wins. Secrets (tokens, the Redis password) come from
@@ -40,6 +44,8 @@ type config struct {
 	logLevel         string
 	logFormat        string
 	shutdownTimeout  time.Duration
+	maxWait          time.Duration
+	maxWatchers      int
 
 	sqlitePath     string
 	postgresDSN    string
@@ -257,7 +263,9 @@ func specs(c *config) []flagSpec {
 	str("General", "metrics-token-file", "", "file with the bearer token /metrics requires (or env REVOCATION_SOURCE_METRICS_TOKEN)", &c.metricsTokenFile)
 	enum("General", "log-level", "info", "debug, info, warn or error", &c.logLevel, "debug", "info", "warn", "error")
 	enum("General", "log-format", "json", "json or text", &c.logFormat, "json", "text")
-	dur("General", "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGINT/SIGTERM", &c.shutdownTimeout)
+	dur("General", "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGINT/SIGTERM (held long polls are answered 304 at once)", &c.shutdownTimeout)
+	dur("General", "max-wait", rs.DefaultMaxWait, "longest a long poll (?wait=) is held; answered up to 1/16 sooner, at random; 0 = long polls are answered at once", &c.maxWait)
+	num("General", "max-watchers", rs.DefaultMaxWatchers, "most long polls held at once; past it they are answered at once; 0 = none", &c.maxWatchers)
 
 	str("SQL", "sqlite-path", "./revocations.db", "SQLite file for --store=sqlite (the app's; it is not created unless --sql-create-tables)", &c.sqlitePath)
 	str("SQL", "postgres-dsn", "", "PostgreSQL URL for --store=postgres, e.g. postgres://user:pass@host:5432/db", &c.postgresDSN)
@@ -344,7 +352,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (config, 
 		return c, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("%w: unexpected argument %q (flags are --name=value; see --help)", ErrConfig, fs.Arg(0))
+		return c, fmt.Errorf("%w: unexpected argument %q (flags are --name=value; the subcommands, first on the line: revoke, unrevoke, list, status; see --help)", ErrConfig, fs.Arg(0))
 	}
 	return c, c.validate()
 }
@@ -437,6 +445,12 @@ func (c *config) validate() error {
 	if c.maxLog < 1 {
 		return bad("max-log-changes", "%d must be at least 1", c.maxLog)
 	}
+	if c.maxWait > maxMaxWait {
+		return bad("max-wait", "%s is over %s; proxies between the filter and the source close idle requests long before", shortDuration(c.maxWait), shortDuration(maxMaxWait))
+	}
+	if c.maxWatchers < 0 {
+		return bad("max-watchers", "%d must be 0 or more", c.maxWatchers)
+	}
 	if c.maxEntries < 1 {
 		return bad("max-entries", "%d must be at least 1", c.maxEntries)
 	}
@@ -481,10 +495,18 @@ func printHelp(w io.Writer) {
 	var c config
 	all := specs(&c)
 	fmt.Fprint(w, `Usage: revocation-source [--flag=value ...]
+       revocation-source revoke|unrevoke|list|status [--flag=value ...]
 
 Serves the jtiguard revocation feed (/v1/revocations) from the blocklist that a
 flask-jwt-extended app keeps in SQLite, PostgreSQL or Redis, or from a file.
 See docs/revocation-source.md.
+
+With a subcommand it talks to a running source's admin API instead (its
+--help lists its flags):
+  revoke     revoke a jti, or a subject's tokens issued before a time
+  unrevoke   remove a jti's revocation or a subject's cutoff
+  list       list revocations, a page at a time, with filters
+  status     show the list version, counts and readiness
 
 Every flag can also be set with the environment variable shown in brackets; a
 flag on the command line wins. An empty variable sets a text flag to "".

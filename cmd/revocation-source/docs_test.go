@@ -64,7 +64,7 @@ func commands(block string) []string {
 	return out
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,6 +76,10 @@ func freePort(t *testing.T) string {
 }
 
 var serverLine = regexp.MustCompile(`(^|\s)\./revocation-source(\s|$)`)
+
+// cliLine is the binary run as the admin API's client: a command, not a
+// server to start.
+var cliLine = regexp.MustCompile(`(^|\s)\./revocation-source (revoke|unrevoke|list|status)(\s|$)`)
 
 // TestDocsCommands runs every command of docs/revocation-source.md, in
 // order, in one bash, in a temporary directory, against the test services:
@@ -152,7 +156,7 @@ __ready() {
 				script.WriteString(`(cd "$REPO" && exec >/dev/null 2>&1 && go test -n ` + strings.TrimPrefix(cmd, "go test ") + "\n)\n")
 			case strings.Contains(cmd, "scripts/"):
 				script.WriteString(`(cd "$REPO" && ` + cmd + "\n)\n")
-			case serverLine.MatchString(cmd) && !strings.Contains(cmd, "--help"):
+			case serverLine.MatchString(cmd) && !strings.Contains(cmd, "--help") && !cliLine.MatchString(cmd):
 				servers++
 				line := strings.TrimSpace(strings.TrimSuffix(cmd, "&"))
 				script.WriteString("__stop\n" + line + ` 2>"$WORK/server.log" &` + "\n__pid=$!\n__ready " + shellQuote(line) + "\n")
@@ -178,8 +182,12 @@ __ready() {
 	if err != nil || !strings.Contains(out.String(), fmt.Sprintf("__DONE %d", servers)) {
 		t.Fatalf("the docs' commands failed: %v\n--- script\n%s\n--- output\n%s", err, script.String(), out.String())
 	}
-	// The file example's entries and the admin example's revocation were served.
-	for _, want := range []string{`"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10"`, `"version":"c1.`} {
+	// The file example's entries and the admin example's revocation were
+	// served; the CLI listed and failed as documented; the long poll was
+	// woken by the revoke and answered 304 when nothing changed.
+	for _, want := range []string{`"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10"`, `"version":"c1.`,
+		`"cutoffs":[{"sub":"user-17"`, `"watchers":0}`, "revoked jti 0b5d7a1e-2f44-4c1e-8d0a-6a2b9c3e4f51", "KIND  JTI/SUB", "ready     true",
+		`"next_cursor": "`, "exit 3", `"added":[{"jti":"watched-revocation"}]`, `304 "c1.`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %s:\n%s", want, out.String())
 		}

@@ -1,6 +1,8 @@
 // Command revocation-source serves the jtiguard revocation feed
-// (docs/feed.md) from Redis, PostgreSQL, SQLite or a file. See
-// docs/revocation-source.md, or run it with --help.
+// (docs/feed.md) from Redis, PostgreSQL, SQLite or a file. With a
+// subcommand (revoke, unrevoke, list, status) it is the client of a running
+// source's admin API instead. See docs/revocation-source.md, or run it with
+// --help.
 package main
 
 import (
@@ -26,6 +28,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && isSubcommand(os.Args[1]) {
+		os.Exit(runCLI(context.Background(), os.Args[1], os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr))
+	}
 	err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	switch {
 	case err == nil:
@@ -72,7 +77,14 @@ func runWith(ctx context.Context, args []string, lookupEnv func(string) (string,
 	var syncer atomic.Pointer[rs.Syncer]
 	srv := &rs.Server{Index: idx, Store: store, Metrics: metrics, Logger: log, Gatherer: reg,
 		AdminToken: sec.admin, FeedToken: sec.feed, MetricsToken: sec.metrics,
+		MaxWait: c.maxWait, MaxWatchers: c.maxWatchers,
 		Ready: func() bool { s := syncer.Load(); return s != nil && s.Ready() }}
+	if c.maxWait == 0 {
+		srv.MaxWait = -1 // 0 turns long polls off; the Server's 0 is its default
+	}
+	if c.maxWatchers == 0 {
+		srv.MaxWatchers = -1
+	}
 	if sec.admin == "" {
 		log.Warn("no admin token configured (REVOCATION_SOURCE_ADMIN_TOKEN or --admin-token-file): admin API disabled, its paths answer 404")
 	}
@@ -93,14 +105,19 @@ func runWith(ctx context.Context, args []string, lookupEnv func(string) (string,
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		// A large snapshot to a slow client takes a while.
+		// A large snapshot to a slow client takes a while. A held long
+		// poll moves its own deadlines past the hold (rs.Server).
 		WriteTimeout:   5 * time.Minute,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 	}
+	// Shutdown waits for requests in flight: answer the held long polls at
+	// once (304) rather than after their wait.
+	hs.RegisterOnShutdown(srv.Drain)
 	log.Info("revocation source listening", "addr", ln.Addr().String(), "store", c.store,
 		"admin_api", sec.admin != "", "feed_auth", sec.feed != "", "metrics_auth", sec.metrics != "",
-		"expiry_grace", c.expiryGrace.String(), "reconcile_interval", c.reconcile.String(), "max_log_changes", strconv.Itoa(c.maxLog))
+		"expiry_grace", c.expiryGrace.String(), "reconcile_interval", c.reconcile.String(), "max_log_changes", strconv.Itoa(c.maxLog),
+		"max_wait", c.maxWait.String(), "max_watchers", c.maxWatchers)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	shutdown := func() error {

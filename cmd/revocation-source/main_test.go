@@ -55,6 +55,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bool", []string{"--sql-create-tables=maybe"}, nil, []string{"--sql-create-tables", "true or false"}},
 		{"grace too long", []string{"--expiry-grace=48h"}, nil, []string{"--expiry-grace", "24h"}},
 		{"zero poll", []string{"--file-poll-interval=0"}, nil, []string{"--file-poll-interval", "above 0"}},
+		{"wait too long", []string{"--max-wait=10m"}, nil, []string{"--max-wait", "10m", "over 5m"}},
+		{"wait without unit", nil, map[string]string{"REVOCATION_SOURCE_MAX_WAIT": "30"}, []string{"REVOCATION_SOURCE_MAX_WAIT", `"30"`, "needs a unit"}},
+		{"negative watchers", []string{"--max-watchers=-1"}, nil, []string{"--max-watchers", "0 or more"}},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, envOf(tt.env))
@@ -76,7 +79,7 @@ func TestParseConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.listen != "127.0.0.1:8081" || c.sqlCreate || c.sqlPrune != 0 || c.expiryGrace != time.Hour ||
-		c.sqlType.Set || c.sqlType.Name != "type" || c.sqlExpires.Set {
+		c.sqlType.Set || c.sqlType.Name != "type" || c.sqlExpires.Set || c.maxWait != 30*time.Second || c.maxWatchers != 10000 {
 		t.Fatalf("defaults %+v", c)
 	}
 	c, err = parseConfig([]string{"--store=redis"}, envOf(map[string]string{"REVOCATION_SOURCE_STORE": "file"}))
