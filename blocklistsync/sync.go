@@ -58,8 +58,10 @@ const compactEvery = 10 * time.Minute
 const minGuardedShrink = 10
 
 // watchBurst bounds the polls sent at once after an answer (a change, a long poll that was
-// held, the first list): at most this many start within one interval, so a broken source that
-// answers every poll at once with a "change" cannot make the lease holder spin.
+// held, the first list): on average at most this many per interval, in bursts of at most this
+// many. A broken source that answers every poll at once with a "change" cannot make the lease
+// holder spin, and a storm of revocations is batched (each publication makes every worker VM
+// copy the list) without holding any of them back by more than interval / watchBurst.
 const watchBurst = 10
 
 // minWatchWait is the shortest wait worth sending; a shorter one (a tight max_staleness) makes
@@ -87,9 +89,10 @@ type Syncer struct {
 	// seq numbers this VM's polls: a reply to a poll given up on (see Tick) is ignored, so one
 	// VM never has two polls in play.
 	seq uint32
-	// starts holds the start times of the last watchBurst polls (a ring; next is the oldest).
-	starts     [watchBurst]time.Time
-	startsNext int
+	// burstTAT is the rate limiter of the polls sent at once (the theoretical arrival time
+	// of the generic cell rate algorithm, with watchBurst polls per interval in bursts of
+	// watchBurst).
+	burstTAT time.Time
 	// conditional is whether the poll in flight named the list held (since= or
 	// if-none-match): only then does a 304 mean "keep it".
 	conditional bool
@@ -136,8 +139,14 @@ func NewSyncer(cfg Config, o SyncOptions) *Syncer {
 
 // TickPeriod is how often Tick should run: a fraction of the interval, so jitter and backoff
 // have a resolution finer than the interval itself, and a lease is renewed well within its TTL.
+// With the long poll on it is at most the pace of polls sent at once (interval / watchBurst):
+// a poll held back by that limit waits for a tick.
 func (s *Syncer) TickPeriod() time.Duration {
-	return min(max(s.cfg.Interval.D()/5, 20*time.Millisecond), time.Second)
+	d := s.cfg.Interval.D() / 5
+	if s.cfg.Watch.Wait > 0 {
+		d = s.cfg.Interval.D() / watchBurst
+	}
+	return min(max(d, 20*time.Millisecond), time.Second)
 }
 
 // Tick takes or renews the lease and, if this VM holds it and a poll is due, polls. The lease
@@ -251,8 +260,6 @@ func (s *Syncer) poll(now time.Time, failures uint32, mergeable bool) {
 		s.m.watches.Increment(1)
 	}
 	s.inFlightSince, s.inFlightWait, s.inFlightTimeout = now, wait, wait+s.cfg.Timeout.D()
-	s.starts[s.startsNext] = now
-	s.startsNext = (s.startsNext + 1) % watchBurst
 	s.seq++
 	seq := s.seq
 	cb := func(numHeaders, bodySize, numTrailers int) { s.onResponse(seq, numHeaders, bodySize, numTrailers) }
@@ -612,11 +619,12 @@ func (s *Syncer) currentFailures() uint32 {
 // succeed resets the backoff; after failures it says how long the list went without a sync.
 // changed is whether the answer brought a list other than the one held.
 //
-// The next poll is a long poll sent at once when the long poll is on and this answer was a
-// change, a long poll the source held (for at least half its wait), or a plain poll (the
-// first, or one after a failure) that the next long poll replaces. Otherwise it is due after
-// the interval, as without the long poll: a source that ignores wait answers at once and is
-// polled once per interval, no more. Polls sent at once are bounded to watchBurst per interval.
+// With the long poll on, the next poll, a long poll, is sent at once after a change, after a
+// long poll the source held (for at least half its wait), and after a plain poll (the first,
+// or one after a failure) that it replaces. After an early answer without a change it is due
+// one interval after this poll started, as without the long poll: a source that ignores wait
+// is polled once per interval, no more. Polls sent at once are limited to watchBurst per
+// interval, in bursts of watchBurst.
 func (s *Syncer) succeed(now time.Time, failures uint32, freshBefore time.Time, changed bool) {
 	s.m.successes.Increment(1)
 	if failures > 0 {
@@ -626,17 +634,22 @@ func (s *Syncer) succeed(now time.Time, failures uint32, freshBefore time.Time, 
 		}
 		s.log(abi.LogLevelInfo, fmt.Sprintf("sync: recovered after %d failed polls; %s", failures, since))
 	}
-	held := s.inFlightWait > 0 && now.Sub(s.inFlightSince) >= s.inFlightWait/2
 	s.reader.Reload() // the success just recorded is the list's new age, which bounds the wait
-	if s.watchWait(now) > 0 && (s.inFlightWait == 0 || changed || held) {
-		next := now
-		if oldest := s.starts[s.startsNext]; !oldest.IsZero() && oldest.Add(s.cfg.Interval.D()).After(next) {
-			next = oldest.Add(s.cfg.Interval.D())
-		}
-		s.scheduleAt(next, 0)
+	if s.watchWait(now) == 0 {
+		s.scheduleAt(now.Add(s.jitter(s.cfg.Interval.D())), 0)
 		return
 	}
-	s.scheduleAt(now.Add(s.jitter(s.cfg.Interval.D())), 0)
+	next := now
+	if early := now.Sub(s.inFlightSince) < s.inFlightWait/2; early && !changed {
+		// Answered early without a change: the source may ignore wait. Keep the plain poll's
+		// pace, counted from this poll's start, so a source that holds polls for less than
+		// half the wait but longer than the interval is still watched without a gap.
+		next = s.inFlightSince.Add(s.jitter(s.cfg.Interval.D()))
+	}
+	if next.Equal(now) {
+		next = s.burstLimit(now)
+	}
+	s.scheduleAt(next, 0)
 }
 
 // fail counts a failure and backs off: the retry waits interval × 2^(failures-1), capped at
@@ -684,6 +697,25 @@ func (s *Syncer) fail(now time.Time, failures uint32, reason string, rejected bo
 	s.log(abi.LogLevelWarn, fmt.Sprintf("sync: poll failed (%d in a row), %s, retry in %s: %s",
 		failures, state, next.Sub(now).Round(time.Millisecond), reason))
 	s.scheduleAt(next, failures)
+}
+
+// burstLimit returns when a poll wanted at once may start: now, or later when watchBurst
+// polls went out at once in quick succession; the pace is then one per interval / watchBurst.
+func (s *Syncer) burstLimit(now time.Time) time.Time {
+	step := s.cfg.Interval.D() / watchBurst
+	at := now
+	if earliest := s.burstTAT.Add(-(watchBurst - 1) * step); earliest.After(at) {
+		at = earliest
+	}
+	s.burstTAT = maxTime(s.burstTAT, at).Add(step)
+	return at
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (s *Syncer) scheduleAt(due time.Time, failures uint32) {

@@ -137,10 +137,30 @@ func TestWatchNotModifiedAfterTheWait(t *testing.T) {
 	}
 }
 
+// TestWatchSourceCappingTheWait: a source that holds polls for less than the wait asked for
+// (its own cap, 8 s of 25 s) but longer than the interval is watched without a gap: each 304
+// is followed at once by the next long poll.
+func TestWatchSourceCappingTheWait(t *testing.T) {
+	r := watchRig(t)
+	a := r.vm(1, "jtiguard.")
+	a.sync.Tick()
+	a.host.answer(200, jsonHeaders, snapshotBody("v1", "a"))
+	for round := range 5 {
+		for range 80 {
+			r.advance(100 * time.Millisecond)
+			a.sync.Tick()
+		}
+		a.host.answer(304, nil, "")
+		if len(a.open()) != 1 {
+			t.Fatalf("round %d: no long poll at once after a 304 held for 8s", round)
+		}
+	}
+}
+
 // TestWatchSourceIgnoringWait: a source that answers at once whatever the wait costs what a
 // plain poll costs: after a 304 or an unchanged 200 the next poll is due one interval later;
-// only a change is followed at once, and at most watchBurst polls start in one interval
-// even when every answer is a change.
+// only a change is followed at once, and even when every answer is a change at most
+// watchBurst polls start at once, then one per interval / watchBurst.
 func TestWatchSourceIgnoringWait(t *testing.T) {
 	r := watchRig(t)
 	a := r.vm(1, "jtiguard.")
@@ -150,13 +170,13 @@ func TestWatchSourceIgnoringWait(t *testing.T) {
 	period := a.sync.TickPeriod()
 
 	// Answered at once: 304, then an empty delta (same version).
+	sent := r.now
 	for _, answer := range []func(){
 		func() { a.host.answer(304, nil, "") },
 		func() { a.host.answer(200, jsonHeaders, deltaBody("v1", "v1")) },
 	} {
 		r.advance(10 * time.Millisecond)
 		answer()
-		sent := r.now
 		if n := len(a.open()); n != 0 {
 			t.Fatalf("a poll went out at once after an answer without a change")
 		}
@@ -165,8 +185,9 @@ func TestWatchSourceIgnoringWait(t *testing.T) {
 			a.sync.Tick()
 		}
 		if gap := r.now.Sub(sent); gap < interval || gap > interval+period {
-			t.Fatalf("next poll %s after an unchanged answer; want one interval (%s) to one tick more", gap, interval)
+			t.Fatalf("next poll %s after the start of one answered at once without a change; want one interval (%s) to one tick more", gap, interval)
 		}
+		sent = r.now
 	}
 
 	// A change on every answer, at once: bounded to watchBurst polls per interval.
@@ -185,13 +206,15 @@ func TestWatchSourceIgnoringWait(t *testing.T) {
 		r.advance(period)
 		a.sync.Tick()
 	}
-	for i := watchBurst; i < len(starts); i++ {
-		if d := starts[i].Sub(starts[i-watchBurst]); d < interval {
-			t.Fatalf("polls %d and %d are %s apart: more than %d polls in one interval", i-watchBurst, i, d, watchBurst)
+	// A burst of watchBurst, then watchBurst per interval: never more than 2 × watchBurst
+	// in one interval.
+	for i := 2 * watchBurst; i < len(starts); i++ {
+		if d := starts[i].Sub(starts[i-2*watchBurst]); d < interval {
+			t.Fatalf("polls %d to %d within %s: more than %d in one interval", i-2*watchBurst, i, d, 2*watchBurst)
 		}
 	}
-	if len(starts) < 5*watchBurst {
-		t.Fatalf("%d polls answered with a change in 10 intervals; want about %d (changes are followed at once)", len(starts), 10*watchBurst)
+	if n, want := len(starts), 11*watchBurst; n > want+1 || n < want-watchBurst {
+		t.Fatalf("%d polls answered with a change at once in 10 intervals; want about %d (a burst, then %d per interval)", n, want, watchBurst)
 	}
 }
 
