@@ -59,6 +59,21 @@ type Config struct {
 	// RefuseShrink refuses such an update (counted as rejected; the held list stays and ages)
 	// instead of only warning.
 	RefuseShrink bool `json:"refuse_shrink"`
+	// Watch is the long poll: the lease holder keeps one poll open at the source until the
+	// list changes, so a revocation arrives in well under a second instead of at the next
+	// interval. A source that ignores it answers at once and is polled once per interval,
+	// exactly as without it.
+	Watch WatchConfig `json:"watch"`
+}
+
+// WatchConfig is the "sync.watch" section.
+type WatchConfig struct {
+	// Wait is how long the source may hold a poll waiting for a change (sent as wait=);
+	// 0 turns the long poll off. The callout's timeout is Wait plus sync.timeout, so the
+	// source always has sync.timeout to answer after the wait ends. While the filter has a
+	// max_staleness, the wait sent is at most half of it: a held poll ends in a 304 that
+	// refreshes the list's age, and must do so before the list counts as stale.
+	Wait Duration `json:"wait"`
 }
 
 // Limits on feed content and configuration.
@@ -71,6 +86,12 @@ const (
 	defaultMaxEntries = 2_000_000
 	maxMaxEntries     = 16_000_000
 	maxHeaders        = 32
+	// maxWatchWait stays within Envoy's default stream idle timeout (5 minutes) on the
+	// cluster of the source.
+	maxWatchWait = 5 * time.Minute
+	// defaultWatchWait stays below cmd/revocation-source's cap (30 s) and the idle
+	// timeout of most load balancers (60 s).
+	defaultWatchWait = 25 * time.Second
 )
 
 // ErrInvalidConfig wraps every sync configuration error.
@@ -89,6 +110,7 @@ func DefaultConfig() Config {
 		Jitter:       0.1,
 		MaxBackoff:   Duration(time.Minute),
 		MaxShrink:    0.5,
+		Watch:        WatchConfig{Wait: Duration(defaultWatchWait)},
 	}
 }
 
@@ -141,6 +163,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.MaxShrink > 0 && c.MaxShrink <= 1) { // also refuses NaN
 		bad("max_shrink", "must be a fraction above 0 and at most 1 (1 turns the guard off), got %g", c.MaxShrink)
+	}
+	if w := c.Watch.Wait.D(); w != 0 && (w < time.Second || w > maxWatchWait) {
+		bad("watch.wait", "must be 0s (long poll off) or 1s to %s, got %s", maxWatchWait, w)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))

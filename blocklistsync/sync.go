@@ -57,6 +57,17 @@ const compactEvery = 10 * time.Minute
 // still empty a small list (a few unrevocations) without tripping it.
 const minGuardedShrink = 10
 
+// watchBurst bounds the polls sent at once after an answer (a change, a long poll that was
+// held, the first list): on average at most this many per interval, in bursts of at most this
+// many. A broken source that answers every poll at once with a "change" cannot make the lease
+// holder spin, and a storm of revocations is batched (each publication makes every worker VM
+// copy the list) without holding any of them back by more than interval / watchBurst.
+const watchBurst = 10
+
+// minWatchWait is the shortest wait worth sending; a shorter one (a tight max_staleness) makes
+// the poll a plain one.
+const minWatchWait = 100 * time.Millisecond
+
 // ErrShrinkRefused marks a new list refused because it shrinks the held one by more than
 // sync.max_shrink while sync.refuse_shrink is set. It is reported wrapped in ErrBadFeed.
 var ErrShrinkRefused = errors.New("list shrinks by more than max_shrink")
@@ -70,6 +81,18 @@ type Syncer struct {
 
 	inFlight      bool
 	inFlightSince time.Time
+	// inFlightTimeout is the callout timeout of the poll in flight: sync.timeout, plus the
+	// wait for a long poll.
+	inFlightTimeout time.Duration
+	// inFlightWait is the wait the poll in flight sent; 0 for a plain poll.
+	inFlightWait time.Duration
+	// seq numbers this VM's polls: a reply to a poll given up on (see Tick) is ignored, so one
+	// VM never has two polls in play.
+	seq uint32
+	// burstTAT is the rate limiter of the polls sent at once (the theoretical arrival time
+	// of the generic cell rate algorithm, with watchBurst polls per interval in bursts of
+	// watchBurst).
+	burstTAT time.Time
 	// conditional is whether the poll in flight named the list held (since= or
 	// if-none-match): only then does a 304 mean "keep it".
 	conditional bool
@@ -85,8 +108,8 @@ type Syncer struct {
 }
 
 type syncMetrics struct {
-	attempts, successes, failures, notModified, rejected, resyncs, largeShrinks abi.Counter
-	entries, cutoffs, stalenessMs                                               abi.Gauge
+	attempts, watches, successes, failures, notModified, rejected, resyncs, largeShrinks abi.Counter
+	entries, cutoffs, stalenessMs                                                        abi.Gauge
 }
 
 // NewSyncer returns a Syncer; cfg must have passed Validate.
@@ -106,7 +129,7 @@ func NewSyncer(cfg Config, o SyncOptions) *Syncer {
 		o:      o,
 		reader: NewReader(o.Store, o.Keys, ReaderOptions{KeyedByIssuer: o.KeyedByIssuer}),
 		m: syncMetrics{
-			attempts: c("sync.attempts"), successes: c("sync.successes"), failures: c("sync.failures"),
+			attempts: c("sync.attempts"), watches: c("sync.watches"), successes: c("sync.successes"), failures: c("sync.failures"),
 			notModified: c("sync.not_modified"), rejected: c("sync.rejected"), resyncs: c("sync.resyncs"),
 			largeShrinks: c("sync.large_shrinks"),
 			entries:      g("blocklist.entries"), cutoffs: g("blocklist.cutoffs"), stalenessMs: g("sync.staleness_ms"),
@@ -116,14 +139,21 @@ func NewSyncer(cfg Config, o SyncOptions) *Syncer {
 
 // TickPeriod is how often Tick should run: a fraction of the interval, so jitter and backoff
 // have a resolution finer than the interval itself, and a lease is renewed well within its TTL.
+// With the long poll on it is at most the pace of polls sent at once (interval / watchBurst):
+// a poll held back by that limit waits for a tick.
 func (s *Syncer) TickPeriod() time.Duration {
-	return min(max(s.cfg.Interval.D()/5, 20*time.Millisecond), time.Second)
+	d := s.cfg.Interval.D() / 5
+	if s.cfg.Watch.Wait > 0 {
+		d = s.cfg.Interval.D() / watchBurst
+	}
+	return min(max(d, 20*time.Millisecond), time.Second)
 }
 
-// Tick takes or renews the lease and, if this VM holds it and a poll is due, polls.
+// Tick takes or renews the lease and, if this VM holds it and a poll is due, polls. The lease
+// is renewed on every tick, also while a long poll is held, however long it is held.
 func (s *Syncer) Tick() {
 	now := s.o.Now()
-	if s.inFlight && now.Sub(s.inFlightSince) > s.cfg.Timeout.D()+s.cfg.Interval.D() {
+	if s.inFlight && now.Sub(s.inFlightSince) > s.inFlightTimeout+s.cfg.Interval.D() {
 		// Envoy always answers a callout, if only with a timeout; this guards against a host
 		// that lost one, so the VM does not stay silent forever.
 		s.inFlight = false
@@ -167,22 +197,53 @@ func (s *Syncer) checkHeld(err error) {
 		"); asking the source for a full snapshot to replace it")
 }
 
+// watchWait is the wait a poll sent now may ask for: 0 (a plain poll) unless the long poll
+// is on and the list held can be named (since or if-none-match). With a max_staleness the
+// list's age at the end of the wait stays within half of it, so a held poll never lets the
+// list go stale while the source is healthy.
+func (s *Syncer) watchWait(now time.Time) time.Duration {
+	wait := s.cfg.Watch.Wait.D()
+	snap := s.reader.Snapshot()
+	if wait <= 0 || snap == nil || s.resync || (snap.Version == "" && snap.ETag == "") {
+		return 0
+	}
+	if s.o.MaxStaleness > 0 {
+		wait = min(wait, s.o.MaxStaleness/2-now.Sub(s.reader.freshAt))
+	}
+	if wait = wait.Truncate(time.Millisecond); wait < minWatchWait {
+		return 0
+	}
+	return wait
+}
+
 func (s *Syncer) poll(now time.Time, failures uint32, mergeable bool) {
 	snap := s.reader.Snapshot()
 	path := s.cfg.Path
+	param := func(name, value string) {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + name + "=" + url.QueryEscape(value)
+	}
 	headers := [][2]string{{":method", "GET"}, {":authority", s.cfg.Authority}, {"accept", "application/json, text/plain"}}
 	s.conditional = false
+	var wait time.Duration
 	if mergeable {
 		s.conditional = snap.Version != "" || snap.ETag != ""
 		if snap.Version != "" {
-			sep := "?"
-			if strings.Contains(path, "?") {
-				sep = "&"
-			}
-			path += sep + "since=" + url.QueryEscape(snap.Version)
+			param("since", snap.Version)
 		}
 		if snap.ETag != "" {
 			headers = append(headers, [2]string{"if-none-match", snap.ETag})
+		}
+		// A poll after a failure is a plain one: a source that came back answers it at once,
+		// so recovery is as fast as without the long poll.
+		if failures == 0 {
+			wait = s.watchWait(now)
+		}
+		if wait > 0 {
+			param("wait", wait.String())
 		}
 	}
 	headers = append(headers, [2]string{":path", path})
@@ -195,8 +256,14 @@ func (s *Syncer) poll(now time.Time, failures uint32, mergeable bool) {
 		headers = append(headers, [2]string{strings.ToLower(name), s.cfg.Headers[name]})
 	}
 	s.m.attempts.Increment(1)
-	s.inFlightSince = now
-	if _, err := s.o.Host.DispatchHTTPCall(s.cfg.Cluster, headers, nil, uint32(s.cfg.Timeout.D().Milliseconds()), s.onResponse); err != nil {
+	if wait > 0 {
+		s.m.watches.Increment(1)
+	}
+	s.inFlightSince, s.inFlightWait, s.inFlightTimeout = now, wait, wait+s.cfg.Timeout.D()
+	s.seq++
+	seq := s.seq
+	cb := func(numHeaders, bodySize, numTrailers int) { s.onResponse(seq, numHeaders, bodySize, numTrailers) }
+	if _, err := s.o.Host.DispatchHTTPCall(s.cfg.Cluster, headers, nil, uint32(s.inFlightTimeout.Milliseconds()), cb); err != nil {
 		s.fail(now, failures, "dispatch to cluster "+strconv.Quote(s.cfg.Cluster)+": "+err.Error(), false)
 		return
 	}
@@ -212,9 +279,21 @@ func header(headers [][2]string, name string) string {
 	return ""
 }
 
-// onResponse handles the reply on the VM that polled.
-func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
+// onResponse handles the reply on the VM that polled, then sends the next poll at once if it
+// is due (a long poll reopened after its answer), without waiting for a tick.
+func (s *Syncer) onResponse(seq uint32, numHeaders, bodySize, numTrailers int) {
+	if seq != s.seq || !s.inFlight {
+		s.log(abi.LogLevelDebug, "sync: ignoring the reply to a poll given up on")
+		return
+	}
 	s.inFlight = false
+	s.handleResponse(numHeaders, bodySize, numTrailers)
+	if !s.inFlight {
+		s.Tick()
+	}
+}
+
+func (s *Syncer) handleResponse(numHeaders, bodySize, _ int) {
 	now := s.o.Now()
 	failures := s.currentFailures()
 	snap, freshAt, readErr := s.reader.Reload()
@@ -240,7 +319,7 @@ func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
 			s.fail(now, failures, "record success: "+err.Error(), false)
 			return
 		}
-		s.succeed(now, failures, freshAt)
+		s.succeed(now, failures, freshAt, false)
 	case "200":
 		if bodySize > s.cfg.MaxBodyBytes {
 			s.fail(now, failures, fmt.Sprintf("response body of %d bytes exceeds max_body_bytes %d", bodySize, s.cfg.MaxBodyBytes), true)
@@ -268,6 +347,7 @@ func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
 		if len(etag) > MaxVersionLen {
 			etag = "" // too long to keep: the next poll simply does not ask for 304
 		}
+		changed := snap == nil || readErr != nil || upd.Version != snap.Version || etag != snap.ETag
 		if err := s.apply(now, upd, h, etag); err != nil {
 			if errors.Is(err, errResync) {
 				s.m.resyncs.Increment(1)
@@ -278,9 +358,15 @@ func (s *Syncer) onResponse(numHeaders, bodySize, _ int) {
 			s.fail(now, failures, err.Error(), errors.Is(err, ErrBadFeed))
 			return
 		}
-		s.succeed(now, failures, freshAt)
+		s.succeed(now, failures, freshAt, changed)
 	default:
-		s.fail(now, failures, "revocation source answered status "+strconv.Quote(status), false)
+		reason := "revocation source answered status " + strconv.Quote(status)
+		if s.inFlightWait > 0 && strings.HasPrefix(status, "4") {
+			// The next poll, after a failure, is a plain one: the list stays fresh meanwhile.
+			reason += " to a long poll (wait=" + s.inFlightWait.String() +
+				"); a source that refuses the wait parameter needs sync.watch.wait \"0s\""
+		}
+		s.fail(now, failures, reason, false)
 	}
 }
 
@@ -531,7 +617,15 @@ func (s *Syncer) currentFailures() uint32 {
 }
 
 // succeed resets the backoff; after failures it says how long the list went without a sync.
-func (s *Syncer) succeed(now time.Time, failures uint32, freshBefore time.Time) {
+// changed is whether the answer brought a list other than the one held.
+//
+// With the long poll on, the next poll, a long poll, is sent at once after a change, after a
+// long poll the source held (for at least half its wait), and after a plain poll (the first,
+// or one after a failure) that it replaces. After an early answer without a change it is due
+// one interval after this poll started, as without the long poll: a source that ignores wait
+// is polled once per interval, no more. Polls sent at once are limited to watchBurst per
+// interval, in bursts of watchBurst.
+func (s *Syncer) succeed(now time.Time, failures uint32, freshBefore time.Time, changed bool) {
 	s.m.successes.Increment(1)
 	if failures > 0 {
 		since := "there was no list before"
@@ -540,7 +634,22 @@ func (s *Syncer) succeed(now time.Time, failures uint32, freshBefore time.Time) 
 		}
 		s.log(abi.LogLevelInfo, fmt.Sprintf("sync: recovered after %d failed polls; %s", failures, since))
 	}
-	s.scheduleAt(now.Add(s.jitter(s.cfg.Interval.D())), 0)
+	s.reader.Reload() // the success just recorded is the list's new age, which bounds the wait
+	if s.watchWait(now) == 0 {
+		s.scheduleAt(now.Add(s.jitter(s.cfg.Interval.D())), 0)
+		return
+	}
+	next := now
+	if early := now.Sub(s.inFlightSince) < s.inFlightWait/2; early && !changed {
+		// Answered early without a change: the source may ignore wait. Keep the plain poll's
+		// pace, counted from this poll's start, so a source that holds polls for less than
+		// half the wait but longer than the interval is still watched without a gap.
+		next = s.inFlightSince.Add(s.jitter(s.cfg.Interval.D()))
+	}
+	if next.Equal(now) {
+		next = s.burstLimit(now)
+	}
+	s.scheduleAt(next, 0)
 }
 
 // fail counts a failure and backs off: the retry waits interval × 2^(failures-1), capped at
@@ -588,6 +697,25 @@ func (s *Syncer) fail(now time.Time, failures uint32, reason string, rejected bo
 	s.log(abi.LogLevelWarn, fmt.Sprintf("sync: poll failed (%d in a row), %s, retry in %s: %s",
 		failures, state, next.Sub(now).Round(time.Millisecond), reason))
 	s.scheduleAt(next, failures)
+}
+
+// burstLimit returns when a poll wanted at once may start: now, or later when watchBurst
+// polls went out at once in quick succession; the pace is then one per interval / watchBurst.
+func (s *Syncer) burstLimit(now time.Time) time.Time {
+	step := s.cfg.Interval.D() / watchBurst
+	at := now
+	if earliest := s.burstTAT.Add(-(watchBurst - 1) * step); earliest.After(at) {
+		at = earliest
+	}
+	s.burstTAT = maxTime(s.burstTAT, at).Add(step)
+	return at
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (s *Syncer) scheduleAt(due time.Time, failures uint32) {

@@ -147,6 +147,9 @@ func newRig(t *testing.T) *rig {
 	cfg := DefaultConfig()
 	cfg.Headers = map[string]string{"Authorization": "Bearer feed-secret"}
 	cfg.Jitter = 0
+	// The tests of this file are of the plain poll once per interval (the long poll off, as
+	// for a source that ignores wait); watch_test.go turns it on.
+	cfg.Watch.Wait = 0
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,9 @@ type cfgOpts struct {
 	failMode string // "closed" (default) or "open"
 	noSync   bool   // sync.cluster "": the list is written into shared data by the test
 	interval time.Duration
+	// watch is sync.watch.wait. 0 turns the long poll off: the tests that drive polls tick
+	// by tick need every callout answered at once (watch_test.go turns it on).
+	watch time.Duration
 }
 
 // pluginConfig is the plugin JSON of the tests: HS256 with secret, tokens in the
@@ -56,7 +59,8 @@ func pluginConfig(o cfgOpts) []byte {
 		o.interval = interval
 	}
 	sync := map[string]any{"cluster": cluster, "authority": "revocation-source", "path": revocationsource.FeedPath,
-		"interval": o.interval.String(), "timeout": timeout.String(), "jitter": 0, "max_backoff": max(maxBackoff, o.interval).String()}
+		"interval": o.interval.String(), "timeout": timeout.String(), "jitter": 0, "max_backoff": max(maxBackoff, o.interval).String(),
+		"watch": map[string]any{"wait": o.watch.String()}}
 	if o.noSync {
 		sync = map[string]any{"cluster": ""}
 	}
