@@ -32,6 +32,14 @@ var allow = decision{allow: true}
 // final is false for the headers of a request held for its body: only step 1 runs then.
 // Nothing here allocates on a request without a token, or with a token seen before.
 func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) decision {
+	p.reqNow = time.Time{}
+	d := p.decideRequest(headers, body, final)
+	p.reqNow = time.Time{}
+	return d
+}
+
+// decideRequest is decide, with the request's one clock reading kept in p.reqNow.
+func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bool) decision {
 	injectFault(headers)
 	cfg, m := p.cfg, p.metrics
 	p.cache.forgetLast()
@@ -47,6 +55,7 @@ func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) dec
 		return allow
 	}
 	now := p.now()
+	p.reqNow = now
 
 	unchecked := false // the list was unusable and fail_mode is open
 	claimsOverflow := false
