@@ -1,11 +1,13 @@
 package filter
 
 import (
+	"math/rand/v2"
 	"strings"
 	"unsafe"
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
 	"github.com/jtiguard/jtiguard/credentials"
+	"github.com/jtiguard/jtiguard/internal/words"
 )
 
 // identity is what the revocation check needs of one payload: every jti, sub and iat it
@@ -95,21 +97,29 @@ func (id *identity) revoked(snap *blocklistsync.Snapshot, notBefore uint32) bool
 // entry is one cached payload: its identity, and the last token with this payload that
 // verified (tokens differ from it only in their signature).
 type entry struct {
-	id    *identity
-	token string
-	info  tokenInfo
+	payload string // the key, compared in full on every lookup
+	id      *identity
+	token   string
+	info    tokenInfo
 }
 
 // tokenCache remembers, per payload, what discovery read from it and which token carrying it
 // verified, so a token seen again costs neither decoding nor a signature check. It never
 // caches a revocation answer: the list is consulted on every request.
 //
+// Entries are found by a seeded hash of the payload (words.Hash, eight bytes at a time: a Go
+// map keyed by the string would hash and compare it a byte at a time in wasm), and the
+// payload is then compared in full, so a collision is a miss, never another token's entry:
+// the colliding payloads take turns in the slot, and each costs a decode and a verification
+// when it comes back.
+//
 // Bounded by entry count; keys and tokens are bounded by the request size limits. Eviction is
 // by arbitrary choice (Go's randomised map iteration): cheap, O(1) amortised, and good enough
 // for a cache whose misses only cost a decode and a verification.
 type tokenCache struct {
 	max     int
-	entries map[string]*entry
+	seed    uint64
+	entries map[uint64]*entry
 	// last is the entry identity() found last, under the view it was asked for: the token
 	// validation then looks up is usually that same payload, at the same address.
 	lastKey   string
@@ -117,15 +127,24 @@ type tokenCache struct {
 }
 
 func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, entries: make(map[string]*entry, min(max, 4096))}
+	return &tokenCache{max: max, seed: rand.Uint64(), entries: make(map[uint64]*entry, min(max, 4096))}
+}
+
+// get finds payload's entry.
+func (c *tokenCache) get(payload string) *entry {
+	e := c.entries[words.Hash(payload, c.seed)]
+	if e == nil || !words.Equal(e.payload, payload) {
+		return nil
+	}
+	return e
 }
 
 // identity returns the identity of a candidate payload, with keys for h.
 func (c *tokenCache) identity(payload string, h keyHasher, sc *credentials.Scanner, byIssuer bool) *identity {
-	e := c.entries[payload]
+	e := c.get(payload)
 	if e == nil {
-		e = &entry{id: identityOf(sc.Peek(payload))}
-		if !c.put(payload, e) {
+		e = &entry{payload: strings.Clone(payload), id: identityOf(sc.Peek(payload))}
+		if !c.put(e) {
 			e.id.computeKeys(h, byIssuer)
 			return e.id
 		}
@@ -143,14 +162,15 @@ func (c *tokenCache) lookup(payload string) *entry {
 	if len(payload) == len(c.lastKey) && unsafe.StringData(payload) == unsafe.StringData(c.lastKey) {
 		return c.lastEntry
 	}
-	return c.entries[payload]
+	return c.get(payload)
 }
 
-// verified returns the info of token if it verified before and is not expired at now (Unix
-// nanoseconds): dropped at its expiry exactly, it must be judged again.
-func (c *tokenCache) verified(token string, now int64) (tokenInfo, bool) {
-	e := c.lookup(payloadOf(token))
-	if e == nil || e.token != token {
+// verified returns the info of token, whose payload is given, if it verified before and is
+// not expired at now (Unix nanoseconds): dropped at its expiry exactly, it must be judged
+// again.
+func (c *tokenCache) verified(token, payload string, now int64) (tokenInfo, bool) {
+	e := c.lookup(payload)
+	if e == nil || !words.Equal(e.token, token) {
 		return tokenInfo{}, false
 	}
 	if e.info.expiresAt != 0 && now >= e.info.expiresAt {
@@ -163,22 +183,24 @@ func (c *tokenCache) verified(token string, now int64) (tokenInfo, bool) {
 // putVerified remembers that token verified.
 func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *credentials.Scanner, byIssuer bool) {
 	payload := payloadOf(token)
-	e := c.entries[payload]
+	e := c.get(payload)
 	if e == nil {
-		e = &entry{id: identityOf(sc.Peek(payload))}
-		if !c.put(payload, e) {
+		e = &entry{payload: strings.Clone(payload), id: identityOf(sc.Peek(payload))}
+		if !c.put(e) {
 			return
 		}
 	}
 	e.token, e.info = strings.Clone(token), info
 }
 
-// put stores e under payload (cloned: it is a view of the request); false if the cache is off.
-func (c *tokenCache) put(payload string, e *entry) bool {
+// put stores e (its payload already cloned: the request's is a view); false if the cache is
+// off. An entry whose payload collides with e's is replaced.
+func (c *tokenCache) put(e *entry) bool {
 	if c.max == 0 {
 		return false
 	}
-	if len(c.entries) >= c.max {
+	key := words.Hash(e.payload, c.seed)
+	if _, taken := c.entries[key]; !taken && len(c.entries) >= c.max {
 		c.lastKey, c.lastEntry = "", nil
 		scanned := 0
 		for k := range c.entries {
@@ -188,7 +210,7 @@ func (c *tokenCache) put(payload string, e *entry) bool {
 			}
 		}
 	}
-	c.entries[strings.Clone(payload)] = e
+	c.entries[key] = e
 	return true
 }
 

@@ -164,7 +164,7 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time)
 		case sel.Token == "":
 			continue
 		default:
-			info, rej := p.verified(sel.Token, now)
+			info, rej := p.verified(sel.Token, sel.Payload, now)
 			switch {
 			case rej != nil:
 				d = p.rejectionReply(rej)
@@ -184,13 +184,17 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time)
 	return v
 }
 
-// verified validates a token, through the cache of tokens verified before.
-func (p *pluginContext) verified(token string, now time.Time) (tokenInfo, *rejection) {
+// verified validates a token, through the cache of tokens verified before. payload is the
+// token's (credentials.Selection.Payload), or "" to work it out here.
+func (p *pluginContext) verified(token, payload string, now time.Time) (tokenInfo, *rejection) {
 	if len(token) > p.cfg.Token.MaxBytes {
 		return tokenInfo{}, &rejection{rejectInvalid, "Token is too large"}
 	}
+	if payload == "" {
+		payload = payloadOf(token)
+	}
 	nowNano := now.UnixNano()
-	if info, ok := p.cache.verified(token, nowNano); ok {
+	if info, ok := p.cache.verified(token, payload, nowNano); ok {
 		p.metrics.cacheHits++
 		return info, nil
 	}
