@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -91,7 +92,9 @@ type Scanner struct {
 	headerRun   run
 	// discovered[n] is true if discovery reads some header whose name is n bytes long: the
 	// other headers (most of a request's) are passed over on their length alone.
-	discovered    []bool
+	discovered []bool
+	// locs are cfg.Locations as small numbers, for the request path's switches.
+	locs []locationCode
 	cookies, json [2]find
 }
 
@@ -107,6 +110,7 @@ type find struct {
 // payloadHeader (lower case, or "") is a header that carries a bare token payload.
 func NewScanner(cfg *Config, kinds [2]bool, payloadHeader string) *Scanner {
 	s := &Scanner{cfg: *cfg, kinds: kinds, payloadHeader: payloadHeader}
+	s.cfg.Locations = slices.Clone(cfg.Locations) // s.locs is worked out from it, once
 	s.cfg.headerKey = strings.ToLower(cfg.HeaderName)
 	s.normHeader = wsgiName(s.cfg.headerKey)
 	s.scanned = []string{"authorization"}
@@ -115,6 +119,9 @@ func NewScanner(cfg *Config, kinds [2]bool, payloadHeader string) *Scanner {
 	}
 	s.msgs = newMessages(&s.cfg)
 	s.res.Candidates = make([]string, 0, MaxCandidates)
+	for _, l := range s.cfg.Locations {
+		s.locs = append(s.locs, codeOf(l))
+	}
 	names := append([]string{":path", "cookie", payloadHeader}, s.scanned...)
 	for _, n := range names {
 		if len(n) >= len(s.discovered) {
@@ -192,15 +199,15 @@ func (s *Scanner) discoverAll(headers [][2]string, body []byte) {
 // Each location is read once; the two kinds differ only in the cookie and JSON key they look
 // for.
 func (s *Scanner) selectAll(headers [][2]string, body []byte) {
-	for _, loc := range s.cfg.Locations {
+	for _, loc := range s.locs {
 		switch loc {
-		case LocationHeaders:
+		case codeHeaders:
 			s.header = s.fromHeader(headers)
-		case LocationCookies:
+		case codeCookies:
 			s.findCookies(headers)
-		case LocationQueryString:
+		case codeQueryString:
 			s.query = s.fromQuery(headers)
-		case LocationJSON:
+		case codeJSON:
 			s.fromJSON(headers, body)
 		}
 	}
@@ -371,31 +378,56 @@ func (s *Scanner) Peek(payload string) *Peeked {
 // into sel: the first location holding a token wins; a malformed one stops the search.
 func (s *Scanner) selectFor(sel *Selection, k Kind) {
 	*sel = Selection{}
-	for _, loc := range s.cfg.Locations {
+	for i, code := range s.locs {
 		var f *find
-		switch loc {
-		case LocationHeaders:
+		switch code {
+		case codeHeaders:
 			f = &s.header
-		case LocationCookies:
+		case codeCookies:
 			f = &s.cookies[k]
-		case LocationQueryString:
+		case codeQueryString:
 			f = &s.query
-		case LocationJSON:
+		case codeJSON:
 			f = &s.json[k]
 		default:
 			f = &noFind
 		}
 		if f.bad != "" {
-			sel.Bad, sel.Location = f.bad, loc
+			sel.Bad, sel.Location = f.bad, s.cfg.Locations[i]
 			return
 		}
 		if f.tok != "" {
-			sel.Token, sel.Location, sel.Payload = f.tok, loc, f.payload
+			sel.Token, sel.Location, sel.Payload = f.tok, s.cfg.Locations[i], f.payload
 			return
 		}
 		sel.misses[sel.nMiss] = f.m
 		sel.nMiss++
 	}
+}
+
+// locationCode numbers the locations.
+type locationCode uint8
+
+const (
+	codeOther locationCode = iota // none of the four (the configuration rules it out)
+	codeHeaders
+	codeCookies
+	codeQueryString
+	codeJSON
+)
+
+func codeOf(l Location) locationCode {
+	switch l {
+	case LocationHeaders:
+		return codeHeaders
+	case LocationCookies:
+		return codeCookies
+	case LocationQueryString:
+		return codeQueryString
+	case LocationJSON:
+		return codeJSON
+	}
+	return codeOther
 }
 
 // noFind is what a location that is none of the four holds (the configuration rules it out).
@@ -479,6 +511,9 @@ func (s *Scanner) fromHeader(headers [][2]string) find {
 		if !seen && allRunBytes(value[len(ht)+1:]) {
 			return find{tok: value[len(ht)+1:]}
 		}
+	}
+	if value == "" {
+		return find{m: missHeader} // no header (or an empty one): what the lines below find
 	}
 	if hasCtlOrNonASCII(value, true) {
 		s.ambiguous(s.msgs.headerChars)

@@ -11,3 +11,10 @@ func Load64(s string, i int) uint64 {
 	_ = s[i+7]
 	return *(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.StringData(s)), i))
 }
+
+// Load32 is the four bytes of s at i as a little-endian word, in one load; i+4 <= len(s),
+// checked.
+func Load32(s string, i int) uint32 {
+	_ = s[i+3]
+	return *(*uint32)(unsafe.Add(unsafe.Pointer(unsafe.StringData(s)), i))
+}

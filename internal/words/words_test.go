@@ -55,4 +55,7 @@ func TestLoad64IsLittleEndian(t *testing.T) {
 	if got := Load64("\x01\x02\x03\x04\x05\x06\x07\x08\x09", 1); got != 0x0908070605040302 {
 		t.Fatalf("Load64 = %#x", got)
 	}
+	if got := Load32("\x01\x02\x03\x04\x05", 1); got != 0x05040302 {
+		t.Fatalf("Load32 = %#x", got)
+	}
 }
