@@ -23,7 +23,17 @@ type identity struct {
 	hashed    bool
 	tokenKeys []uint64 // ("", jti) for every jti, and (iss, jti) for every iss when keyed by issuer
 	subKeys   []uint64 // likewise for every sub
+
+	// Room for the lists above in the identity itself: a new token's identity is one
+	// allocation with its entry, not one per list (an allocation costs far more in wasm).
+	strBuf [3 * credentials.MaxValues]string
+	iatBuf [credentials.MaxValues]int64
+	keyBuf [2 * keysInline]uint64
 }
+
+// keysInline is how many keys of each kind fit in an identity before they need an array of
+// their own: one jti, or one jti under one issuer, is the common token.
+const keysInline = 2
 
 // strs is a short list of strings owned by an identity.
 type strs struct {
@@ -31,20 +41,47 @@ type strs struct {
 	n int
 }
 
-func cloneValues(v *credentials.Values) strs {
-	out := strs{v: make([]string, v.Len()), n: v.Len()}
-	for i := range out.v {
-		out.v[i] = strings.Clone(v.At(i))
+// fill sets id from what discovery read, copying its strings into buf (views of the caller's
+// buffer: grown by the caller to fit, so they share its one allocation).
+func (id *identity) fill(pk *credentials.Peeked, buf *[]byte) {
+	lists := [3]struct {
+		dst *strs
+		src *credentials.Values
+	}{{&id.jtis, &pk.JTI}, {&id.subs, &pk.Sub}, {&id.iss, &pk.Iss}}
+	used := 0
+	for _, l := range lists {
+		n := l.src.Len()
+		l.dst.v, l.dst.n = id.strBuf[used:used+n:used+n], n
+		for i := range n {
+			l.dst.v[i] = appendView(buf, l.src.At(i))
+		}
+		used += n
 	}
-	return out
+	id.iats = append(id.iatBuf[:0:len(id.iatBuf)], pk.Iat[:pk.NIat]...)
+	id.iatUnreadable, id.overflow = pk.IatUnreadable, pk.Overflow
+	id.tokenKeys, id.subKeys = id.keyBuf[:0:keysInline], id.keyBuf[keysInline:keysInline:2*keysInline]
 }
 
-func identityOf(pk *credentials.Peeked) *identity {
-	id := &identity{
-		jtis: cloneValues(&pk.JTI), subs: cloneValues(&pk.Sub), iss: cloneValues(&pk.Iss),
-		iats: append([]int64(nil), pk.Iat[:pk.NIat]...), iatUnreadable: pk.IatUnreadable, overflow: pk.Overflow,
+// peekedSize is how many bytes fill copies.
+func peekedSize(pk *credentials.Peeked) int {
+	n := 0
+	for _, v := range []*credentials.Values{&pk.JTI, &pk.Sub, &pk.Iss} {
+		for i := range v.Len() {
+			n += len(v.At(i))
+		}
 	}
-	return id
+	return n
+}
+
+// appendView appends s to *buf and returns the copy as a string; *buf must have room, so
+// that no earlier copy moves (and it is never written again).
+func appendView(buf *[]byte, s string) string {
+	if s == "" {
+		return ""
+	}
+	start := len(*buf)
+	*buf = append(*buf, s...)
+	return unsafe.String(&(*buf)[start], len(s))
 }
 
 // computeKeys (re)computes the keys for h, in place once the slices exist.
@@ -98,9 +135,19 @@ func (id *identity) revoked(snap *blocklistsync.Snapshot, notBefore uint32) bool
 // verified (tokens differ from it only in their signature).
 type entry struct {
 	payload string // the key, compared in full on every lookup
-	id      *identity
+	id      identity
 	token   string
 	info    tokenInfo
+}
+
+// newEntry makes the entry of a payload discovery has read: the entry and one buffer for the
+// payload and the claims it keeps.
+func newEntry(payload string, pk *credentials.Peeked) *entry {
+	e := &entry{}
+	buf := make([]byte, 0, len(payload)+peekedSize(pk))
+	e.payload = appendView(&buf, payload)
+	e.id.fill(pk, &buf)
+	return e
 }
 
 // tokenCache remembers, per payload, what discovery read from it and which token carrying it
@@ -143,15 +190,15 @@ func (c *tokenCache) get(payload string) *entry {
 func (c *tokenCache) identity(payload string, h keyHasher, sc *credentials.Scanner, byIssuer bool) *identity {
 	e := c.get(payload)
 	if e == nil {
-		e = &entry{payload: strings.Clone(payload), id: identityOf(sc.Peek(payload))}
+		e = newEntry(payload, sc.Peek(payload))
 		if !c.put(e) {
 			e.id.computeKeys(h, byIssuer)
-			return e.id
+			return &e.id
 		}
 	}
 	c.lastKey, c.lastEntry = payload, e
 	e.id.computeKeys(h, byIssuer)
-	return e.id
+	return &e.id
 }
 
 // forgetLast drops the last entry's view: it pointed into the previous request.
@@ -185,7 +232,7 @@ func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *cr
 	payload := payloadOf(token)
 	e := c.get(payload)
 	if e == nil {
-		e = &entry{payload: strings.Clone(payload), id: identityOf(sc.Peek(payload))}
+		e = newEntry(payload, sc.Peek(payload))
 		if !c.put(e) {
 			return
 		}

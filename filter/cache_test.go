@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"encoding/base64"
 	"fmt"
 	"testing"
 
@@ -45,15 +46,39 @@ func TestTokenCacheCollisionIsAMiss(t *testing.T) {
 	cfg := DefaultConfig()
 	sc := credentials.NewScanner(&cfg.Token, [2]bool{true, true}, "")
 	c := newTokenCache(16)
-	other := &entry{payload: "b3RoZXI", token: "h.mine.s", id: &identity{}}
+	other := &entry{payload: "b3RoZXI", token: "h.mine.s"}
 	c.entries[words.Hash("bWluZQ", c.seed)] = other
 	if _, ok := c.verified("h.mine.s", "bWluZQ", 0); ok {
 		t.Fatal("a colliding entry was taken as the token's verification")
 	}
-	if id := c.identity("bWluZQ", blocklistsync.Hasher{}, sc, false); id == other.id {
+	if id := c.identity("bWluZQ", blocklistsync.Hasher{}, sc, false); id == &other.id {
 		t.Fatal("a colliding entry was taken as the payload's identity")
 	}
 	if e := c.get("bWluZQ"); e == nil || e.payload != "bWluZQ" {
 		t.Fatalf("after identity, get = %+v; want the payload's own entry", e)
+	}
+}
+
+// TestNewEntryIsTwoAllocations: a new token's entry, identity and copied claims take two
+// allocations (the entry, and one buffer for the payload and the claims), whatever claims
+// the payload carries within credentials.MaxValues of each.
+func TestNewEntryIsTwoAllocations(t *testing.T) {
+	cfg := DefaultConfig()
+	sc := credentials.NewScanner(&cfg.Token, [2]bool{true, true}, "")
+	for _, claims := range []string{
+		`{"jti":"a","sub":"u","iat":1}`,
+		`{"jti":"a","jti":"b","sub":"u","sub":7,"iss":"i","iss":"j","iat":1,"iat":"2"}`,
+		`{}`,
+	} {
+		payload := base64.RawURLEncoding.EncodeToString([]byte(claims))
+		pk := sc.Peek(payload)
+		var e *entry
+		if n := testing.AllocsPerRun(100, func() { e = newEntry(payload, pk) }); n > 2 {
+			t.Errorf("newEntry(%s): %.0f allocations; want at most 2", claims, n)
+		}
+		if e.payload != payload || e.id.jtis.n != pk.JTI.Len() || e.id.subs.n != pk.Sub.Len() || len(e.id.iats) != pk.NIat {
+			t.Errorf("newEntry(%s) = %+v; does not hold what was read", claims, e)
+		}
+		e.id.computeKeys(blocklistsync.Hasher{}, true)
 	}
 }
