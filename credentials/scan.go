@@ -94,7 +94,7 @@ type Scanner struct {
 	// other headers (most of a request's) are passed over on their length alone.
 	discovered []bool
 	// locs are cfg.Locations as small numbers, for the request path's switches.
-	locs []locationCode
+	locs          []locationCode
 	cookies, json [2]find
 }
 
