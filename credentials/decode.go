@@ -215,16 +215,6 @@ var runBytes = func() (t [256]bool) {
 	return t
 }()
 
-// allRunBytes reports whether s is made of token characters only.
-func allRunBytes(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !runBytes[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
 // appendWithoutNUL copies s without its NUL bytes.
 func appendWithoutNUL(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {

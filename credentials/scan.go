@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -41,6 +42,10 @@ type Selection struct {
 	Token string
 	// Location is where Token was found.
 	Location Location
+	// Payload is what lies between Token's first and last dots, when discovery already knew
+	// where they are (the common "Bearer <token>" header); "" means it was not worked out
+	// (or Token has fewer than two dots).
+	Payload string
 	// Bad is flask-jwt-extended's 422 message for a malformed credential that stops its
 	// search (InvalidHeaderError, InvalidQueryParamError, a JSON token that is not a string).
 	Bad string
@@ -81,11 +86,16 @@ type Scanner struct {
 
 	// What each location holds, for the Scan under way.
 	header, query find
-	// The configured header's (last) value and where its last run of token characters lies,
-	// as discovery saw it: fromHeader's common case needs no second pass over the token.
-	headerValue                  string
-	headerRunStart, headerRunEnd int
-	cookies, json                [2]find
+	// The configured header's (last) value and its last run of token characters, as discovery
+	// saw it: fromHeader's common case needs no second pass over the token.
+	headerValue string
+	headerRun   run
+	// discovered[n] is true if discovery reads some header whose name is n bytes long: the
+	// other headers (most of a request's) are passed over on their length alone.
+	discovered []bool
+	// locs are cfg.Locations as small numbers, for the request path's switches.
+	locs          []locationCode
+	cookies, json [2]find
 }
 
 // find is what one location holds for one kind: a token, flask's 422 for a malformed
@@ -93,12 +103,14 @@ type Scanner struct {
 type find struct {
 	tok, bad string
 	m        miss
+	payload  string // tok's payload when discovery saw where its dots are (see Selection)
 }
 
 // NewScanner returns a Scanner for a validated cfg, selecting for the given route kinds.
 // payloadHeader (lower case, or "") is a header that carries a bare token payload.
 func NewScanner(cfg *Config, kinds [2]bool, payloadHeader string) *Scanner {
 	s := &Scanner{cfg: *cfg, kinds: kinds, payloadHeader: payloadHeader}
+	s.cfg.Locations = slices.Clone(cfg.Locations) // s.locs is worked out from it, once
 	s.cfg.headerKey = strings.ToLower(cfg.HeaderName)
 	s.normHeader = wsgiName(s.cfg.headerKey)
 	s.scanned = []string{"authorization"}
@@ -107,6 +119,16 @@ func NewScanner(cfg *Config, kinds [2]bool, payloadHeader string) *Scanner {
 	}
 	s.msgs = newMessages(&s.cfg)
 	s.res.Candidates = make([]string, 0, MaxCandidates)
+	for _, l := range s.cfg.Locations {
+		s.locs = append(s.locs, codeOf(l))
+	}
+	names := append([]string{":path", "cookie", payloadHeader}, s.scanned...)
+	for _, n := range names {
+		if len(n) >= len(s.discovered) {
+			s.discovered = append(s.discovered, make([]bool, len(n)+1-len(s.discovered))...)
+		}
+		s.discovered[len(n)] = true
+	}
 	return s
 }
 
@@ -138,14 +160,21 @@ func (s *Scanner) MaxBodyBytes() int { return s.cfg.MaxBodyBytes }
 func (s *Scanner) Scan(headers [][2]string, body []byte) *Result {
 	r := &s.res
 	r.Candidates = r.Candidates[:0]
-	r.Selected = [2]Selection{}
 	r.Ambiguous = ""
 	s.headerValue = ""
 	s.reserve(headers, body)
+	s.discoverAll(headers, body)
+	s.selectAll(headers, body)
+	return r
+}
 
-	// Discovery.
-	for _, h := range headers {
-		name, value := h[0], h[1]
+// discoverAll finds the candidates of every header discovery reads, and of the body.
+func (s *Scanner) discoverAll(headers [][2]string, body []byte) {
+	for i := range headers {
+		name, value := headers[i][0], headers[i][1]
+		if len(name) >= len(s.discovered) || !s.discovered[len(name)] {
+			continue
+		}
 		switch {
 		case name == ":path":
 			s.discover(value, formPercent)
@@ -154,37 +183,41 @@ func (s *Scanner) Scan(headers [][2]string, body []byte) *Result {
 		case name == s.payloadHeader:
 			s.addCandidate(trimBlank(value))
 			s.discover(value, 0)
+		case name == s.cfg.headerKey:
+			s.headerRun, _ = s.runs(value)
+			s.headerValue = value
 		case s.isScanned(name):
-			start, end := s.runs(value)
-			if name == s.cfg.headerKey {
-				s.headerValue, s.headerRunStart, s.headerRunEnd = value, start, end
-			}
+			s.runs(value)
 		}
 	}
 	if body != nil {
 		s.discover(unsafe.String(unsafe.SliceData(body), len(body)), formPercent|formJSON)
 	}
+}
 
-	// Selection, and the ambiguities that must refuse the request. Each location is read
-	// once; the two kinds differ only in the cookie and JSON key they look for.
-	for _, loc := range s.cfg.Locations {
+// selectAll runs the selection, and records the ambiguities that must refuse the request.
+// Each location is read once; the two kinds differ only in the cookie and JSON key they look
+// for.
+func (s *Scanner) selectAll(headers [][2]string, body []byte) {
+	for _, loc := range s.locs {
 		switch loc {
-		case LocationHeaders:
+		case codeHeaders:
 			s.header = s.fromHeader(headers)
-		case LocationCookies:
+		case codeCookies:
 			s.findCookies(headers)
-		case LocationQueryString:
+		case codeQueryString:
 			s.query = s.fromQuery(headers)
-		case LocationJSON:
+		case codeJSON:
 			s.fromJSON(headers, body)
 		}
 	}
-	for k := range s.kinds {
+	for k := range s.res.Selected {
 		if s.kinds[k] {
-			r.Selected[k] = s.selectFor(Kind(k))
+			s.selectFor(&s.res.Selected[k], Kind(k))
+		} else {
+			s.res.Selected[k] = Selection{}
 		}
 	}
-	return r
 }
 
 func (s *Scanner) isScanned(name string) bool {
@@ -207,8 +240,8 @@ func (s *Scanner) ambiguous(msg string) {
 // moving: candidates are views into it.
 func (s *Scanner) reserve(headers [][2]string, body []byte) {
 	n := len(body)
-	for _, h := range headers {
-		n += len(h[1])
+	for i := range headers {
+		n += len(headers[i][1])
 	}
 	need := 6*n + 64
 	if cap(s.scratch) < need {
@@ -225,27 +258,27 @@ const (
 	formJSON                          // JSON string escapes
 )
 
-// discover searches text and each of its decoded forms for candidate payloads.
+// discover searches text and each of its decoded forms for candidate payloads. Which forms
+// exist is known from the bytes runs saw: only text with '%' or '+', '\\' or NUL has them.
 func (s *Scanner) discover(text string, forms formSet) {
-	s.runs(text)
-	if forms&formPercent != 0 && strings.ContainsAny(text, "%+") {
+	_, seen := s.runs(text)
+	if forms&formPercent != 0 && seen&(seenPercent|seenPlus) != 0 {
 		s.percentForms(appendPercentDecoded, text)
-		if strings.IndexByte(text, '+') >= 0 && strings.IndexByte(text, '%') >= 0 {
+		if seen&seenPlus != 0 && seen&seenPercent != 0 {
 			s.percentForms(appendPercentDecodedKeepPlus, text)
 		}
 	}
-	if forms&formBackslash != 0 && strings.IndexByte(text, '\\') >= 0 {
+	if forms&formBackslash != 0 && seen&seenBackslash != 0 {
 		s.runs(s.form(appendCookieUnescaped, text))
 	}
-	if forms&formJSON != 0 && strings.IndexByte(text, '\\') >= 0 {
+	if forms&formJSON != 0 && seen&seenBackslash != 0 {
 		s.runs(s.form(appendJSONUnescaped, text))
 	}
-	if forms&formJSON != 0 && strings.IndexByte(text, 0) >= 0 {
+	if forms&formJSON != 0 && seen&seenNUL != 0 {
 		// Python's json.loads(bytes), which Flask calls, reads UTF-16 and UTF-32 too (by BOM
 		// or NUL pattern): dropping the NULs leaves the ASCII of such a body, escapes and all.
 		ascii := s.form(appendWithoutNUL, text)
-		s.runs(ascii)
-		if strings.IndexByte(ascii, '\\') >= 0 {
+		if _, seen := s.runs(ascii); seen&seenBackslash != 0 {
 			s.runs(s.form(appendJSONUnescaped, ascii))
 		}
 	}
@@ -254,8 +287,7 @@ func (s *Scanner) discover(text string, forms formSet) {
 // percentForms searches text percent-decoded once and, when that leaves escapes, twice.
 func (s *Scanner) percentForms(decode func([]byte, string) []byte, text string) {
 	once := s.form(decode, text)
-	s.runs(once)
-	if strings.IndexByte(once, '%') >= 0 {
+	if _, seen := s.runs(once); seen&seenPercent != 0 {
 		s.runs(s.form(decode, once))
 	}
 }
@@ -272,29 +304,27 @@ func (s *Scanner) form(decode func([]byte, string) []byte, text string) string {
 
 // runs cuts text into runs of token characters and adds the payload candidates of each run
 // with at least two dots: every interior segment, and the span from the first to the last
-// dot when there are more than three segments. It returns where the last run lies.
-func (s *Scanner) runs(text string) (lastStart, lastEnd int) {
+// dot when there are more than three segments. It returns the last run, and which of the
+// bytes that call for a decoded form ('%', '+', '\\', NUL) text holds.
+func (s *Scanner) runs(text string) (lastRun run, seen uint8) {
 	for i := 0; i < len(text); {
-		if !isRunByte(text[i]) {
+		if c := text[i]; !isRunByte(c) {
+			seen |= formBytes[c]
 			i++
 			continue
 		}
-		first, last, dots := -1, -1, 0
-		lastStart = i
-		for ; i < len(text) && isRunByte(text[i]); i++ {
-			if text[i] == '.' {
-				if first < 0 {
-					first = i
-				}
-				last = i
-				dots++
-			}
+		r := run{start: i}
+		var dots int
+		var plus bool
+		r.end, r.first, r.last, dots, plus = scanRun(text, i)
+		i, lastRun = r.end, r
+		if plus {
+			seen |= seenPlus
 		}
-		lastEnd = i
 		if dots < 2 {
 			continue
 		}
-		span := text[first+1 : last]
+		span := text[r.first+1 : r.last]
 		s.addCandidate(span)
 		if dots > 2 {
 			for rest := span; rest != ""; {
@@ -304,8 +334,23 @@ func (s *Scanner) runs(text string) (lastStart, lastEnd int) {
 			}
 		}
 	}
-	return lastStart, lastEnd
+	return lastRun, seen
 }
+
+// run is where a run of token characters lies in its text: [start, end), with its first and
+// last dots (-1 if it has none).
+type run struct{ start, end, first, last int }
+
+// The bytes runs reports: each calls for a decoded form of the text that holds it.
+const (
+	seenPercent uint8 = 1 << iota
+	seenPlus
+	seenBackslash
+	seenNUL
+)
+
+// formBytes maps the bytes that are not token characters to their seen bit.
+var formBytes = [256]uint8{'%': seenPercent, '\\': seenBackslash, 0: seenNUL}
 
 func (s *Scanner) addCandidate(p string) {
 	if p == "" {
@@ -329,35 +374,64 @@ func (s *Scanner) Peek(payload string) *Peeked {
 	return &s.peek
 }
 
-// selectFor runs flask-jwt-extended's search for one route kind over the locations in order:
-// the first location holding a token wins; a malformed one stops the search.
-func (s *Scanner) selectFor(k Kind) Selection {
-	var sel Selection
-	for _, loc := range s.cfg.Locations {
-		var f find
-		switch loc {
-		case LocationHeaders:
-			f = s.header
-		case LocationCookies:
-			f = s.cookies[k]
-		case LocationQueryString:
-			f = s.query
-		case LocationJSON:
-			f = s.json[k]
+// selectFor runs flask-jwt-extended's search for one route kind over the locations in order,
+// into sel: the first location holding a token wins; a malformed one stops the search.
+func (s *Scanner) selectFor(sel *Selection, k Kind) {
+	*sel = Selection{}
+	for i, code := range s.locs {
+		var f *find
+		switch code {
+		case codeHeaders:
+			f = &s.header
+		case codeCookies:
+			f = &s.cookies[k]
+		case codeQueryString:
+			f = &s.query
+		case codeJSON:
+			f = &s.json[k]
+		default:
+			f = &noFind
 		}
 		if f.bad != "" {
-			sel.Bad, sel.Location = f.bad, loc
-			return sel
+			sel.Bad, sel.Location = f.bad, s.cfg.Locations[i]
+			return
 		}
 		if f.tok != "" {
-			sel.Token, sel.Location = f.tok, loc
-			return sel
+			sel.Token, sel.Location, sel.Payload = f.tok, s.cfg.Locations[i], f.payload
+			return
 		}
 		sel.misses[sel.nMiss] = f.m
 		sel.nMiss++
 	}
-	return sel
 }
+
+// locationCode numbers the locations.
+type locationCode uint8
+
+const (
+	codeOther locationCode = iota // none of the four (the configuration rules it out)
+	codeHeaders
+	codeCookies
+	codeQueryString
+	codeJSON
+)
+
+func codeOf(l Location) locationCode {
+	switch l {
+	case LocationHeaders:
+		return codeHeaders
+	case LocationCookies:
+		return codeCookies
+	case LocationQueryString:
+		return codeQueryString
+	case LocationJSON:
+		return codeJSON
+	}
+	return codeOther
+}
+
+// noFind is what a location that is none of the four holds (the configuration rules it out).
+var noFind find
 
 // Missing is flask-jwt-extended's NoAuthorizationError message for a route of kind k whose
 // search found nothing.
@@ -405,7 +479,11 @@ func (s *Scanner) jsonKey(k Kind) string {
 func (s *Scanner) fromHeader(headers [][2]string) find {
 	var value string
 	found := 0
-	for _, h := range headers {
+	for i := range headers {
+		h := &headers[i]
+		if len(h[0]) != len(s.cfg.headerKey) {
+			continue // neither the header nor a variant of its name (wsgiName keeps the length)
+		}
 		switch {
 		case h[0] == s.cfg.headerKey:
 			value = h[1]
@@ -423,10 +501,19 @@ func (s *Scanner) fromHeader(headers [][2]string) find {
 	// discovery already knows (or, for a value it did not see, one more pass).
 	if ht := s.cfg.HeaderType; ht != "" && len(value) > len(ht)+1 && value[len(ht)] == ' ' && value[:len(ht)] == ht {
 		seen := unsafe.StringData(value) == unsafe.StringData(s.headerValue) && len(value) == len(s.headerValue)
-		if seen && s.headerRunStart == len(ht)+1 && s.headerRunEnd == len(value) ||
-			!seen && allRunBytes(value[len(ht)+1:]) {
+		if r := s.headerRun; seen && r.start == len(ht)+1 && r.end == len(value) {
+			f := find{tok: value[len(ht)+1:]}
+			if r.first >= 0 && r.last > r.first {
+				f.payload = value[r.first+1 : r.last]
+			}
+			return f
+		}
+		if !seen && allRunBytes(value[len(ht)+1:]) {
 			return find{tok: value[len(ht)+1:]}
 		}
+	}
+	if value == "" {
+		return find{m: missHeader} // no header (or an empty one): what the lines below find
 	}
 	if hasCtlOrNonASCII(value, true) {
 		s.ambiguous(s.msgs.headerChars)

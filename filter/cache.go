@@ -1,11 +1,13 @@
 package filter
 
 import (
+	"math/rand/v2"
 	"strings"
 	"unsafe"
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
 	"github.com/jtiguard/jtiguard/credentials"
+	"github.com/jtiguard/jtiguard/internal/words"
 	"github.com/jtiguard/jtiguard/statuslist"
 )
 
@@ -27,7 +29,17 @@ type identity struct {
 	// status_list is configured).
 	status     statuslist.Refs
 	statusRead bool
+
+	// Room for the lists above in the identity itself: a new token's identity is one
+	// allocation with its entry, not one per list (an allocation costs far more in wasm).
+	strBuf [3 * credentials.MaxValues]string
+	iatBuf [credentials.MaxValues]int64
+	keyBuf [2 * keysInline]uint64
 }
+
+// keysInline is how many keys of each kind fit in an identity before they need an array of
+// their own: one jti, or one jti under one issuer, is the common token.
+const keysInline = 2
 
 // strs is a short list of strings owned by an identity.
 type strs struct {
@@ -35,20 +47,47 @@ type strs struct {
 	n int
 }
 
-func cloneValues(v *credentials.Values) strs {
-	out := strs{v: make([]string, v.Len()), n: v.Len()}
-	for i := range out.v {
-		out.v[i] = strings.Clone(v.At(i))
+// fill sets id from what discovery read, copying its strings into buf (views of the caller's
+// buffer: grown by the caller to fit, so they share its one allocation).
+func (id *identity) fill(pk *credentials.Peeked, buf *[]byte) {
+	lists := [3]struct {
+		dst *strs
+		src *credentials.Values
+	}{{&id.jtis, &pk.JTI}, {&id.subs, &pk.Sub}, {&id.iss, &pk.Iss}}
+	used := 0
+	for _, l := range lists {
+		n := l.src.Len()
+		l.dst.v, l.dst.n = id.strBuf[used:used+n:used+n], n
+		for i := range n {
+			l.dst.v[i] = appendView(buf, l.src.At(i))
+		}
+		used += n
 	}
-	return out
+	id.iats = append(id.iatBuf[:0:len(id.iatBuf)], pk.Iat[:pk.NIat]...)
+	id.iatUnreadable, id.overflow = pk.IatUnreadable, pk.Overflow
+	id.tokenKeys, id.subKeys = id.keyBuf[:0:keysInline], id.keyBuf[keysInline:keysInline:2*keysInline]
 }
 
-func identityOf(pk *credentials.Peeked) *identity {
-	id := &identity{
-		jtis: cloneValues(&pk.JTI), subs: cloneValues(&pk.Sub), iss: cloneValues(&pk.Iss),
-		iats: append([]int64(nil), pk.Iat[:pk.NIat]...), iatUnreadable: pk.IatUnreadable, overflow: pk.Overflow,
+// peekedSize is how many bytes fill copies.
+func peekedSize(pk *credentials.Peeked) int {
+	n := 0
+	for _, v := range []*credentials.Values{&pk.JTI, &pk.Sub, &pk.Iss} {
+		for i := range v.Len() {
+			n += len(v.At(i))
+		}
 	}
-	return id
+	return n
+}
+
+// appendView appends s to *buf and returns the copy as a string; *buf must have room, so
+// that no earlier copy moves (and it is never written again).
+func appendView(buf *[]byte, s string) string {
+	if s == "" {
+		return ""
+	}
+	start := len(*buf)
+	*buf = append(*buf, s...)
+	return unsafe.String(&(*buf)[start], len(s))
 }
 
 // computeKeys (re)computes the keys for h, in place once the slices exist.
@@ -101,21 +140,39 @@ func (id *identity) revoked(snap *blocklistsync.Snapshot, notBefore uint32) bool
 // entry is one cached payload: its identity, and the last token with this payload that
 // verified (tokens differ from it only in their signature).
 type entry struct {
-	id    *identity
-	token string
-	info  tokenInfo
+	payload string // the key, compared in full on every lookup
+	id      identity
+	token   string
+	info    tokenInfo
+}
+
+// newEntry makes the entry of a payload discovery has read: the entry and one buffer for the
+// payload and the claims it keeps.
+func newEntry(payload string, pk *credentials.Peeked) *entry {
+	e := &entry{}
+	buf := make([]byte, 0, len(payload)+peekedSize(pk))
+	e.payload = appendView(&buf, payload)
+	e.id.fill(pk, &buf)
+	return e
 }
 
 // tokenCache remembers, per payload, what discovery read from it and which token carrying it
 // verified, so a token seen again costs neither decoding nor a signature check. It never
 // caches a revocation answer: the list is consulted on every request.
 //
+// Entries are found by a seeded hash of the payload (words.Hash, eight bytes at a time: a Go
+// map keyed by the string would hash and compare it a byte at a time in wasm), and the
+// payload is then compared in full, so a collision is a miss, never another token's entry:
+// the colliding payloads take turns in the slot, and each costs a decode and a verification
+// when it comes back.
+//
 // Bounded by entry count; keys and tokens are bounded by the request size limits. Eviction is
 // by arbitrary choice (Go's randomised map iteration): cheap, O(1) amortised, and good enough
 // for a cache whose misses only cost a decode and a verification.
 type tokenCache struct {
 	max     int
-	entries map[string]*entry
+	seed    uint64
+	entries map[uint64]*entry
 	// last is the entry identity() found last, under the view it was asked for: the token
 	// validation then looks up is usually that same payload, at the same address.
 	lastKey   string
@@ -123,22 +180,31 @@ type tokenCache struct {
 }
 
 func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, entries: make(map[string]*entry, min(max, 4096))}
+	return &tokenCache{max: max, seed: rand.Uint64(), entries: make(map[uint64]*entry, min(max, 4096))}
+}
+
+// get finds payload's entry.
+func (c *tokenCache) get(payload string) *entry {
+	e := c.entries[words.Hash(payload, c.seed)]
+	if e == nil || !words.Equal(e.payload, payload) {
+		return nil
+	}
+	return e
 }
 
 // identity returns the identity of a candidate payload, with keys for h.
 func (c *tokenCache) identity(payload string, h keyHasher, sc *credentials.Scanner, byIssuer bool) *identity {
-	e := c.entries[payload]
+	e := c.get(payload)
 	if e == nil {
-		e = &entry{id: identityOf(sc.Peek(payload))}
-		if !c.put(payload, e) {
+		e = newEntry(payload, sc.Peek(payload))
+		if !c.put(e) {
 			e.id.computeKeys(h, byIssuer)
-			return e.id
+			return &e.id
 		}
 	}
 	c.lastKey, c.lastEntry = payload, e
 	e.id.computeKeys(h, byIssuer)
-	return e.id
+	return &e.id
 }
 
 // forgetLast drops the last entry's view: it pointed into the previous request.
@@ -149,14 +215,15 @@ func (c *tokenCache) lookup(payload string) *entry {
 	if len(payload) == len(c.lastKey) && unsafe.StringData(payload) == unsafe.StringData(c.lastKey) {
 		return c.lastEntry
 	}
-	return c.entries[payload]
+	return c.get(payload)
 }
 
-// verified returns the info of token if it verified before and is not expired at now (Unix
-// nanoseconds): dropped at its expiry exactly, it must be judged again.
-func (c *tokenCache) verified(token string, now int64) (tokenInfo, bool) {
-	e := c.lookup(payloadOf(token))
-	if e == nil || e.token != token {
+// verified returns the info of token, whose payload is given, if it verified before and is
+// not expired at now (Unix nanoseconds): dropped at its expiry exactly, it must be judged
+// again.
+func (c *tokenCache) verified(token, payload string, now int64) (tokenInfo, bool) {
+	e := c.lookup(payload)
+	if e == nil || !words.Equal(e.token, token) {
 		return tokenInfo{}, false
 	}
 	if e.info.expiresAt != 0 && now >= e.info.expiresAt {
@@ -169,22 +236,24 @@ func (c *tokenCache) verified(token string, now int64) (tokenInfo, bool) {
 // putVerified remembers that token verified.
 func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *credentials.Scanner, byIssuer bool) {
 	payload := payloadOf(token)
-	e := c.entries[payload]
+	e := c.get(payload)
 	if e == nil {
-		e = &entry{id: identityOf(sc.Peek(payload))}
-		if !c.put(payload, e) {
+		e = newEntry(payload, sc.Peek(payload))
+		if !c.put(e) {
 			return
 		}
 	}
 	e.token, e.info = strings.Clone(token), info
 }
 
-// put stores e under payload (cloned: it is a view of the request); false if the cache is off.
-func (c *tokenCache) put(payload string, e *entry) bool {
+// put stores e (its payload already cloned: the request's is a view); false if the cache is
+// off. An entry whose payload collides with e's is replaced.
+func (c *tokenCache) put(e *entry) bool {
 	if c.max == 0 {
 		return false
 	}
-	if len(c.entries) >= c.max {
+	key := words.Hash(e.payload, c.seed)
+	if _, taken := c.entries[key]; !taken && len(c.entries) >= c.max {
 		c.lastKey, c.lastEntry = "", nil
 		scanned := 0
 		for k := range c.entries {
@@ -194,7 +263,7 @@ func (c *tokenCache) put(payload string, e *entry) bool {
 			}
 		}
 	}
-	c.entries[strings.Clone(payload)] = e
+	c.entries[key] = e
 	return true
 }
 

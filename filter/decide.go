@@ -32,6 +32,14 @@ var allow = decision{allow: true}
 // final is false for the headers of a request held for its body: only step 1 runs then.
 // Nothing here allocates on a request without a token, or with a token seen before.
 func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) decision {
+	p.reqNow = time.Time{}
+	d := p.decideRequest(headers, body, final)
+	p.reqNow = time.Time{}
+	return d
+}
+
+// decideRequest is decide, with the request's one clock reading kept in p.reqNow.
+func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bool) decision {
 	injectFault(headers)
 	cfg, m := p.cfg, p.metrics
 	p.cache.forgetLast()
@@ -47,6 +55,7 @@ func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) dec
 		return allow
 	}
 	now := p.now()
+	p.reqNow = now
 
 	unchecked := false // the list was unusable and fail_mode is open
 	claimsOverflow := false
@@ -163,7 +172,7 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time)
 		case sel.Token == "":
 			continue
 		default:
-			info, rej := p.verified(sel.Token, now)
+			info, rej := p.verified(sel.Token, sel.Payload, now)
 			switch {
 			case rej != nil:
 				d = p.rejectionReply(rej)
@@ -183,13 +192,17 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time)
 	return v
 }
 
-// verified validates a token, through the cache of tokens verified before.
-func (p *pluginContext) verified(token string, now time.Time) (tokenInfo, *rejection) {
+// verified validates a token, through the cache of tokens verified before. payload is the
+// token's (credentials.Selection.Payload), or "" to work it out here.
+func (p *pluginContext) verified(token, payload string, now time.Time) (tokenInfo, *rejection) {
 	if len(token) > p.cfg.Token.MaxBytes {
 		return tokenInfo{}, &rejection{rejectInvalid, "Token is too large"}
 	}
+	if payload == "" {
+		payload = payloadOf(token)
+	}
 	nowNano := now.UnixNano()
-	if info, ok := p.cache.verified(token, nowNano); ok {
+	if info, ok := p.cache.verified(token, payload, nowNano); ok {
 		p.metrics.cacheHits++
 		return info, nil
 	}

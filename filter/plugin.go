@@ -54,6 +54,11 @@ type pluginContext struct {
 	id  uint32
 	now func() time.Time
 
+	// reqNow is the host's clock as the request being decided read it (zero outside one):
+	// the list's recheck and the token's validation use that one reading, so a request makes
+	// one clock call, not one per reader of the time.
+	reqNow time.Time
+
 	cfg      *Config
 	scanner  *credentials.Scanner
 	verifier *verifier
@@ -103,13 +108,13 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 		payloadHeader = tu.headerKey
 	}
 	p.scanner = credentials.NewScanner(&cfg.Token, kinds, payloadHeader)
-	p.verifier = newVerifier(cfg, p.now)
+	p.verifier = newVerifier(cfg, p.clock)
 	p.cache = newTokenCache(cfg.Cache.MaxEntries)
 	keys := blocklistsync.KeysFor(cfg.Prefix)
 	// The generation record is read at most every listRecheck by requests (always on ticks): a
 	// revocation reaches every worker within one sync interval plus listRecheck.
 	p.reader = blocklistsync.NewReader(hostStore{}, keys, blocklistsync.ReaderOptions{
-		KeyedByIssuer: cfg.KeyedByIssuer(), RecheckEvery: listRecheck, Now: p.now,
+		KeyedByIssuer: cfg.KeyedByIssuer(), RecheckEvery: listRecheck, Now: p.clock,
 	})
 	p.metrics = newMetrics(cfg.Prefix)
 	p.replies = newReplies(&cfg.Responses)
@@ -159,6 +164,15 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 	abi.Log(abi.LogLevelInfo, fmt.Sprintf("jtiguard: started (prefix %q, locations %v, fail_mode %s, sync cluster %q)",
 		cfg.Prefix, cfg.Token.Locations, cfg.FailMode, cfg.Sync.Cluster))
 	return types.OnPluginStartStatusOK
+}
+
+// clock is the time as the request being decided read it, or the host's clock outside a
+// request (ticks, the syncer).
+func (p *pluginContext) clock() time.Time {
+	if !p.reqNow.IsZero() {
+		return p.reqNow
+	}
+	return p.now()
 }
 
 // kindOf maps a jwt.token_types entry to the route kind that accepts it.

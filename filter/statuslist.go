@@ -55,16 +55,16 @@ func (p *pluginContext) checkStatus(res *credentials.Result, upstream *identity,
 // statusOf returns the identity of a candidate payload with its status references read, from
 // the cache when it is there.
 func (c *tokenCache) statusOf(payload string, sc *credentials.Scanner) *identity {
-	e := c.entries[payload]
+	e := c.get(payload)
 	if e == nil {
-		e = &entry{id: identityOf(sc.Peek(payload))}
-		c.put(payload, e)
+		e = newEntry(payload, sc.Peek(payload))
+		c.put(e)
 	}
 	if !e.id.statusRead {
 		e.id.status.ReadSegment(payload)
 		e.id.statusRead = true
 	}
-	return e.id
+	return &e.id
 }
 
 // upstreamStatus reads status.status_list from the claims jwt_authn wrote to dynamic metadata

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"unsafe"
+
+	"github.com/jtiguard/jtiguard/internal/words"
 )
 
 // ErrBadHeaderMap is returned when the host hands over a header map that does not follow
@@ -52,29 +54,30 @@ func decodeHeaderMapInto(dst [][2]string, buf []byte, view bool) ([][2]string, e
 	if len(buf) < 4 {
 		return dst, ErrBadHeaderMap
 	}
-	count := binary.LittleEndian.Uint32(buf)
+	b := bytesView(buf) // read with words.Load32: one load per length in the module
+	count := words.Load32(b, 0)
 	// Each pair needs 8 bytes of lengths and 2 terminators: bound count before allocating.
 	if uint64(count)*10 > uint64(len(buf)-4) {
 		return dst, ErrBadHeaderMap
 	}
-	lens := buf[4:]
-	data := buf[4+8*int(count):]
 	if cap(dst) < int(count) {
 		dst = make([][2]string, 0, count)
 	}
-	for i := 0; i < int(count); i++ {
-		kl := int(binary.LittleEndian.Uint32(lens[8*i:]))
-		vl := int(binary.LittleEndian.Uint32(lens[8*i+4:]))
-		if kl < 0 || vl < 0 || kl+1+vl+1 > len(data) || data[kl] != 0 || data[kl+1+vl] != 0 {
+	dst = dst[:count]
+	off := 4 + 8*int(count) // the next key
+	for i := range dst {
+		kl := int(words.Load32(b, 4+8*i))
+		vl := int(words.Load32(b, 8+8*i))
+		end := off + kl + 1 + vl // the value's terminator
+		if kl < 0 || vl < 0 || end >= len(buf) || end < off || buf[off+kl] != 0 || buf[end] != 0 {
 			return dst[:0], ErrBadHeaderMap
 		}
-		k, v := data[:kl], data[kl+1:kl+1+vl]
 		if view {
-			dst = append(dst, [2]string{bytesView(k), bytesView(v)})
+			dst[i] = [2]string{b[off : off+kl], b[off+kl+1 : end]}
 		} else {
-			dst = append(dst, [2]string{string(k), string(v)})
+			dst[i] = [2]string{string(buf[off : off+kl]), string(buf[off+kl+1 : end])}
 		}
-		data = data[kl+1+vl+1:]
+		off = end + 1
 	}
 	return dst, nil
 }

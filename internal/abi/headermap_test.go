@@ -1,8 +1,11 @@
 package abi
 
 import (
+	"bytes"
 	"errors"
+	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -63,4 +66,36 @@ func FuzzDecodeHeaderMap(f *testing.F) {
 			t.Fatalf("re-encoding a decoded map failed: %v", err)
 		}
 	})
+}
+
+// TestDecodeHeaderMapOnMutations decodes random maps with random bytes changed, cut or added:
+// it must never panic, and a map it accepts must encode back to the start of the buffer.
+func TestDecodeHeaderMapOnMutations(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	var dst [][2]string
+	for range 20000 {
+		var pairs [][2]string
+		for n := r.IntN(5); n > 0; n-- {
+			pairs = append(pairs, [2]string{strings.Repeat("k", r.IntN(12)), strings.Repeat("v", r.IntN(20))})
+		}
+		buf := encodeHeaderMap(pairs)
+		switch r.IntN(4) {
+		case 0:
+			buf[r.IntN(len(buf))] = byte(r.Uint32())
+		case 1:
+			buf = buf[:r.IntN(len(buf)+1)]
+		case 2:
+			buf = append(buf, byte(r.Uint32()))
+		}
+		for _, view := range []bool{false, true} {
+			got, err := decodeHeaderMapInto(dst, buf, view)
+			if err != nil {
+				continue
+			}
+			if enc := encodeHeaderMap(got); len(buf) > 0 && !bytes.HasPrefix(buf, enc) {
+				t.Fatalf("decode(%q) = %q, which encodes as %q", buf, got, enc)
+			}
+			dst = got
+		}
+	}
 }

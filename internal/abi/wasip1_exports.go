@@ -9,26 +9,30 @@ import (
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 )
 
+// streamContext is a stream's context and its root's id: one map lookup per callback.
+type streamContext struct {
+	ctx  types.HttpContext
+	root uint32
+}
+
 // calloutKey names an HTTP call: Envoy numbers calls per root context.
 type calloutKey struct{ root, id uint32 }
 
 // state is everything the callbacks below dispatch through. A VM runs one callback at a time
 // (Envoy gives each worker its own VM), so no lock is needed.
 var state = struct {
-	vm         types.VMContext
-	roots      map[uint32]types.PluginContext
-	streams    map[uint32]types.HttpContext
-	streamRoot map[uint32]uint32
-	callouts   map[calloutKey]HTTPCallCallback
+	vm       types.VMContext
+	roots    map[uint32]types.PluginContext
+	streams  map[uint32]streamContext
+	callouts map[calloutKey]HTTPCallCallback
 	// activeRoot is the root context of the callback now running, for DispatchHTTPCall.
 	activeRoot uint32
 	// configSize is the plugin configuration's size, told to proxy_on_configure.
 	configSize int
 }{
-	roots:      map[uint32]types.PluginContext{},
-	streams:    map[uint32]types.HttpContext{},
-	streamRoot: map[uint32]uint32{},
-	callouts:   map[calloutKey]HTTPCallCallback{},
+	roots:    map[uint32]types.PluginContext{},
+	streams:  map[uint32]streamContext{},
+	callouts: map[calloutKey]HTTPCallCallback{},
 }
 
 // depth counts the module's callbacks now running: a host could call one from inside a host
@@ -93,8 +97,7 @@ func proxyOnContextCreate(contextID, parentID uint32) {
 	}
 	state.activeRoot = parentID
 	if ctx := root.NewHttpContext(contextID); ctx != nil {
-		state.streams[contextID] = ctx
-		state.streamRoot[contextID] = parentID
+		state.streams[contextID] = streamContext{ctx, parentID}
 	}
 }
 
@@ -155,11 +158,11 @@ func proxyOnHTTPCallResponse(rootID, callID, numHeaders, bodySize, numTrailers u
 
 // stream finds a stream context and makes its root the active one.
 func stream(contextID uint32) types.HttpContext {
-	ctx, ok := state.streams[contextID]
+	st, ok := state.streams[contextID]
 	if ok {
-		state.activeRoot = state.streamRoot[contextID]
+		state.activeRoot = st.root
 	}
-	return ctx
+	return st.ctx
 }
 
 //go:wasmexport proxy_on_request_headers
@@ -250,11 +253,10 @@ func proxyOnDone(contextID uint32) (done bool) {
 func proxyOnDelete(contextID uint32) {
 	enter()
 	defer recovered("proxy_on_delete", nil)
-	if ctx, ok := state.streams[contextID].(Releaser); ok {
+	if ctx, ok := state.streams[contextID].ctx.(Releaser); ok {
 		ctx.Release()
 	}
 	delete(state.streams, contextID)
-	delete(state.streamRoot, contextID)
 	if _, ok := state.roots[contextID]; ok {
 		delete(state.roots, contextID)
 		for key := range state.callouts {
