@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // The feed parser as first written, on encoding/json's Decoder: simple and obviously right,
@@ -67,11 +68,23 @@ func (p *feedParser) object() error {
 		case "base":
 			err = p.str(&p.u.Base, "base", MaxVersionLen)
 		case "entries", "added":
-			err = p.entries(key, func(k, id uint64, exp uint32) {
+			err = p.entries(key, func(k, id uint64, exp uint32, claim *string) error {
 				p.u.Add.Entries = append(p.u.Add.Entries, Entry{Key: k, ID: id, Exp: exp})
+				// The names of the claims added entries revoke by: at most 8, kept sorted.
+				if claim != nil && !slices.Contains(p.u.Add.Claims, *claim) {
+					if len(p.u.Add.Claims) == 8 {
+						return errors.New("more than 8 claim names")
+					}
+					p.u.Add.Claims = append(p.u.Add.Claims, *claim)
+					slices.Sort(p.u.Add.Claims)
+				}
+				return nil
 			})
 		case "removed":
-			err = p.entries(key, func(k, id uint64, _ uint32) { p.u.Remove = append(p.u.Remove, Ref{k, id}) })
+			err = p.entries(key, func(k, id uint64, _ uint32, _ *string) error {
+				p.u.Remove = append(p.u.Remove, Ref{k, id})
+				return nil
+			})
 		case "cutoffs", "cutoffs_added":
 			err = p.cutoffs(key, true, func(c Cutoff) { p.u.Add.Cutoffs = append(p.u.Add.Cutoffs, c) })
 		case "cutoffs_removed":
@@ -131,7 +144,7 @@ func (p *feedParser) issuer(iss string) (string, error) {
 	return iss, nil
 }
 
-func (p *feedParser) entries(field string, add func(key, id uint64, exp uint32)) error {
+func (p *feedParser) entries(field string, add func(key, id uint64, exp uint32, claim *string) error) error {
 	if err := p.delim('['); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
@@ -156,7 +169,9 @@ func (p *feedParser) entries(field string, add func(key, id uint64, exp uint32))
 		} else {
 			k, id = keyAndID(p.lim.Hasher, domainToken, iss, *e.JTI)
 		}
-		add(k, id, e.Exp)
+		if err := add(k, id, e.Exp, e.Claim); err != nil {
+			return fmt.Errorf("%s[%d]: %w", field, i, err)
+		}
 	}
 	if err := p.delim(']'); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
@@ -200,7 +215,7 @@ func (p *feedParser) cutoffs(field string, needTime bool, add func(Cutoff)) erro
 }
 
 // referenceEntryForm is the rule of docs/feed.md written out plainly: exactly one of a jti
-// (1–256 bytes) or a claim (1–64 bytes of visible ASCII, not jti or sub) with a value
+// (1–256 bytes) or a claim (1–64 bytes of visible ASCII, not jti, sub, iss or iat) with a value
 // (1–256 bytes).
 func referenceEntryForm(e feedEntry) error {
 	if e.JTI != nil {
@@ -216,7 +231,7 @@ func referenceEntryForm(e feedEntry) error {
 		return errors.New("neither form")
 	}
 	c := *e.Claim
-	if len(c) == 0 || len(c) > 64 || c == "jti" || c == "sub" {
+	if len(c) == 0 || len(c) > 64 || c == "jti" || c == "sub" || c == "iss" || c == "iat" {
 		return errors.New("bad claim")
 	}
 	for _, r := range []byte(c) {

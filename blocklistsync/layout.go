@@ -26,25 +26,27 @@ import (
 //	   24  u32      entries in the snapshot
 //	   28  u32      cutoffs in the snapshot
 //
-//	<prefix>snapshot  64 + len(version) + len(etag) + 12n + 16m bytes
+//	<prefix>snapshot  64 + len(version) + len(etag) + claim names + 12n + 16m bytes
 //	    0  "JTIS"   magic
-//	    4  u16      format (2)
+//	    4  u16      format (3)
 //	    6  u16      flags: bit 0 = keys include the issuer
 //	    8  u64      generation number (equal to or newer than the gen record that names it)
 //	   16  i64      built at, Unix milliseconds
 //	   24  u32      n, entries
 //	   28  u32      m, subject cutoffs
-//	   32  u8       length of the feed version, u8 length of the feed ETag, 6 bytes reserved
+//	   32  u8       length of the feed version, u8 length of the feed ETag, u8 number of claim
+//	               names (at most MaxClaimNames), 5 bytes reserved
 //	   40  16 bytes SipHash-2-4 key of every key and ID in this list (keys.go); never zero
 //	   56  u64      build ID: random per snapshot, repeated in the ids record it goes with
-//	   64           feed version, then feed ETag (what the next poll sends back)
+//	   64           feed version, then feed ETag (what the next poll sends back), then each
+//	               claim name that claim entries revoke by (u8 length, bytes), ascending
 //	    …  n × u64  token keys, ascending; equal keys are distinct entries that collide
 //	    …  n × u32  token expiry, Unix seconds (0: none known)
 //	    …  m × (u64 subject key, u32 revoked_before, u32 expiry), keys ascending
 //
 //	<prefix>ids       24 + 8n + 8m bytes
 //	    0  "JTII"   magic
-//	    4  u16      format (2)
+//	    4  u16      format (3)
 //	    6  u16      reserved
 //	    8  u64      build ID of the snapshot these IDs belong to
 //	   16  u32      n, u32 m (as in that snapshot)
@@ -55,8 +57,10 @@ import (
 //
 // The writer stores the snapshot first (with CAS), its IDs second and the generation record
 // last. A reader that sees generation g therefore finds a snapshot of generation g or newer,
-// and takes either; the lease holder uses IDs only when their build ID is the snapshot's. Format 1 snapshots (unkeyed FNV keys, merged entries) are not read: a worker treats
-// one as no list, and the lease holder replaces it with a full resync.
+// and takes either; the lease holder uses IDs only when their build ID is the
+// snapshot's. Snapshots of other formats (1: unkeyed FNV keys, merged entries; 2: no claim
+// names, so a worker would not know which claims its claim entries need) are not read: a
+// worker treats one as no list, and the lease holder replaces it with a full resync.
 
 // Sentinel errors of the layout. Every decode failure wraps one of them.
 var (
@@ -81,7 +85,7 @@ const (
 	snapMagic     = "JTIS"
 	idsMagic      = "JTII"
 	genFormat     = 1
-	snapFormat    = 2
+	snapFormat    = 3
 	genSize       = 32
 	snapHeader    = 64
 	idsHeader     = 24
@@ -168,6 +172,9 @@ type Meta struct {
 	Hasher Hasher
 	// BuildID ties the ids record to its snapshot; 0 makes EncodeSnapshot draw one.
 	BuildID uint64
+	// Claims names the claims the list's claim entries revoke by (List.Claims): a worker
+	// reads these claims of every token.
+	Claims []string
 }
 
 // Encoded is a list as it goes into shared data: the snapshot that every worker VM reads, and
@@ -185,6 +192,9 @@ func EncodeSnapshot(meta Meta, entries []Entry, cutoffs []Cutoff) (Encoded, erro
 	}
 	if meta.Hasher.IsZero() {
 		return Encoded{}, fmt.Errorf("%w: no hash key", ErrBadSnapshot)
+	}
+	if err := checkClaimNames(meta.Claims); err != nil {
+		return Encoded{}, err
 	}
 	for i := range entries {
 		if entries[i].Key == 0 || i > 0 && !pairLess(entries[i-1].Key, entries[i-1].ID, entries[i].Key, entries[i].ID) {
@@ -207,6 +217,9 @@ func EncodeSnapshot(meta Meta, entries []Entry, cutoffs []Cutoff) (Encoded, erro
 	}
 	n, m := len(entries), len(cutoffs)
 	off := snapHeader + len(meta.Version) + len(meta.ETag)
+	for _, c := range meta.Claims {
+		off += 1 + len(c)
+	}
 	b := make([]byte, off+entrySize*n+cutoffSize*m)
 	copy(b, snapMagic)
 	binary.LittleEndian.PutUint16(b[4:], snapFormat)
@@ -219,10 +232,15 @@ func EncodeSnapshot(meta Meta, entries []Entry, cutoffs []Cutoff) (Encoded, erro
 	binary.LittleEndian.PutUint32(b[28:], uint32(m))
 	b[32] = byte(len(meta.Version))
 	b[33] = byte(len(meta.ETag))
+	b[34] = byte(len(meta.Claims))
 	meta.Hasher.putBytes(b[offHashKey:])
 	binary.LittleEndian.PutUint64(b[offBuildID:], meta.BuildID)
-	copy(b[snapHeader:], meta.Version)
-	copy(b[snapHeader+len(meta.Version):], meta.ETag)
+	at := snapHeader + copy(b[snapHeader:], meta.Version)
+	at += copy(b[at:], meta.ETag)
+	for _, c := range meta.Claims {
+		b[at] = byte(len(c))
+		at += 1 + copy(b[at+1:], c)
+	}
 	keys, exps, cuts := b[off:off+8*n], b[off+8*n:off+entrySize*n], b[off+entrySize*n:]
 
 	ids := make([]byte, idsHeader+idSize*(n+m))
@@ -276,15 +294,20 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	if vl > MaxVersionLen || el > MaxVersionLen {
 		return nil, fmt.Errorf("%w: version or etag longer than %d bytes", ErrBadSnapshot, MaxVersionLen)
 	}
-	off := uint64(snapHeader + vl + el)
-	if off+entrySize*n+cutoffSize*m != uint64(len(b)) {
+	etagEnd := snapHeader + vl + el
+	claims, off, err := decodeClaimNames(b, int(b[34]), etagEnd)
+	if err != nil {
+		return nil, err
+	}
+	if uint64(off)+entrySize*n+cutoffSize*m != uint64(len(b)) {
 		return nil, fmt.Errorf("%w: %d bytes for %d entries and %d cutoffs", ErrBadSnapshot, len(b), n, m)
 	}
 	s := &Snapshot{Meta: Meta{
 		Generation:    binary.LittleEndian.Uint64(b[8:]),
 		Built:         time.UnixMilli(int64(binary.LittleEndian.Uint64(b[16:]))),
 		Version:       string(b[snapHeader : snapHeader+vl]),
-		ETag:          string(b[snapHeader+vl : off]),
+		ETag:          string(b[snapHeader+vl : etagEnd]),
+		Claims:        claims,
 		KeyedByIssuer: binary.LittleEndian.Uint16(b[6:])&flagByIssuer != 0,
 		Hasher:        hasherFromBytes(b[offHashKey:]),
 		BuildID:       binary.LittleEndian.Uint64(b[offBuildID:]),
@@ -293,7 +316,8 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 		return nil, fmt.Errorf("%w: no hash key", ErrBadSnapshot)
 	}
 	s.n, s.m = int(n), int(m)
-	s.keys, s.exps, s.cuts = b[off:off+8*n], b[off+8*n:off+entrySize*n], b[off+entrySize*n:]
+	o := uint64(off)
+	s.keys, s.exps, s.cuts = b[o:o+8*n], b[o+8*n:o+entrySize*n], b[o+entrySize*n:]
 	if err := s.ent.build(s.keys, 8, s.n); err != nil {
 		return nil, fmt.Errorf("%w: entries: %w", ErrBadSnapshot, err)
 	}
@@ -302,6 +326,46 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	}
 	return s, nil
 }
+
+// checkClaimNames holds a list's claim names to what a snapshot can carry and a worker can
+// read: at most MaxClaimNames valid names, strictly ascending.
+func checkClaimNames(names []string) error {
+	if len(names) > MaxClaimNames {
+		return fmt.Errorf("%w: %w", ErrBadSnapshot, errTooManyClaims)
+	}
+	for i, c := range names {
+		if err := CheckClaimName(c); err != nil {
+			return fmt.Errorf("%w: claim name %q: %w", ErrBadSnapshot, c, err)
+		}
+		if i > 0 && names[i-1] >= c {
+			return fmt.Errorf("%w: claim names not strictly ascending at %d", ErrBadSnapshot, i)
+		}
+	}
+	return nil
+}
+
+// decodeClaimNames reads k claim names at off; it returns them and the offset after them.
+func decodeClaimNames(b []byte, k, off int) ([]string, int, error) {
+	if k == 0 {
+		return nil, off, nil
+	}
+	names := make([]string, 0, k)
+	for range k {
+		if off >= len(b) || off+1+int(b[off]) > len(b) {
+			return nil, 0, fmt.Errorf("%w: claim names cut short", ErrBadSnapshot)
+		}
+		names = append(names, string(b[off+1:off+1+int(b[off])]))
+		off += 1 + int(b[off])
+	}
+	if err := checkClaimNames(names); err != nil {
+		return nil, 0, err
+	}
+	return names, off, nil
+}
+
+// Claims is the claims this list's claim entries revoke by, ascending: read each of them from
+// every token, as a string or a number's decimal text, and look up ClaimKey(iss, name, value).
+func (s *Snapshot) Claims() []string { return s.Meta.Claims }
 
 // Hasher returns the hasher that made this snapshot's keys: compute TokenKey and SubjectKey
 // with it, and again whenever a snapshot with a different Hasher is read.

@@ -2,6 +2,7 @@ package blocklistsync
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 )
 
@@ -10,6 +11,46 @@ import (
 type List struct {
 	Entries []Entry
 	Cutoffs []Cutoff
+	// Claims names the claims that the list's claim entries revoke by (sid, ...), ascending,
+	// at most MaxClaimNames. The snapshot carries them so that a worker reads exactly these
+	// claims of every token: a claim entry the filter were not told to look for would
+	// silently never match. A delta's names are added to the held list's; they are dropped
+	// only by a snapshot that no longer names them.
+	Claims []string
+}
+
+// MaxClaimNames bounds the distinct claim names of one list's claim entries: a worker reads
+// each of them from every token it sees (sid, and a few more an operator revokes by).
+const MaxClaimNames = 8
+
+// errTooManyClaims is a list whose claim entries name more than MaxClaimNames claims.
+var errTooManyClaims = fmt.Errorf("claim entries name more than %d distinct claims", MaxClaimNames)
+
+// addClaimName records that a claim entry names claim.
+func (l *List) addClaimName(claim []byte) error {
+	i, found := slices.BinarySearch(l.Claims, string(claim))
+	if found {
+		return nil
+	}
+	if len(l.Claims) == MaxClaimNames {
+		return fmt.Errorf("%w: %q", errTooManyClaims, claim)
+	}
+	l.Claims = slices.Insert(l.Claims, i, string(claim))
+	return nil
+}
+
+// AddClaim adds a claim entry: every token (from iss, empty as for AddToken) whose claim
+// named claim is value, keyed by h. claim must pass CheckClaimName.
+func (l *List) AddClaim(h Hasher, iss, claim, value string, exp uint32) error {
+	if err := CheckClaimName(claim); err != nil {
+		return err
+	}
+	if err := l.addClaimName([]byte(claim)); err != nil {
+		return err
+	}
+	k, id := claimKeyAndID(h, iss, claim, value)
+	l.Entries = append(l.Entries, Entry{Key: k, ID: id, Exp: exp})
+	return nil
 }
 
 // AddToken adds a revoked (iss, jti) with its token's expiry (0: none known), keyed by h.
@@ -87,4 +128,7 @@ func normalizeCutoffs(cutoffs []Cutoff, notBefore uint32) []Cutoff {
 }
 
 // Encode writes the list (already normalized) as a snapshot and its ids record.
-func (l *List) Encode(meta Meta) (Encoded, error) { return EncodeSnapshot(meta, l.Entries, l.Cutoffs) }
+func (l *List) Encode(meta Meta) (Encoded, error) {
+	meta.Claims = l.Claims
+	return EncodeSnapshot(meta, l.Entries, l.Cutoffs)
+}

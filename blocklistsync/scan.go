@@ -339,13 +339,16 @@ func (s *scanner) document() error {
 			return s.optString(&s.u.Base, "base", MaxVersionLen)
 		case mEntries, mAdded:
 			return s.array(string(key), func(int) error {
-				k, id, exp, err := s.entry()
+				k, id, exp, claim, err := s.entry()
+				if err == nil && claim != nil {
+					err = s.u.Add.addClaimName(claim)
+				}
 				s.u.Add.Entries = append(s.u.Add.Entries, Entry{Key: k, ID: id, Exp: exp})
 				return err
 			})
 		case mRemoved:
 			return s.array("removed", func(int) error {
-				k, id, _, err := s.entry()
+				k, id, _, _, err := s.entry()
 				s.u.Remove = append(s.u.Remove, Ref{k, id})
 				return err
 			})
@@ -449,9 +452,9 @@ func (s *scanner) issuer(iss []byte) ([]byte, error) {
 }
 
 // entry reads one entry: a revoked jti ({"jti": …}) or a claim entry ({"claim": "sid",
-// "value": …}), never both.
-func (s *scanner) entry() (key, id uint64, exp uint32, err error) {
-	var jti, claim, value, iss []byte
+// "value": …}), never both. claim is the claim entry's claim name, nil for a jti entry.
+func (s *scanner) entry() (key, id uint64, exp uint32, claim []byte, err error) {
+	var jti, value, iss []byte
 	var haveJTI, haveClaim, haveValue bool
 	// str reads a string member; null makes it absent, as for a pointer in encoding/json.
 	str := func(dst *[]byte, have *bool) (err error) {
@@ -489,20 +492,20 @@ func (s *scanner) entry() (key, id uint64, exp uint32, err error) {
 		return err
 	})
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, nil, err
 	}
 	if err := checkEntryForm(haveJTI, haveClaim, haveValue, jti, claim, value); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, nil, err
 	}
 	if iss, err = s.issuer(iss); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, nil, err
 	}
 	if haveClaim {
 		key, id = claimKeyAndID(s.lim.Hasher, iss, claim, value)
-	} else {
-		key, id = keyAndID(s.lim.Hasher, domainToken, iss, jti)
+		return key, id, exp, claim, nil
 	}
-	return key, id, exp, nil
+	key, id = keyAndID(s.lim.Hasher, domainToken, iss, jti)
+	return key, id, exp, nil, nil
 }
 
 // checkEntryForm holds an entry to exactly one of its two forms (docs/feed.md): a jti, or a
@@ -534,8 +537,10 @@ func checkEntryForm(haveJTI, haveClaim, haveValue bool, jti, claim, value []byte
 }
 
 // CheckClaimName reports whether name can be the claim of a claim entry: 1 to
-// MaxClaimNameLen bytes of visible ASCII, and neither jti (use a jti entry) nor sub (use a
-// subject cutoff).
+// MaxClaimNameLen bytes of visible ASCII, and none of jti (use a jti entry), sub (use a
+// subject cutoff), iss (entries are scoped to an issuer by their own "iss") or iat (a time:
+// a cutoff revokes by it). The filter reads those four claims its own way, so a claim entry
+// naming one could never match as its author meant.
 func CheckClaimName(name string) error {
 	if len(name) == 0 || len(name) > MaxClaimNameLen {
 		return fmt.Errorf("claim must be a name of 1-%d bytes", MaxClaimNameLen)
@@ -550,6 +555,10 @@ func CheckClaimName(name string) error {
 		return errors.New(`claim "jti": revoke a jti with a jti entry`)
 	case "sub":
 		return errors.New(`claim "sub": revoke a subject with a cutoff`)
+	case "iss":
+		return errors.New(`claim "iss": scope an entry to an issuer with its "iss"`)
+	case "iat":
+		return errors.New(`claim "iat": revoke by issue time with a subject cutoff`)
 	}
 	return nil
 }

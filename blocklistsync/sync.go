@@ -414,6 +414,15 @@ func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error 
 			return fmt.Errorf("%w: %w", errResync, err)
 		}
 		list = mergeDelta(held, upd, notBefore)
+		// The names only grow with deltas (a delta does not say which names its removals
+		// retire); past the bound, a full snapshot carries only the names still in use.
+		list.Claims = slices.Clone(snap.Claims())
+		for _, c := range upd.Add.Claims {
+			if err := list.addClaimName([]byte(c)); err != nil {
+				s.resync = true
+				return fmt.Errorf("%w: %w", errResync, err)
+			}
+		}
 	}
 	if n := len(list.Entries) + len(list.Cutoffs); n > s.cfg.MaxEntries {
 		return fmt.Errorf("%w: %d entries and cutoffs after applying, more than max_entries %d", ErrBadFeed, n, s.cfg.MaxEntries)

@@ -57,8 +57,8 @@ type Peeked struct {
 	IatUnreadable bool
 	// Overflow reports a claim repeated more than MaxValues times.
 	Overflow bool
-	// Claims holds, for each name PeekClaims was given, the string values of that top-level
-	// claim (sid, and the claims an operator revokes by).
+	// Claims holds, for each name PeekClaims was given, the values of that top-level claim
+	// that are strings, or numbers as their text (sid, and the claims an operator revokes by).
 	Claims [MaxClaims]Values
 
 	buf []byte
@@ -72,7 +72,7 @@ const MaxClaims = 8
 // what was read before it.
 func (p *Peeked) Peek(payload string) { p.PeekClaims(payload, nil) }
 
-// PeekClaims is Peek that also collects the string values of the named top-level claims into
+// PeekClaims is Peek that also collects the string and number values of the named top-level claims into
 // Claims (at most MaxClaims names; names must not be jti, sub, iss or iat).
 func (p *Peeked) PeekClaims(payload string, names []string) {
 	buf := appendLenientBase64(p.buf[:0], payload)
@@ -143,11 +143,13 @@ func (p *Peeked) PeekClaims(payload string, names []string) {
 				}
 				break
 			}
-			v, isString, ok := j.scalar()
+			// A string, or a number as its decimal text (as for jti): a list's value "7"
+			// matches a claim of 7, so whichever the issuer wrote, the entry holds.
+			v, _, ok := j.scalar()
 			if !ok {
 				return
 			}
-			if isString && v != "" {
+			if v != "" {
 				p.Overflow = p.Overflow || !p.Claims[k].add(v)
 			}
 		}

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -20,9 +21,18 @@ type identity struct {
 	iatUnreadable   bool
 	overflow        bool // a claim repeated more than credentials.MaxValues times
 
+	// claims holds the values this payload gives the claims that the list's claim entries
+	// revoke by (sid, ...), read for claimNames: the list's names, which tell whether they
+	// must be read again.
+	claims     []claimValue
+	claimNames []string
+	// read reads a claim of the payload jwt_authn passed on (trust_upstream's
+	// payload_in_metadata); nil for a payload discovery found.
+	read func(claim string) []byte
+
 	hasher    keyHasher
 	hashed    bool
-	tokenKeys []uint64 // ("", jti) for every jti, and (iss, jti) for every iss when keyed by issuer
+	tokenKeys []uint64 // ("", jti) for every jti, and (iss, jti) for every iss when keyed by issuer; likewise every claim value
 	subKeys   []uint64 // likewise for every sub
 
 	// status holds the payload's status.status_list references, read on first use (only when
@@ -35,7 +45,19 @@ type identity struct {
 	strBuf [3 * credentials.MaxValues]string
 	iatBuf [credentials.MaxValues]int64
 	keyBuf [2 * keysInline]uint64
+	// claimBuf holds a session's sid, and one more claim value.
+	claimBuf [2]claimValue
 }
+
+// claimValue is one value of a claim that claim entries revoke by: the claim's index in the
+// identity's claimNames, and the value (a string, or a number's decimal text).
+type claimValue struct {
+	name  uint8
+	value string
+}
+
+// The filter reads, from every token, each claim a list's claim entries name.
+var _ [credentials.MaxClaims - blocklistsync.MaxClaimNames]struct{}
 
 // keysInline is how many keys of each kind fit in an identity before they need an array of
 // their own: one jti, or one jti under one issuer, is the common token.
@@ -47,9 +69,10 @@ type strs struct {
 	n int
 }
 
-// fill sets id from what discovery read, copying its strings into buf (views of the caller's
-// buffer: grown by the caller to fit, so they share its one allocation).
-func (id *identity) fill(pk *credentials.Peeked, buf *[]byte) {
+// fill sets id from what discovery read for the claim names names, copying its strings into
+// buf (views of the caller's buffer: grown by the caller to fit, so they share its one
+// allocation).
+func (id *identity) fill(pk *credentials.Peeked, names []string, buf *[]byte) {
 	lists := [3]struct {
 		dst *strs
 		src *credentials.Values
@@ -66,6 +89,32 @@ func (id *identity) fill(pk *credentials.Peeked, buf *[]byte) {
 	id.iats = append(id.iatBuf[:0:len(id.iatBuf)], pk.Iat[:pk.NIat]...)
 	id.iatUnreadable, id.overflow = pk.IatUnreadable, pk.Overflow
 	id.tokenKeys, id.subKeys = id.keyBuf[:0:keysInline], id.keyBuf[keysInline:keysInline:2*keysInline]
+	id.setClaims(pk, names, buf)
+}
+
+// setClaims keeps the values pk holds of the claims names, copied into buf (which must have
+// room: see peekedSize), and drops the keys computed for other names.
+func (id *identity) setClaims(pk *credentials.Peeked, names []string, buf *[]byte) {
+	if id.claims == nil {
+		id.claims = id.claimBuf[:0:len(id.claimBuf)]
+	}
+	id.claims, id.claimNames, id.hashed = id.claims[:0], names, false
+	for k := range names {
+		for i := range pk.Claims[k].Len() {
+			id.claims = append(id.claims, claimValue{uint8(k), appendView(buf, pk.Claims[k].At(i))})
+		}
+	}
+	id.overflow = pk.Overflow
+}
+
+// sameNames reports whether a and b are the same claim names. The list's reader hands out
+// one slice for as long as the names do not change, so this is a comparison of two words
+// on the request path.
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	return len(a) == 0 || &a[0] == &b[0] || slices.Equal(a, b)
 }
 
 // peekedSize is how many bytes fill copies.
@@ -74,6 +123,17 @@ func peekedSize(pk *credentials.Peeked) int {
 	for _, v := range []*credentials.Values{&pk.JTI, &pk.Sub, &pk.Iss} {
 		for i := range v.Len() {
 			n += len(v.At(i))
+		}
+	}
+	return n + claimsSize(pk)
+}
+
+// claimsSize is how many bytes setClaims copies.
+func claimsSize(pk *credentials.Peeked) int {
+	n := 0
+	for k := range pk.Claims {
+		for i := range pk.Claims[k].Len() {
+			n += len(pk.Claims[k].At(i))
 		}
 	}
 	return n
@@ -96,6 +156,15 @@ func (id *identity) computeKeys(h keyHasher, byIssuer bool) {
 		return
 	}
 	id.tokenKeys = keysFor(id.tokenKeys[:0], &id.jtis, &id.iss, byIssuer, h.TokenKey)
+	for _, c := range id.claims {
+		name := id.claimNames[c.name]
+		id.tokenKeys = append(id.tokenKeys, h.ClaimKey("", name, c.value))
+		if byIssuer {
+			for _, i := range id.iss.v[:id.iss.n] {
+				id.tokenKeys = append(id.tokenKeys, h.ClaimKey(i, name, c.value))
+			}
+		}
+	}
 	id.subKeys = keysFor(id.subKeys[:0], &id.subs, &id.iss, byIssuer, h.SubjectKey)
 	id.hasher, id.hashed = h, true
 }
@@ -112,7 +181,7 @@ func keysFor(dst []uint64, values, iss *strs, byIssuer bool, key func(iss, v str
 	return dst
 }
 
-// revoked reports whether any jti is listed, or any sub has a cutoff the token falls under:
+// revoked reports whether any jti or claim value is listed, or any sub has a cutoff the token falls under:
 // issued before it, or of no readable issue time (which cannot be ruled out).
 func (id *identity) revoked(snap *blocklistsync.Snapshot, notBefore uint32) bool {
 	for _, k := range id.tokenKeys {
@@ -146,14 +215,21 @@ type entry struct {
 	info    tokenInfo
 }
 
-// newEntry makes the entry of a payload discovery has read: the entry and one buffer for the
-// payload and the claims it keeps.
-func newEntry(payload string, pk *credentials.Peeked) *entry {
+// newEntry makes the entry of a payload discovery has read for the claim names names: the
+// entry and one buffer for the payload and the claims it keeps.
+func newEntry(payload string, pk *credentials.Peeked, names []string) *entry {
 	e := &entry{}
 	buf := make([]byte, 0, len(payload)+peekedSize(pk))
 	e.payload = appendView(&buf, payload)
-	e.id.fill(pk, &buf)
+	e.id.fill(pk, names, &buf)
 	return e
+}
+
+// readClaims reads e's claims again for the list's new claim names.
+func (e *entry) readClaims(sc *credentials.Scanner, names []string) {
+	pk := sc.PeekClaims(e.payload, names)
+	buf := make([]byte, 0, claimsSize(pk))
+	e.id.setClaims(pk, names, &buf)
 }
 
 // tokenCache remembers, per payload, what discovery read from it and which token carrying it
@@ -192,16 +268,21 @@ func (c *tokenCache) get(payload string) *entry {
 	return e
 }
 
-// identity returns the identity of a candidate payload, with keys for h.
-func (c *tokenCache) identity(payload string, h keyHasher, sc *credentials.Scanner, byIssuer bool) *identity {
+// identity returns the identity of a candidate payload, with keys for snap: its hasher, and
+// the claims its claim entries name.
+func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *credentials.Scanner, byIssuer bool) *identity {
+	h, names := hasherOf(snap), snap.Claims()
 	e := c.get(payload)
 	if e == nil {
-		e = newEntry(payload, sc.Peek(payload))
+		e = newEntry(payload, sc.PeekClaims(payload, names), names)
 		if !c.put(e) {
 			e.id.computeKeys(h, byIssuer)
 			return &e.id
 		}
+	} else if !sameNames(e.id.claimNames, names) {
+		e.readClaims(sc, names)
 	}
+	e.id.claimNames = names // the reader's slice, so that the next check is by identity
 	c.lastKey, c.lastEntry = payload, e
 	e.id.computeKeys(h, byIssuer)
 	return &e.id
@@ -238,7 +319,7 @@ func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *cr
 	payload := payloadOf(token)
 	e := c.get(payload)
 	if e == nil {
-		e = newEntry(payload, sc.Peek(payload))
+		e = newEntry(payload, sc.Peek(payload), nil) // identity() reads its claims
 		if !c.put(e) {
 			return
 		}

@@ -51,7 +51,7 @@ func TestTokenCacheCollisionIsAMiss(t *testing.T) {
 	if _, ok := c.verified("h.mine.s", "bWluZQ", 0); ok {
 		t.Fatal("a colliding entry was taken as the token's verification")
 	}
-	if id := c.identity("bWluZQ", blocklistsync.Hasher{}, sc, false); id == &other.id {
+	if id := c.identity("bWluZQ", listOf(t, nil), sc, false); id == &other.id {
 		t.Fatal("a colliding entry was taken as the payload's identity")
 	}
 	if e := c.get("bWluZQ"); e == nil || e.payload != "bWluZQ" {
@@ -61,7 +61,7 @@ func TestTokenCacheCollisionIsAMiss(t *testing.T) {
 
 // TestNewEntryIsTwoAllocations: a new token's entry, identity and copied claims take two
 // allocations (the entry, and one buffer for the payload and the claims), whatever claims
-// the payload carries within credentials.MaxValues of each.
+// the payload carries within credentials.MaxValues of each, a session's sid included.
 func TestNewEntryIsTwoAllocations(t *testing.T) {
 	cfg := DefaultConfig()
 	sc := credentials.NewScanner(&cfg.Token, [2]bool{true, true}, "")
@@ -69,11 +69,13 @@ func TestNewEntryIsTwoAllocations(t *testing.T) {
 		`{"jti":"a","sub":"u","iat":1}`,
 		`{"jti":"a","jti":"b","sub":"u","sub":7,"iss":"i","iss":"j","iat":1,"iat":"2"}`,
 		`{}`,
+		`{"jti":"a","sid":"s-1","family":7}`,
 	} {
 		payload := base64.RawURLEncoding.EncodeToString([]byte(claims))
-		pk := sc.Peek(payload)
+		names := []string{"family", "sid"}
+		pk := sc.PeekClaims(payload, names)
 		var e *entry
-		if n := testing.AllocsPerRun(100, func() { e = newEntry(payload, pk) }); n > 2 {
+		if n := testing.AllocsPerRun(100, func() { e = newEntry(payload, pk, names) }); n > 2 {
 			t.Errorf("newEntry(%s): %.0f allocations; want at most 2", claims, n)
 		}
 		if e.payload != payload || e.id.jtis.n != pk.JTI.Len() || e.id.subs.n != pk.Sub.Len() || len(e.id.iats) != pk.NIat {
@@ -81,4 +83,22 @@ func TestNewEntryIsTwoAllocations(t *testing.T) {
 		}
 		e.id.computeKeys(blocklistsync.Hasher{}, true)
 	}
+}
+
+// listOf is a list of no entries whose claim entries would name names.
+func listOf(t *testing.T, names []string) *blocklistsync.Snapshot {
+	t.Helper()
+	h, err := blocklistsync.NewHasher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := blocklistsync.EncodeSnapshot(blocklistsync.Meta{Hasher: h, Claims: names}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := blocklistsync.DecodeSnapshot(enc.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

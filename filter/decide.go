@@ -64,16 +64,16 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		snap, ok := p.usableList(now)
 		if ok {
 			notBefore := clampUnix(now.Unix() - p.leewaySeconds())
-			h := hasherOf(snap)
 			for _, c := range res.Candidates {
-				e := p.cache.identity(c, h, p.scanner, cfg.KeyedByIssuer())
+				e := p.cache.identity(c, snap, p.scanner, cfg.KeyedByIssuer())
 				if e.revoked(snap, notBefore) {
 					return p.revokedReply(e)
 				}
 				claimsOverflow = claimsOverflow || e.overflow
 			}
 			if upstream != nil {
-				upstream.computeKeys(h, cfg.KeyedByIssuer())
+				p.upstreamClaimValues(upstream, snap.Claims())
+				upstream.computeKeys(hasherOf(snap), cfg.KeyedByIssuer())
 				if upstream.revoked(snap, notBefore) {
 					return p.revokedReply(upstream)
 				}

@@ -172,6 +172,9 @@ func TestTrustUpstreamMetadata(t *testing.T) {
 		{"revoked jti", map[string][]byte{"jti": []byte("m-revoked"), "exp": double(float64(testNow.Add(time.Hour).Unix()))}, 401},
 		{"numeric sub under a cutoff", map[string][]byte{"jti": []byte("m-2"), "sub": double(42), "iat": double(float64(testNow.Add(-2 * time.Hour).Unix()))}, 401},
 		{"expired", map[string][]byte{"jti": []byte("m-3"), "exp": double(float64(testNow.Add(-time.Minute).Unix()))}, 401},
+		{"revoked sid", map[string][]byte{"jti": []byte("m-4"), "sid": []byte("s-out"), "exp": double(float64(testNow.Add(time.Hour).Unix()))}, 401},
+		{"numeric claim of a revoked value", map[string][]byte{"jti": []byte("m-5"), "family": double(7), "exp": double(float64(testNow.Add(time.Hour).Unix()))}, 401},
+		{"live sid", map[string][]byte{"jti": []byte("m-6"), "sid": []byte("s-in"), "exp": double(float64(testNow.Add(time.Hour).Unix()))}, 0},
 		{"no metadata: missing", nil, 401},
 	}
 	for _, tt := range tests {
@@ -189,7 +192,8 @@ func TestTrustUpstreamMetadata(t *testing.T) {
 			if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
 				t.Fatalf("start: %v %q", st, host.GetCriticalLogs())
 			}
-			f.publish("jtiguard.", testNow, []revokedEntry{{jti: "m-revoked"}}, []cutoffEntry{{sub: "42", before: testNow.Add(-time.Hour)}})
+			f.publish("jtiguard.", testNow, []revokedEntry{{jti: "m-revoked"}, {claim: "sid", jti: "s-out"}, {claim: "family", jti: "7"}},
+				[]cutoffEntry{{sub: "42", before: testNow.Add(-time.Hour)}})
 			_, resp := f.request(nil)
 			switch {
 			case tt.wantStatus == 0 && resp != nil:

@@ -53,6 +53,8 @@ func setShared(t *testing.T, key string, value []byte) {
 type revokedEntry struct {
 	iss, jti string
 	exp      time.Time // zero: none
+	// claim makes it a claim entry: every token whose claim named claim is jti.
+	claim string
 }
 
 type cutoffEntry struct {
@@ -69,6 +71,12 @@ func (f *fixture) publish(prefix string, lastSuccess time.Time, entries []revoke
 		var exp uint32
 		if !e.exp.IsZero() {
 			exp = uint32(e.exp.Unix())
+		}
+		if e.claim != "" {
+			if err := l.AddClaim(testListHasher, e.iss, e.claim, e.jti, exp); err != nil {
+				f.t.Fatal(err)
+			}
+			continue
 		}
 		l.AddToken(testListHasher, e.iss, e.jti, exp)
 	}

@@ -14,8 +14,8 @@ import (
 // never allowed, whatever else it carries, however the token is wrapped or encoded, whether
 // its signature checks out, and under every missing_token and invalid_token policy.
 
-// propertyFixture is one plugin with every location on, and a list revoking one jti and every
-// token of one subject issued before a cutoff.
+// propertyFixture is one plugin with every location on, and a list revoking one jti, every
+// token of one session (sid), and every token of one subject issued before a cutoff.
 func propertyFixture(tb testing.TB) (*pluginContext, func()) {
 	tb.Helper()
 	quietLogs(tb)
@@ -30,17 +30,21 @@ func propertyFixture(tb testing.TB) (*pluginContext, func()) {
 	f.host = host
 	host.StartPlugin()
 	f.t = &testing.T{}
-	f.publish("jtiguard.", testNow, []revokedEntry{{jti: "revoked-jti"}},
+	f.publish("jtiguard.", testNow, []revokedEntry{{jti: "revoked-jti"}, {claim: "sid", jti: "revoked-session"}},
 		[]cutoffEntry{{sub: "cut-user", before: testNow.Add(-time.Hour)}})
 	return p, reset
 }
 
-// revokedToken is a token the list revokes: by jti, or (cutoff) by its subject.
-func revokedToken(tb testing.TB, cutoff, refresh bool, garble byte) string {
+// revokedToken is a token the list revokes: by jti (how 0), by its subject's cutoff (1), or
+// by its session (2).
+func revokedToken(tb testing.TB, how byte, refresh bool, garble byte) string {
 	c := claimsAt(testNow, "revoked-jti")
-	if cutoff {
+	switch how % 3 {
+	case 1:
 		c["jti"], c["sub"] = "fine-jti", "cut-user"
 		c["iat"], c["nbf"] = testNow.Add(-2*time.Hour).Unix(), testNow.Add(-2*time.Hour).Unix()
+	case 2:
+		c["jti"], c["sid"] = "fine-jti", "revoked-session"
 	}
 	if refresh {
 		c["type"] = "refresh"
@@ -112,23 +116,23 @@ func placeToken(container, encoding byte, prefix, suffix, token, decoy string) (
 func pick(b byte, xs ...int) int { return xs[int(b)%len(xs)] }
 
 func FuzzRevokedNeverAllowed(f *testing.F) {
-	f.Add(byte(0), byte(0), byte(0), byte(0), "Bearer ", "", false, false, true)
-	f.Add(byte(0), byte(4), byte(0), byte(1), "", "", false, false, true)
-	f.Add(byte(2), byte(2), byte(3), byte(2), "a=1; access_token_cookie=", "; b=2", true, false, false)
-	f.Add(byte(3), byte(1), byte(1), byte(3), "%6Awt=", "&jwt=x", false, true, true)
-	f.Add(byte(4), byte(3), byte(2), byte(4), `{"access_token":"x","access_token":"`, `"}`, true, true, false)
-	f.Add(byte(1), byte(0), byte(5), byte(5), "", "", false, true, true)
+	f.Add(byte(0), byte(0), byte(0), byte(0), "Bearer ", "", byte(0), false, true)
+	f.Add(byte(0), byte(4), byte(0), byte(1), "", "", byte(2), false, true)
+	f.Add(byte(2), byte(2), byte(3), byte(2), "a=1; access_token_cookie=", "; b=2", byte(1), false, false)
+	f.Add(byte(3), byte(1), byte(1), byte(3), "%6Awt=", "&jwt=x", byte(2), true, true)
+	f.Add(byte(4), byte(3), byte(2), byte(4), `{"access_token":"x","access_token":"`, `"}`, byte(1), true, false)
+	f.Add(byte(1), byte(0), byte(5), byte(5), "", "", byte(0), true, true)
 	p, reset := propertyFixture(f)
 	defer reset()
 	decoy := sign(f, jwt.SigningMethodHS256, testKeys().hs, claimsAt(testNow, "decoy-jti"), nil)
-	f.Fuzz(func(t *testing.T, container, encoding, garble, policy byte, prefix, suffix string, cutoff, refresh, withDecoy bool) {
+	f.Fuzz(func(t *testing.T, container, encoding, garble, policy byte, prefix, suffix string, how byte, refresh, withDecoy bool) {
 		p.cfg.MissingToken = []Policy{PolicyAllow, PolicyDeny}[policy&1]
 		p.cfg.InvalidToken = []Policy{PolicyAllow, PolicyDeny}[policy>>1&1]
 		d := ""
 		if withDecoy {
 			d = decoy
 		}
-		tok := revokedToken(t, cutoff, refresh, garble)
+		tok := revokedToken(t, how, refresh, garble)
 		if (strings.HasSuffix(prefix, `\`)) && encoding%5 != 0 {
 			t.Skip() // the prefix would escape the encoded dot: the app sees no token either
 		}
@@ -157,7 +161,7 @@ func TestRevokedNeverAllowedShapes(t *testing.T) {
 		for encoding := byte(0); encoding < 5; encoding++ {
 			for garble := byte(0); garble < 6; garble++ {
 				for policy := byte(0); policy < 4; policy++ {
-					for _, cutoff := range []bool{false, true} {
+					for how := byte(0); how < 3; how++ {
 						for _, withDecoy := range []bool{false, true} {
 							p.cfg.MissingToken = []Policy{PolicyAllow, PolicyDeny}[policy&1]
 							p.cfg.InvalidToken = []Policy{PolicyAllow, PolicyDeny}[policy>>1&1]
@@ -165,12 +169,12 @@ func TestRevokedNeverAllowedShapes(t *testing.T) {
 							if withDecoy {
 								d = decoy
 							}
-							tok := revokedToken(t, cutoff, garble%2 == 0, garble)
+							tok := revokedToken(t, how, garble%2 == 0, garble)
 							headers, body := placeToken(container, encoding, "x ", " y", tok, d)
 							got := p.decide(headers, body, true)
 							if got.allow || got.status != 401 {
-								t.Errorf("container %d encoding %d garble %d policy %d cutoff %v decoy %v: %s",
-									container, encoding, garble, policy, cutoff, withDecoy, describe(got))
+								t.Errorf("container %d encoding %d garble %d policy %d revoked by %d decoy %v: %s",
+									container, encoding, garble, policy, how, withDecoy, describe(got))
 							}
 							n++
 						}
@@ -186,6 +190,7 @@ func TestRevokedNeverAllowedShapes(t *testing.T) {
 	p.cfg.MissingToken, p.cfg.InvalidToken = PolicyAllow, PolicyDeny
 	for container := byte(0); container < 5; container++ {
 		c := claimsAt(testNow, "good-jti")
+		c["sid"] = "live-session" // a session the list does not revoke
 		if container == 1 { // the refresh cookie
 			c["type"] = "refresh"
 		}

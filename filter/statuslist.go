@@ -57,7 +57,7 @@ func (p *pluginContext) checkStatus(res *credentials.Result, upstream *identity,
 func (c *tokenCache) statusOf(payload string, sc *credentials.Scanner) *identity {
 	e := c.get(payload)
 	if e == nil {
-		e = newEntry(payload, sc.Peek(payload))
+		e = newEntry(payload, sc.Peek(payload), nil) // identity() reads its claims
 		c.put(e)
 	}
 	if !e.id.statusRead {

@@ -40,7 +40,9 @@ func (p *pluginContext) upstreamClaims([][2]string) *identity {
 		return v
 	}
 	jti, sub, iss, iat := read("jti"), read("sub"), read("iss"), read("iat")
-	if jti == nil && sub == nil {
+	if jti == nil && sub == nil && iss == nil {
+		// No payload (jwt_authn verifies a token only with an issuer it knows, so one it
+		// passed on has an iss).
 		return nil
 	}
 	id := &identity{}
@@ -64,6 +66,7 @@ func (p *pluginContext) upstreamClaims([][2]string) *identity {
 	add(&id.jtis, jti, false)
 	add(&id.subs, sub, false)
 	add(&id.iss, iss, false)
+	id.read = read
 	switch f, ok := metadataNumber(iat); {
 	case iat == nil:
 	case ok:
@@ -72,6 +75,26 @@ func (p *pluginContext) upstreamClaims([][2]string) *identity {
 		id.iatUnreadable = true
 	}
 	return id
+}
+
+// upstreamClaimValues reads the claims names (the list's claim entries' names) from the
+// payload jwt_authn passed on (the identity lives for one request): a string as it is, and
+// an 8-byte value also as a number's decimal text, as for jti.
+func (p *pluginContext) upstreamClaimValues(id *identity, names []string) {
+	if id.read == nil || len(names) == 0 {
+		return
+	}
+	id.claims, id.claimNames, id.hashed = id.claims[:0], names, false
+	for k, name := range names {
+		v := id.read(name)
+		if v == nil {
+			continue
+		}
+		id.claims = append(id.claims, claimValue{uint8(k), string(v)})
+		if f, ok := metadataNumber(v); ok && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			id.claims = append(id.claims, claimValue{uint8(k), strconv.FormatInt(int64(f), 10)})
+		}
+	}
 }
 
 // metadataNumber reads a number as Envoy serializes a double property: 8 bytes, host order
