@@ -1,11 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/jtiguard/jtiguard/internal/wasmstub"
 )
@@ -36,6 +36,31 @@ func (m memImage) read(addr uint64, n int) []byte {
 	return out
 }
 
+// flat is the image from address 0 to its last initialised byte.
+func (m memImage) flat() []byte {
+	if len(m) == 0 {
+		return nil
+	}
+	last := m[len(m)-1]
+	out := make([]byte, last.Offset+uint64(len(last.Bytes)))
+	for _, s := range m {
+		copy(out[s.Offset:], s.Bytes)
+	}
+	return out
+}
+
+// indexOnce returns the address of the last occurrence of pat in b and how many there are.
+func indexOnce(b, pat []byte) (addr uint64, n int) {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], pat)
+		if j < 0 {
+			return addr, n
+		}
+		addr, n = uint64(i+j), n+1
+		i += j + 1
+	}
+}
+
 func (m memImage) u64(addr uint64) uint64 { return binary.LittleEndian.Uint64(m.read(addr, 8)) }
 
 // The pcHeader of Go 1.20 and later on a 64-bit target with 1-byte instructions (wasm): magic
@@ -53,41 +78,20 @@ type region struct {
 // read is Go 1.20 and later's (runtime/symtab.go, cmd/link/internal/ld/symtab.go); every address
 // is checked against the image, so another layout yields ErrNoGoModuledata rather than nonsense.
 func goRegions(m memImage) ([]region, error) {
-	var header uint64
-	found := 0
-	for _, s := range m {
-		for i := 0; ; {
-			j := strings.Index(string(s.Bytes[i:]), string(pcHeaderPrefix))
-			if j < 0 {
-				break
-			}
-			header = s.Offset + uint64(i+j)
-			found++
-			i += j + 1
-		}
-	}
+	// Search the image as memory holds it, not segment by segment: the linker may end one
+	// segment and start the next anywhere (at a run of zeros), even inside these structures.
+	flat := m.flat()
+	header, found := indexOnce(flat, pcHeaderPrefix)
 	if found != 1 {
 		return nil, fmt.Errorf("%w: %d pcHeader candidates", ErrNoGoModuledata, found)
 	}
 	hdr := m.read(header, 8+8*8)
 	funcnameOffset := binary.LittleEndian.Uint64(hdr[32:]) // after magic+pads, nfunc, nfiles and an unused word
 	// moduledata starts with the pcHeader pointer, then the funcnametab slice.
-	var md uint64
-	mdFound := 0
 	var want [16]byte
 	binary.LittleEndian.PutUint64(want[:], header)
 	binary.LittleEndian.PutUint64(want[8:], header+funcnameOffset)
-	for _, s := range m {
-		for i := 0; ; {
-			j := strings.Index(string(s.Bytes[i:]), string(want[:]))
-			if j < 0 {
-				break
-			}
-			md = s.Offset + uint64(i+j)
-			mdFound++
-			i += j + 1
-		}
-	}
+	md, mdFound := indexOnce(flat, want[:])
 	if mdFound != 1 {
 		return nil, fmt.Errorf("%w: %d moduledata candidates", ErrNoGoModuledata, mdFound)
 	}

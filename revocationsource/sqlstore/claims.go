@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
 
 	rs "github.com/jtiguard/jtiguard/revocationsource"
 )
@@ -211,14 +214,36 @@ func (s *Store) RevokeClaim(ctx context.Context, e rs.Entry) error {
 		return fmt.Errorf("%w: not a claim entry", rs.ErrInvalid)
 	}
 	var err error
-	// Two revocations of one new entry at once: the second INSERT breaks
-	// the unique key; again, it finds the first's row and merges.
-	for range 3 {
-		if err = s.revokeClaimOnce(ctx, e); err == nil || ctx.Err() != nil {
+	// Revocations of one new entry at once: all find no row, one INSERT
+	// wins and the others break the unique key. Each round at least one
+	// commits, so a loser tried again finds the winner's row and merges;
+	// with n writers at once that takes at most n rounds.
+	for attempt := range maxClaimAttempts {
+		if err = s.revokeClaimOnce(ctx, e); err == nil || ctx.Err() != nil || !isUniqueViolation(err) {
 			break
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(1+rand.IntN(1+attempt)) * time.Millisecond):
 		}
 	}
 	return err
+}
+
+// maxClaimAttempts bounds the rounds one revocation takes against others
+// of the same new entry at the same moment.
+const maxClaimAttempts = 50
+
+// isUniqueViolation reports a unique-key violation: SQLSTATE 23505 from
+// PostgreSQL's drivers, SQLite's "UNIQUE constraint failed".
+func isUniqueViolation(err error) bool {
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		return coded.SQLState() == "23505"
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
 }
 
 func (s *Store) revokeClaimOnce(ctx context.Context, e rs.Entry) error {
