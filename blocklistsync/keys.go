@@ -85,7 +85,7 @@ func (h Hasher) TokenKey(iss, jti string) uint64 { return h.key(domainToken, iss
 // SubjectKey is the key of a subject cutoff for (iss, sub); iss empty as for TokenKey.
 func (h Hasher) SubjectKey(iss, sub string) uint64 { return h.key(domainSubject, iss, sub) }
 
-// ClaimKey is the key of a claim entry: every token whose string claim named claim is
+// ClaimKey is the key of a claim entry: every token whose claim named claim is
 // value, from issuer iss (empty as for TokenKey), for example a session's sid. The claim's
 // name is part of the hashed input, so sid=x and another claim=x are different keys, and
 // the domain keeps any claim key apart from jti keys, so a claim entry never revokes a

@@ -86,6 +86,13 @@ func claims(jti, sub string) map[string]any {
 
 func token(jti string) string { return localproxytest.HS256(secret, claims(jti, "user-1")) }
 
+// sessionToken is a token of the session sid (an OpenID Connect sid claim).
+func sessionToken(jti, sid string) string {
+	c := claims(jti, "user-1")
+	c["sid"] = sid
+	return localproxytest.HS256(secret, c)
+}
+
 func bearer(tok string) harness.Pairs { return harness.Pairs{{"authorization", "Bearer " + tok}} }
 
 // startHarness starts the real module; it fails the test (never skips) when the module
@@ -283,6 +290,11 @@ var errAdmin = errors.New("admin call failed")
 func (s *source) revoke(jti string) error {
 	body := fmt.Sprintf(`{"jti":%q,"exp":%d}`, jti, time.Now().Add(2*time.Hour).Unix())
 	return s.admin(body)
+}
+
+// revokeSession logs a session out: every token whose sid is sid (a claim entry).
+func (s *source) revokeSession(sid string) error {
+	return s.admin(fmt.Sprintf(`{"claim":"sid","value":%q,"exp":%d}`, sid, time.Now().Add(2*time.Hour).Unix()))
 }
 
 // revokeSubject logs a subject out everywhere (cutoff at now).

@@ -20,6 +20,8 @@ func TestRevokeReachesEveryVMWithinOneInterval(t *testing.T) {
 	tickRound(t, h, 0) // the first poll happens on the first tick (never in proxy_on_configure)
 	tok := token("e2e-revoke-me")
 	expectAll(t, h, tok, allowed, "before revocation")
+	session := sessionToken("e2e-in-session", "e2e-session")
+	expectAll(t, h, session, allowed, "a session's token before its logout")
 
 	if err := src.revoke("e2e-revoke-me"); err != nil {
 		t.Fatal(err)
@@ -39,6 +41,16 @@ func TestRevokeReachesEveryVMWithinOneInterval(t *testing.T) {
 	}
 	tickRound(t, h, interval)
 	expectAll(t, h, localproxyHS256("e2e-cut", "user-7", -60), revoked, "token issued before the subject's cutoff")
+
+	// A session's logout (a claim entry, as the source's back-channel logout writes): the
+	// workers read the sid of the token they had cached without it, now that the list names sid.
+	if err := src.revokeSession("e2e-session"); err != nil {
+		t.Fatal(err)
+	}
+	tickRound(t, h, interval)
+	expectAll(t, h, session, revoked, "a token of the logged-out session")
+	expectAll(t, h, sessionToken("e2e-second", "e2e-session"), revoked, "another token of the session")
+	expectAll(t, h, sessionToken("e2e-third", "e2e-other-session"), allowed, "a token of another session")
 }
 
 // TestFailModeBeforeFirstList: with the source refusing connections no list ever arrives;

@@ -44,6 +44,8 @@ func TestRevokeReachesEveryVMInV8(t *testing.T) {
 		round(interval)
 	}
 	all(tok, allowed, "before revocation")
+	session := sessionToken("e2e-v8-in-session", "e2e-v8-session")
+	all(session, allowed, "a session's token before its logout")
 	if err := src.revoke("e2e-v8-revoke-me"); err != nil {
 		t.Fatal(err)
 	}
@@ -62,4 +64,12 @@ func TestRevokeReachesEveryVMInV8(t *testing.T) {
 	}
 	all(tok, revoked, "after one interval")
 	all(token("e2e-v8-other"), allowed, "another token")
+
+	// A session's logout: a claim entry, which the workers look up in tokens they had cached.
+	if err := src.revokeSession("e2e-v8-session"); err != nil {
+		t.Fatal(err)
+	}
+	round(interval)
+	all(session, revoked, "a token of the logged-out session")
+	all(sessionToken("e2e-v8-other", "e2e-v8-other-session"), allowed, "a token of another session")
 }

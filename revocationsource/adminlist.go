@@ -84,7 +84,7 @@ func parseListQuery(r *http.Request) (f ListFilter, after *ListPos, limit int, e
 	case len(f.JTIPrefix) > MaxIDBytes, len(f.Sub) > MaxIDBytes, len(f.Value) > MaxIDBytes, f.Iss != nil && len(*f.Iss) > MaxIssBytes:
 		return f, nil, 0, fmt.Errorf("%w: jti_prefix, value and sub are at most %d bytes, iss %d", errBadRequest, MaxIDBytes, MaxIssBytes)
 	case q.Has("claim") && !ValidClaimName(f.Claim):
-		return f, nil, 0, fmt.Errorf("%w: claim=%.70q: want a claim name of 1-%d bytes of visible ASCII, not jti or sub", errBadRequest, f.Claim, MaxClaimBytes)
+		return f, nil, 0, fmt.Errorf("%w: claim=%.70q: want a claim name of 1-%d bytes of visible ASCII, not jti, sub, iss or iat", errBadRequest, f.Claim, MaxClaimBytes)
 	case f.Value != "" && f.Claim == "":
 		return f, nil, 0, fmt.Errorf("%w: value selects a claim entry: give claim too", errBadRequest)
 	case countSet(f.JTIPrefix != "", f.Claim != "", f.Sub != "") > 1:

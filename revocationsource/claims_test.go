@@ -172,7 +172,7 @@ func TestFilterReadsTheSourcesClaimEntries(t *testing.T) {
 // TestClaimNameRuleIsTheFilters: the source admits exactly the claim names
 // the filter's parser accepts.
 func TestClaimNameRuleIsTheFilters(t *testing.T) {
-	names := []string{"", "sid", "jti", "sub", "JTI", "Sub", "s id", "s\tid", "caf\u00e9", "~", "!", "a\x7f", strings.Repeat("c", 64), strings.Repeat("c", 65), `"`, `\`}
+	names := []string{"", "sid", "jti", "sub", "iss", "iat", "JTI", "Sub", "s id", "s\tid", "caf\u00e9", "~", "!", "a\x7f", strings.Repeat("c", 64), strings.Repeat("c", 65), `"`, `\`}
 	rnd := rand.New(rand.NewPCG(5, 6))
 	for range 2000 {
 		b := make([]byte, rnd.IntN(70))
@@ -231,7 +231,7 @@ func TestAdminClaimRevocations(t *testing.T) {
 	}
 	for _, bad := range []string{
 		`{"claim":"sid"}`, `{"value":"x"}`, `{"claim":"sid","value":""}`, `{"claim":"jti","value":"x"}`,
-		`{"claim":"sub","value":"x"}`, `{"claim":"s d","value":"x"}`, `{"jti":"a","claim":"sid","value":"x"}`,
+		`{"claim":"sub","value":"x"}`, `{"claim":"iss","value":"x"}`, `{"claim":"iat","value":"x"}`, `{"claim":"s d","value":"x"}`, `{"jti":"a","claim":"sid","value":"x"}`,
 		`{"sub":"u","claim":"sid","value":"x"}`, `{"claim":"sid","value":"x","revoked_before":1}`,
 		`{"claim":"sid","value":"` + strings.Repeat("v", 257) + `"}`, `{"claim":"` + strings.Repeat("c", 65) + `","value":"x"}`,
 	} {
@@ -255,6 +255,26 @@ func TestAdminClaimRevocations(t *testing.T) {
 	}
 	if n, _ := idx.Len(); n != 0 || len(mem.entries) != 0 {
 		t.Fatalf("after unrevoking: index %d, store %v", n, mem.entries)
+	}
+
+	// A filter reads at most MaxClaimNames claims: a revocation by one more is refused, one
+	// by a name already held is not.
+	for i := range MaxClaimNames {
+		if code, body := post(fmt.Sprintf(`{"claim":"c%d","value":"v"}`, i)); code != 200 {
+			t.Fatalf("claim name %d: %d %s", i, code, body)
+		}
+	}
+	if code, body := post(`{"claim":"one-more","value":"v"}`); code != 400 || !strings.Contains(body, "the most a filter reads") {
+		t.Fatalf("a ninth claim name: %d %s; want 400 saying why", code, body)
+	}
+	if code, body := post(`{"claim":"c0","value":"w"}`); code != 200 {
+		t.Fatalf("another value of a held name: %d %s", code, body)
+	}
+	if got := idx.ClaimNames(); len(got) != MaxClaimNames || got[0] != "c0" {
+		t.Fatalf("ClaimNames = %q", got)
+	}
+	if MaxClaimNames != blocklistsync.MaxClaimNames {
+		t.Fatalf("the source admits %d claim names, the filter reads %d", MaxClaimNames, blocklistsync.MaxClaimNames)
 	}
 
 	// A store without claim entries: 501, and nothing changes.

@@ -3,7 +3,9 @@ package revocationsource
 import (
 	"container/heap"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -41,19 +43,23 @@ type Index struct {
 	// dropped because it breaks the feed's limits.
 	OnInvalid func()
 
-	mu       sync.RWMutex
-	entries  map[EntryKey]int64 // jti and claim entries
-	claims   int                // how many of entries are claim entries
-	cutoffs  map[CutoffKey]cutoffVal
-	sumA     uint64
-	sumB     uint64
-	seq      uint64
-	log      []logged
-	versions map[string]uint64
-	vring    []versionAt
-	version  string
-	exps     expHeap
-	hbuf     []byte
+	mu      sync.RWMutex
+	entries map[EntryKey]int64 // jti and claim entries
+	claims  int                // how many of entries are claim entries
+	// claimNames counts the claim entries of each claim name: a filter reads at most
+	// MaxClaimNames of them (blocklistsync.MaxClaimNames), so a revocation by one more is
+	// refused before it could make every filter reject the feed.
+	claimNames map[string]int
+	cutoffs    map[CutoffKey]cutoffVal
+	sumA       uint64
+	sumB       uint64
+	seq        uint64
+	log        []logged
+	versions   map[string]uint64
+	vring      []versionAt
+	version    string
+	exps       expHeap
+	hbuf       []byte
 	// held items are gone from the store because their time came (a Redis
 	// TTL, an eviction, a cleanup job) but stay in the list until exp +
 	// grace. Holding is not content: it does not change the version.
@@ -166,6 +172,13 @@ func (x *Index) Claims() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return x.claims
+}
+
+// ClaimNames returns the claim names the claim entries revoke by, ascending.
+func (x *Index) ClaimNames() []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return slices.Sorted(maps.Keys(x.claimNames))
 }
 
 // Cutoff returns the cutoff held for k, if any.
@@ -312,6 +325,10 @@ func (x *Index) applyOneLocked(ch Change, now int64) bool {
 			x.subLocked(x.entryHash(k, old))
 		} else if k.Claim != "" {
 			x.claims++
+			if x.claimNames == nil {
+				x.claimNames = make(map[string]int)
+			}
+			x.claimNames[k.Claim]++
 		}
 		x.entries[k] = e.Exp
 		x.addLocked(x.entryHash(k, e.Exp))
@@ -383,6 +400,9 @@ func (x *Index) removeEntryLocked(k EntryKey) bool {
 	delete(x.heldE, k)
 	if k.Claim != "" {
 		x.claims--
+		if x.claimNames[k.Claim]--; x.claimNames[k.Claim] == 0 {
+			delete(x.claimNames, k.Claim)
+		}
 	}
 	x.seq++
 	return true

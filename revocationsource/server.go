@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -635,6 +636,10 @@ func (s *Server) revokeClaim(ctx context.Context, e Entry) error {
 	cs, ok := s.Store.(ClaimStore)
 	if !ok {
 		return ErrClaimsUnsupported
+	}
+	if names := s.Index.ClaimNames(); len(names) >= MaxClaimNames && !slices.Contains(names, e.Claim) {
+		return fmt.Errorf("%w: claim %q: the list already revokes by %d claims (%s), the most a filter reads",
+			ErrInvalid, e.Claim, len(names), strings.Join(names, ", "))
 	}
 	return cs.RevokeClaim(ctx, e)
 }

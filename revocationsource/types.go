@@ -13,8 +13,11 @@ import (
 // Limits of the feed protocol. An item outside them would make the filter
 // reject the whole response, so the index drops it at ingestion instead.
 const (
-	MaxIDBytes      = 256
-	MaxClaimBytes   = 64 // a claim entry's claim name
+	MaxIDBytes    = 256
+	MaxClaimBytes = 64 // a claim entry's claim name
+	// MaxClaimNames bounds the distinct claim names of the claim entries: a filter reads
+	// each from every token, at most blocklistsync.MaxClaimNames of them.
+	MaxClaimNames   = 8
 	MaxIssBytes     = 512
 	MaxUnixSeconds  = 1<<32 - 1
 	MaxVersionBytes = 128
@@ -39,7 +42,7 @@ var (
 )
 
 // Entry is one revocation in the feed's entries: a revoked jti, or, when
-// Claim is set, a claim entry that revokes every token whose string claim
+// Claim is set, a claim entry that revokes every token whose claim (a string, or a number as its text)
 // Claim (for example "sid") is JTI. One type for both keeps one map, one
 // log, one expiry heap and one delta path for all entries, and a claim entry
 // can never be taken for a jti because Claim is part of its key. Exp 0 means
@@ -197,11 +200,16 @@ func validIss(s string) bool {
 func validUnix(v int64) bool { return v >= 0 && v <= MaxUnixSeconds }
 
 // ValidClaimName reports whether name can be a claim entry's claim: 1 to
-// MaxClaimBytes bytes of visible ASCII, neither "jti" (a jti entry says
-// that) nor "sub" (a cutoff says that). The filter's parser holds feeds to
+// MaxClaimBytes bytes of visible ASCII, none of "jti" (a jti entry says
+// that), "sub" (a cutoff says that), "iss" (an entry's own iss scopes it)
+// or "iat" (a cutoff revokes by time). The filter's parser holds feeds to
 // the same rule (blocklistsync.CheckClaimName; a test keeps them equal).
 func ValidClaimName(name string) bool {
-	if len(name) == 0 || len(name) > MaxClaimBytes || name == "jti" || name == "sub" {
+	switch name {
+	case "jti", "sub", "iss", "iat":
+		return false
+	}
+	if len(name) == 0 || len(name) > MaxClaimBytes {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
