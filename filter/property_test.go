@@ -191,7 +191,7 @@ func TestRevokedNeverAllowedShapes(t *testing.T) {
 	for container := byte(0); container < 5; container++ {
 		c := claimsAt(testNow, "good-jti")
 		c["sid"] = "live-session" // a session the list does not revoke
-		if container == 1 { // the refresh cookie
+		if container == 1 {       // the refresh cookie
 			c["type"] = "refresh"
 		}
 		good := sign(t, jwt.SigningMethodHS256, testKeys().hs, c, nil)
