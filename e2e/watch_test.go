@@ -285,7 +285,12 @@ func TestWatchTakeover(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "revoked on every VM", func() bool { return decisionsAre(t, h, tok, revoked) })
 	var open []harness.HTTPCallRecord
+	// The VMs that still run keep ticking (timers are off here): the old holder's poll also
+	// came back with the change, and the two may race to publish it; the one that loses the
+	// CAS retries on a later tick, with a plain poll first.
 	waitFor(t, watchWait+5*time.Second, "one long poll open, the new holder's", func() bool {
+		tickVMs(t, h, others...)
+		time.Sleep(interval / 4)
 		open = openCalls(hostCalls(t, h))
 		return len(open) == 1 && open[0].VM == taker.VM
 	})
