@@ -88,6 +88,7 @@ test: build
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzDiscoveryFindsThePayload -fuzztime=$(FUZZTIME) ./credentials && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzCanonicalPath -fuzztime=$(FUZZTIME) ./filter && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzParseToken -fuzztime=$(FUZZTIME) ./statuslist
 	$(MAKE) test-long

@@ -16,11 +16,25 @@ import (
 // before, a revoked token. None may allocate, so no garbage collection can start inside a
 // request callback.
 func TestRequestPathAllocatesNothingInTheModule(t *testing.T) {
+	for _, cfg := range []struct {
+		name   string
+		config []byte
+	}{
+		{"no rules", pluginConfig(cfgOpts{noSync: true})},
+		// The requests go to /api, which no rule matches: every rule is tried, the path
+		// checked for normal form.
+		{"with rules", withRules(t, "allow")},
+	} {
+		t.Run(cfg.name, func(t *testing.T) { requestPathAllocatesNothing(t, cfg.config) })
+	}
+}
+
+func requestPathAllocatesNothing(t *testing.T, config []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	wasm := moduletest.Build(t, "jtiguard_testexports")
 	h, err := harness.New(ctx, wasm, harness.NewConfig().WithWorkers(1).WithWASI(harness.WASICurrent).
-		WithPluginConfig(pluginConfig(cfgOpts{noSync: true})).WithTimers(false))
+		WithPluginConfig(config).WithTimers(false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -141,8 +140,14 @@ type Config struct {
 	Sync         blocklistsync.Config `json:"sync"`
 	// StatusList is the "status_list" section, parsed by statuslist.ParseConfig into status.
 	StatusList json.RawMessage `json:"status_list"`
+	// Rules change, per route, what the token must be (rules.go); never the revocation check.
+	Rules []Rule `json:"rules"`
 
 	status *statuslist.Config
+	// topPolicy is what a route no rule matches requires; rules the compiled Rules.
+	topPolicy       policy
+	rules           []rule
+	rulesMatchPaths bool // a rule matches on the path: the path must be in normal form
 }
 
 // KeyedByIssuer reports whether revocation keys include the issuer: they do when issuers
@@ -253,6 +258,12 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 	} else {
 		cfg.status = sl
 	}
+	cfg.topPolicy = policy{missing: cfg.MissingToken, invalid: cfg.InvalidToken}
+	cfg.topPolicy.kinds, _ = tokenKinds(cfg.JWT.TokenTypes) // errors reported by validateJWT
+	cfg.rules = compileRules(cfg.Rules, cfg.topPolicy, bad)
+	for _, r := range cfg.rules {
+		cfg.rulesMatchPaths = cfg.rulesMatchPaths || r.matchPaths
+	}
 	if cfg.MaxStaleness.D() > 0 && cfg.MaxStaleness.D() < cfg.Sync.Interval.D() {
 		bad("max_staleness", "%s is shorter than sync.interval %s: every list would be stale", cfg.MaxStaleness.D(), cfg.Sync.Interval.D())
 	}
@@ -296,13 +307,8 @@ func validateJWT(j *JWTConfig, getenv func(string) string, bad func(string, stri
 			bad("jwt.audiences", "must not contain an empty audience")
 		}
 	}
-	if len(j.TokenTypes) == 0 {
-		bad("jwt.token_types", "must allow at least one of access, refresh")
-	}
-	for _, t := range j.TokenTypes {
-		if !slices.Contains(knownTokenTypes, t) {
-			bad("jwt.token_types", "unknown token type %q (want access or refresh)", t)
-		}
+	if _, err := tokenKinds(j.TokenTypes); err != nil {
+		bad("jwt.token_types", "%v", err)
 	}
 	if tu := j.TrustUpstream; tu != nil {
 		tu.headerKey = strings.ToLower(tu.PayloadHeader)

@@ -24,10 +24,12 @@ var allow = decision{allow: true}
 //
 //  1. Revocation, first and over everything: every payload discovery finds anywhere in the
 //     request (headers, cookies, the request target, a JSON body) is checked against the list,
-//     whether or not its signature verifies and whichever token the application would pick.
-//     A revoked one is denied even where the rest of the request is malformed or ambiguous.
+//     whether or not its signature verifies and whichever token the application would pick,
+//     and whatever route the request is for. A revoked one is denied even where the rest of
+//     the request is malformed or ambiguous.
 //  2. Ambiguity: a request the application could read differently from this filter is refused.
-//  3. Validation of the token the application would read (one per kind of route it may be).
+//  3. Validation of the token the application would read (one per kind of route it may be),
+//     as the route's rule asks (rules.go), or the top level where none matches.
 //
 // final is false for the headers of a request held for its body: only step 1 runs then.
 // Nothing here allocates on a request without a token, or with a token seen before.
@@ -45,11 +47,15 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 	p.cache.forgetLast()
 	res := p.scanner.Scan(headers, body)
 	upstream := p.upstreamClaims(headers)
-	if len(res.Candidates) == 0 && upstream == nil && res.Ambiguous == "" && !p.anySelected(res) &&
-		(!final || cfg.MissingToken == PolicyAllow) {
+	pol, pathAmbiguous := p.routePolicy(headers)
+	if len(res.Candidates) == 0 && upstream == nil && res.Ambiguous == "" && pathAmbiguous == "" && !p.anySelected(res) &&
+		(!final || pol.missing == PolicyAllow || pol.skip) {
 		// No token anywhere: the common anonymous request, decided without a clock or the list
 		// (or, for headers held for their body, nothing to do yet).
-		if final {
+		switch {
+		case final && pol.skip:
+			m.skipped++
+		case final:
 			m.missing++
 		}
 		return allow
@@ -98,20 +104,30 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		return allow
 	}
 
-	if res.Ambiguous != "" || claimsOverflow {
+	if res.Ambiguous != "" || claimsOverflow || pathAmbiguous != "" {
 		m.ambiguous++
 		msg := res.Ambiguous
-		if msg == "" {
+		switch {
+		case msg != "":
+		case claimsOverflow:
 			msg = "Ambiguous request: a token repeats a claim more than 4 times"
+		default:
+			msg = pathAmbiguous
 		}
 		return p.reply(cfg.Responses.Ambiguous, msg, "jtiguard_ambiguous")
+	}
+	if pol.skip {
+		// The route requires nothing of the token; every token in the request was checked
+		// against the list above.
+		m.skipped++
+		return allow
 	}
 
 	var v validation
 	if cfg.JWT.TrustUpstream != nil {
-		v = p.validateUpstream(headers, upstream, now)
+		v = p.validateUpstream(headers, upstream, now, pol)
 	} else {
-		v = p.validateSelected(res, now)
+		v = p.validateSelected(res, now, pol)
 	}
 	switch {
 	case v.ok:
@@ -122,13 +138,13 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		return allow
 	case v.failed:
 		m.invalid++
-		if cfg.InvalidToken == PolicyAllow {
+		if pol.invalid == PolicyAllow {
 			return allow
 		}
 		return v.fail
 	default:
 		m.missing++
-		if cfg.MissingToken == PolicyAllow {
+		if pol.missing == PolicyAllow {
 			return allow
 		}
 		msg := v.missing
@@ -151,14 +167,14 @@ type validation struct {
 }
 
 // validateSelected validates the token flask-jwt-extended would read for each route kind
-// that jwt.token_types allows. The request passes when one of them is valid for its kind:
-// the proxy does not know which kind of route it is.
-func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time) validation {
+// that the route's token_types allows. The request passes when one of them is valid for its
+// kind: unless a rule says, the proxy does not know which kind of route it is.
+func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time, pol *policy) validation {
 	var v validation
 	first := -1
 	for k := range res.Selected {
 		kind := credentials.Kind(k)
-		if !p.kindAllowed(kind) {
+		if !pol.kinds[kind] {
 			continue
 		}
 		if first < 0 {
@@ -217,15 +233,6 @@ func (p *pluginContext) verified(token, payload string, now time.Time) (tokenInf
 func (p *pluginContext) anySelected(res *credentials.Result) bool {
 	for k := range res.Selected {
 		if sel := &res.Selected[k]; sel.Token != "" || sel.Bad != "" {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *pluginContext) kindAllowed(k credentials.Kind) bool {
-	for _, t := range p.cfg.JWT.TokenTypes {
-		if kindOf(t) == k {
 			return true
 		}
 	}

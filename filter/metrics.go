@@ -14,15 +14,15 @@ import (
 // the sums to the host on each tick, so a request costs no host call for its metrics and a
 // metric lags by at most one tick.
 type metrics struct {
-	checked, allowed, revoked, missing, invalid, ambiguous, tooLarge, failedClosed, failedOpen, cacheHits uint64
+	checked, allowed, revoked, missing, invalid, ambiguous, tooLarge, failedClosed, failedOpen, cacheHits, skipped uint64
 
-	host [10]abi.Counter
+	host [11]abi.Counter
 }
 
-var metricNames = [10]string{
+var metricNames = [11]string{
 	"requests.checked", "requests.allowed", "requests.revoked", "requests.missing_token",
 	"requests.invalid_token", "requests.ambiguous", "requests.body_too_large",
-	"requests.failed_closed", "requests.failed_open", "requests.cache_hits",
+	"requests.failed_closed", "requests.failed_open", "requests.cache_hits", "requests.skipped",
 }
 
 func newMetrics(prefix string) *metrics {
@@ -35,8 +35,8 @@ func newMetrics(prefix string) *metrics {
 
 // flush adds what was counted since the last flush to the host's counters.
 func (m *metrics) flush() {
-	for i, v := range [10]*uint64{&m.checked, &m.allowed, &m.revoked, &m.missing, &m.invalid,
-		&m.ambiguous, &m.tooLarge, &m.failedClosed, &m.failedOpen, &m.cacheHits} {
+	for i, v := range [11]*uint64{&m.checked, &m.allowed, &m.revoked, &m.missing, &m.invalid,
+		&m.ambiguous, &m.tooLarge, &m.failedClosed, &m.failedOpen, &m.cacheHits, &m.skipped} {
 		if *v != 0 {
 			m.host[i].Increment(*v)
 			*v = 0

@@ -58,6 +58,8 @@ type pluginContext struct {
 	// the list's recheck and the token's validation use that one reading, so a request makes
 	// one clock call, not one per reader of the time.
 	reqNow time.Time
+	// pathBuf holds a request's percent-decoded path while rules match it (rules.go).
+	pathBuf []byte
 
 	cfg      *Config
 	scanner  *credentials.Scanner
@@ -99,10 +101,9 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 		return types.OnPluginStartStatusFailed
 	}
 	p.cfg = cfg
-	var kinds [2]bool
-	for _, t := range cfg.JWT.TokenTypes {
-		kinds[kindOf(t)] = true
-	}
+	// Discovery selects the token of every kind some route accepts; each request's policy
+	// then says which kinds its route takes.
+	kinds := kindsOf(cfg.topPolicy, cfg.rules)
 	payloadHeader := ""
 	if tu := cfg.JWT.TrustUpstream; tu != nil {
 		payloadHeader = tu.headerKey

@@ -23,7 +23,7 @@ func propertyFixture(tb testing.TB) (*pluginContext, func()) {
 	var p *pluginContext
 	vm := newVMContext(func() time.Time { return f.now })
 	cfg := `{"token":{"locations":["headers","cookies","query_string","json"]},"jwt":{"hmac_secrets":[{"secret":` +
-		jsonString(string(testKeys().hs)) + `}]},"sync":{"cluster":""}}`
+		jsonString(string(testKeys().hs)) + `}]},"sync":{"cluster":""},` + propertyRules + `}`
 	opt := proxytest.NewEmulatorOption().WithVMContext(&capturingVM{vmContext: vm, got: &p}).
 		WithPluginConfiguration([]byte(cfg))
 	host, reset := proxytest.NewHostEmulator(opt)
@@ -33,6 +33,22 @@ func propertyFixture(tb testing.TB) (*pluginContext, func()) {
 	f.publish("jtiguard.", testNow, []revokedEntry{{jti: "revoked-jti"}, {claim: "sid", jti: "revoked-session"}},
 		[]cutoffEntry{{sub: "cut-user", before: testNow.Add(-time.Hour)}})
 	return p, reset
+}
+
+// propertyRules are per-route rules that relax what a route requires as far as rules can:
+// none of them may let a revoked token through.
+const propertyRules = `"rules":[{"match":{"path_prefix":"/public"},"skip":true},
+	{"match":{"path":"/auth/refresh","methods":["POST"]},"token_types":["refresh"],"missing_token":"allow","invalid_token":"allow"}]`
+
+// onRoute moves a request built for /api to one of the routes propertyRules name (0: none).
+func onRoute(headers [][2]string, route byte) [][2]string {
+	to := []string{"/api", "/public/page", "/auth/refresh"}[route%3]
+	for i := range headers {
+		if headers[i][0] == ":path" {
+			headers[i][1] = to + strings.TrimPrefix(headers[i][1], "/api")
+		}
+	}
+	return headers
 }
 
 // revokedToken is a token the list revokes: by jti (how 0), by its subject's cutoff (1), or
@@ -126,8 +142,7 @@ func FuzzRevokedNeverAllowed(f *testing.F) {
 	defer reset()
 	decoy := sign(f, jwt.SigningMethodHS256, testKeys().hs, claimsAt(testNow, "decoy-jti"), nil)
 	f.Fuzz(func(t *testing.T, container, encoding, garble, policy byte, prefix, suffix string, how byte, refresh, withDecoy bool) {
-		p.cfg.MissingToken = []Policy{PolicyAllow, PolicyDeny}[policy&1]
-		p.cfg.InvalidToken = []Policy{PolicyAllow, PolicyDeny}[policy>>1&1]
+		setPolicies(p, []Policy{PolicyAllow, PolicyDeny}[policy&1], []Policy{PolicyAllow, PolicyDeny}[policy>>1&1])
 		d := ""
 		if withDecoy {
 			d = decoy
@@ -137,10 +152,11 @@ func FuzzRevokedNeverAllowed(f *testing.F) {
 			t.Skip() // the prefix would escape the encoded dot: the app sees no token either
 		}
 		headers, body := placeToken(container, encoding, prefix, suffix, tok, d)
+		headers = onRoute(headers, policy>>2)
 		got := p.decide(headers, body, true)
 		if got.allow {
-			t.Fatalf("revoked token allowed: container %d encoding %d garble %d policy %d\nheaders %q\nbody %q",
-				container%5, encoding%5, garble%6, policy&3, headers, body)
+			t.Fatalf("revoked token allowed: container %d encoding %d garble %d policy %d route %d\nheaders %q\nbody %q",
+				container%5, encoding%5, garble%6, policy&3, policy>>2%3, headers, body)
 		}
 		if !strings.Contains(string(got.body), "revoked") && got.status != 401 {
 			// Denied, but not as revoked: acceptable only where the request is refused before
@@ -160,17 +176,17 @@ func TestRevokedNeverAllowedShapes(t *testing.T) {
 	for container := byte(0); container < 5; container++ {
 		for encoding := byte(0); encoding < 5; encoding++ {
 			for garble := byte(0); garble < 6; garble++ {
-				for policy := byte(0); policy < 4; policy++ {
+				for policy := byte(0); policy < 12; policy++ { // missing, invalid and the route
 					for how := byte(0); how < 3; how++ {
 						for _, withDecoy := range []bool{false, true} {
-							p.cfg.MissingToken = []Policy{PolicyAllow, PolicyDeny}[policy&1]
-							p.cfg.InvalidToken = []Policy{PolicyAllow, PolicyDeny}[policy>>1&1]
+							setPolicies(p, []Policy{PolicyAllow, PolicyDeny}[policy&1], []Policy{PolicyAllow, PolicyDeny}[policy>>1&1])
 							d := ""
 							if withDecoy {
 								d = decoy
 							}
 							tok := revokedToken(t, how, garble%2 == 0, garble)
 							headers, body := placeToken(container, encoding, "x ", " y", tok, d)
+							headers = onRoute(headers, policy>>2)
 							got := p.decide(headers, body, true)
 							if got.allow || got.status != 401 {
 								t.Errorf("container %d encoding %d garble %d policy %d revoked by %d decoy %v: %s",
@@ -187,7 +203,7 @@ func TestRevokedNeverAllowedShapes(t *testing.T) {
 
 	// Control: the fixture does let a good token through, so the denials above are the
 	// list's doing.
-	p.cfg.MissingToken, p.cfg.InvalidToken = PolicyAllow, PolicyDeny
+	setPolicies(p, PolicyAllow, PolicyDeny)
 	for container := byte(0); container < 5; container++ {
 		c := claimsAt(testNow, "good-jti")
 		c["sid"] = "live-session" // a session the list does not revoke
@@ -219,4 +235,10 @@ func describe(d decision) string {
 		return "allowed"
 	}
 	return fmt.Sprintf("%d %s", d.status, d.body)
+}
+
+// setPolicies sets the top level's missing_token and invalid_token of a started plugin.
+func setPolicies(p *pluginContext, missing, invalid Policy) {
+	p.cfg.MissingToken, p.cfg.InvalidToken = missing, invalid
+	p.cfg.topPolicy.missing, p.cfg.topPolicy.invalid = missing, invalid
 }

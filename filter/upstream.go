@@ -109,7 +109,7 @@ func metadataNumber(v []byte) (float64, bool) {
 
 // validateUpstream validates the claims jwt_authn passed on: times with this filter's leeway,
 // jti, and the token type.
-func (p *pluginContext) validateUpstream(headers [][2]string, upstream *identity, now time.Time) validation {
+func (p *pluginContext) validateUpstream(headers [][2]string, upstream *identity, now time.Time, pol *policy) validation {
 	tu := p.cfg.JWT.TrustUpstream
 	var info tokenInfo
 	var rej *rejection
@@ -141,7 +141,7 @@ func (p *pluginContext) validateUpstream(headers [][2]string, upstream *identity
 	if rej != nil {
 		return validation{failed: true, fail: p.rejectionReply(rej)}
 	}
-	if !p.kindAllowed(kindOf(map[bool]string{true: "refresh", false: "access"}[info.refresh])) {
+	if !pol.kinds[kindOf(map[bool]string{true: "refresh", false: "access"}[info.refresh])] {
 		msg := "Only refresh tokens are allowed"
 		if info.refresh {
 			msg = "Only non-refresh tokens are allowed"
