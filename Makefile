@@ -126,6 +126,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeHeaderMap -fuzztime=$(FUZZTIME) ./internal/abi
 	$(GO) test -run='^$$' -fuzz=FuzzDiscoveryFindsThePayload -fuzztime=$(FUZZTIME) ./credentials
 	$(GO) test -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter
+	$(GO) test -run='^$$' -fuzz=FuzzCanonicalPath -fuzztime=$(FUZZTIME) ./filter
 	$(GO) test -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify
 	$(GO) test -run='^$$' -fuzz=FuzzPKIXMatchesX509 -fuzztime=$(FUZZTIME) ./jwtverify
 	$(GO) test -run='^$$' -fuzz=FuzzRefs -fuzztime=$(FUZZTIME) ./statuslist
