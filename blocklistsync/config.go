@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -39,8 +41,12 @@ type Config struct {
 	Authority string            `json:"authority"`
 	Path      string            `json:"path"`
 	Headers   map[string]string `json:"headers"`
-	Interval  Duration          `json:"interval"`
-	Timeout   Duration          `json:"timeout"`
+	// HeadersEnv names, per header, an environment variable of the VM that holds its value
+	// (Envoy vm_config.environment_variables, Istio vmConfig.env), so a feed token stays out
+	// of configuration dumps; ResolveHeaders reads them into Headers.
+	HeadersEnv map[string]string `json:"headers_env"`
+	Interval   Duration          `json:"interval"`
+	Timeout    Duration          `json:"timeout"`
 	// MaxBodyBytes bounds a feed response; a larger one is rejected whole.
 	MaxBodyBytes int `json:"max_body_bytes"`
 	// MaxEntries bounds entries plus cutoffs in one list.
@@ -115,6 +121,36 @@ func DefaultConfig() Config {
 }
 
 // Validate checks the section and fills LeaseTTL's default. Errors name the field.
+// ResolveHeaders reads the values of HeadersEnv from getenv into Headers (a copy: the caller's
+// map is not changed). An unset or empty variable is an error naming the variable, never its
+// value.
+func (c *Config) ResolveHeaders(getenv func(string) string) error {
+	if len(c.HeadersEnv) == 0 {
+		return nil
+	}
+	headers := make(map[string]string, len(c.Headers)+len(c.HeadersEnv))
+	maps.Copy(headers, c.Headers)
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(c.HeadersEnv)) {
+		env := c.HeadersEnv[name]
+		v := getenv(env)
+		if v == "" {
+			errs = append(errs, fmt.Errorf("sync.headers_env.%s: environment variable %q is not set in the VM (Envoy vm_config.environment_variables, Istio vmConfig.env)", name, env))
+			continue
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			errs = append(errs, fmt.Errorf("sync.headers_env.%s: environment variable %q holds a line break or NUL", name, env))
+			continue
+		}
+		headers[name] = v
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	c.Headers = headers
+	return nil
+}
+
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -128,13 +164,28 @@ func (c *Config) Validate() error {
 			bad("path", "must start with '/' and hold no spaces or fragment, got %q", c.Path)
 		}
 	}
-	if len(c.Headers) > maxHeaders {
-		bad("headers", "at most %d headers, got %d", maxHeaders, len(c.Headers))
+	if n := len(c.Headers) + len(c.HeadersEnv); n > maxHeaders {
+		bad("headers", "at most %d headers with headers_env, got %d", maxHeaders, n)
 	}
-	for name := range c.Headers {
-		lower := strings.ToLower(name)
-		if name == "" || strings.HasPrefix(name, ":") || lower == "if-none-match" || lower == "host" || strings.ContainsAny(name, " \t:") {
-			bad("headers", "%q cannot be set: pseudo-headers, host and if-none-match belong to the filter", name)
+	for _, field := range []struct {
+		name string
+		m    map[string]string
+	}{{"headers", c.Headers}, {"headers_env", c.HeadersEnv}} {
+		for name := range field.m {
+			lower := strings.ToLower(name)
+			if name == "" || strings.HasPrefix(name, ":") || lower == "if-none-match" || lower == "host" || strings.ContainsAny(name, " \t:") {
+				bad(field.name, "%q cannot be set: pseudo-headers, host and if-none-match belong to the filter", name)
+			}
+		}
+	}
+	for name, env := range c.HeadersEnv {
+		for other := range c.Headers {
+			if strings.EqualFold(name, other) {
+				bad("headers_env", "%q is also in headers: give it once", name)
+			}
+		}
+		if env == "" || strings.ContainsAny(env, "=\x00") {
+			bad("headers_env", "%q: want the name of an environment variable, got %q", name, env)
 		}
 	}
 	if c.Interval.D() < 100*time.Millisecond || c.Interval.D() > time.Hour {

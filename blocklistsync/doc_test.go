@@ -69,7 +69,7 @@ func TestFeedDocExamples(t *testing.T) {
 		fmt.Sprintf("fewer than %d entries never trip", minGuardedShrink),
 		fmt.Sprintf("default %d = 128 MiB", cfg.MaxBodyBytes),
 		fmt.Sprintf("`jti`, `sub` | 1–%d bytes", MaxJTILen),
-		fmt.Sprintf("`claim` | 1–%d bytes of visible ASCII, not `jti` or `sub`", MaxClaimNameLen),
+		fmt.Sprintf("`claim` | 1–%d bytes of visible ASCII, not `jti`, `sub`, `iss` or `iat`; at most %d distinct names in one list", MaxClaimNameLen, MaxClaimNames),
 		fmt.Sprintf("claim `value` | 1–%d bytes", MaxJTILen),
 		fmt.Sprintf("`iss` | at most %d bytes", MaxIssuerLen),
 		fmt.Sprintf("at most %d bytes (the ETag", MaxVersionLen),

@@ -196,7 +196,7 @@ func DefaultConfig() Config {
 
 // ParseConfig parses and validates the plugin configuration. Empty (or white space) means
 // DefaultConfig — which still needs a secret, so it fails with a message saying so. getenv
-// resolves hmac_secrets[].secret_env; pass os.Getenv.
+// resolves hmac_secrets[].secret_env and sync.headers_env; pass os.Getenv.
 func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 	cfg := DefaultConfig()
 	data = bytes.TrimSpace(data)
@@ -251,6 +251,8 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 		}
 	}
 	if err := cfg.Sync.Validate(); err != nil {
+		errs = append(errs, err)
+	} else if err := cfg.Sync.ResolveHeaders(getenv); err != nil {
 		errs = append(errs, err)
 	}
 	if sl, err := statuslist.ParseConfig(cfg.StatusList); err != nil {

@@ -149,3 +149,33 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestSyncHeadersFromEnv: sync.headers_env reads a feed token from the VM's environment, so
+// it stays out of configuration dumps; a missing variable is an error naming it.
+func TestSyncHeadersFromEnv(t *testing.T) {
+	base := `{"jwt":{"hmac_secrets":[{"secret":"s3cret-s3cret-s3cret-s3cret-s3cret"}]},"sync":`
+	env := map[string]string{"FEED_AUTH": "Bearer feed-token-value", "BROKEN": "a\r\nx-evil: 1"}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := ParseConfig([]byte(base+`{"headers":{"x-tenant":"t1"},"headers_env":{"authorization":"FEED_AUTH"}}}`), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Sync.Headers; got["authorization"] != "Bearer feed-token-value" || got["x-tenant"] != "t1" {
+		t.Fatalf("sync headers = %q", got)
+	}
+	for _, tt := range []struct{ sync, want string }{
+		{`{"headers_env":{"authorization":"UNSET"}}`, `sync.headers_env.authorization: environment variable "UNSET" is not set`},
+		{`{"headers_env":{"authorization":"BROKEN"}}`, `environment variable "BROKEN" holds a line break`},
+		{`{"headers":{"Authorization":"x"},"headers_env":{"authorization":"FEED_AUTH"}}`, `sync.headers_env: "authorization" is also in headers`},
+		{`{"headers_env":{"host":"FEED_AUTH"}}`, `sync.headers_env: "host" cannot be set`},
+		{`{"headers_env":{"authorization":""}}`, `want the name of an environment variable`},
+	} {
+		_, err := ParseConfig([]byte(base+tt.sync+`}`), getenv)
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("sync %s: %v; want %q", tt.sync, err, tt.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "feed-token-value") || strings.Contains(err.Error(), "x-evil")) {
+			t.Errorf("sync %s: the error echoes a variable's value: %v", tt.sync, err)
+		}
+	}
+}
