@@ -88,6 +88,9 @@ type JWTConfig struct {
 	TrustUpstream *TrustUpstream `json:"trust_upstream"`
 	// RemoteJWKS fetches keys from a JWKS endpoint, beside the inline ones (docs/jwks.md).
 	RemoteJWKS *jwkssync.Config `json:"remote_jwks"`
+	// ClaimsToHeaders sends claims of the verified token upstream as request headers, with
+	// the client's headers of those names removed from every request (headers.go).
+	ClaimsToHeaders []ClaimHeader `json:"claims_to_headers"`
 
 	keys *jwtverify.KeySet
 	// jwks combines the inline keys with the fetched ones (set with RemoteJWKS).
@@ -141,6 +144,9 @@ type Config struct {
 	Sync         blocklistsync.Config `json:"sync"`
 	// StatusList is the "status_list" section, parsed by statuslist.ParseConfig into status.
 	StatusList json.RawMessage `json:"status_list"`
+	// DecisionProperty names the Envoy filter state ("wasm.<name>") that receives every
+	// decision; empty: none (headers.go).
+	DecisionProperty string `json:"decision_property"`
 
 	status *statuslist.Config
 }
@@ -240,6 +246,7 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 		bad("cache.max_entries", "must be 0 (no cache) to %d, got %d", maxCacheEntries, cfg.Cache.MaxEntries)
 	}
 	validateJWT(&cfg.JWT, getenv, bad)
+	validateClaimHeaders(&cfg, bad)
 	if rj := cfg.JWT.RemoteJWKS; rj != nil {
 		if err := rj.Validate(); err != nil {
 			errs = append(errs, err)
