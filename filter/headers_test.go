@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -306,4 +307,29 @@ func FuzzForwardable(f *testing.F) {
 			t.Fatalf("forwardable(%q) = true", s)
 		}
 	})
+}
+
+// The example in docs/envoy-istio.md ("Claims to headers, and the decision in the access log")
+// is a configuration the filter accepts.
+func TestClaimsToHeadersDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/envoy-istio.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "### Claims to headers, and the decision in the access log")
+	if !ok {
+		t.Fatal("section not found")
+	}
+	_, block, ok := strings.Cut(section, "```json\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatal("no json block in the section")
+	}
+	c, err := ParseConfig([]byte(block), func(string) string { return "0123456789abcdef0123456789abcdef" })
+	if err != nil {
+		t.Fatalf("the doc's example: %v", err)
+	}
+	if len(c.JWT.ClaimsToHeaders) != 2 || c.DecisionProperty != "jtiguard_decision" {
+		t.Fatalf("the doc's example parsed as %+v, %q", c.JWT.ClaimsToHeaders, c.DecisionProperty)
+	}
 }
