@@ -333,3 +333,26 @@ func TestClaimsToHeadersDocExample(t *testing.T) {
 		t.Fatalf("the doc's example parsed as %+v, %q", c.JWT.ClaimsToHeaders, c.DecisionProperty)
 	}
 }
+
+// A token let through unverified (remote_jwks with no key set yet, fail_mode open) forwards
+// nothing: its claims are anyone's to write. One the inline keys verify does.
+func TestClaimsToHeadersNeverFromAnUnverifiedToken(t *testing.T) {
+	k := testKeys()
+	cfg := strings.Replace(jwksConfig(`,"fail_mode":"open"`), `"remote_jwks":`,
+		`"claims_to_headers":[{"claim":"sub","header":"x-user-id"}],"remote_jwks":`, 1)
+	f := start(t, cfg)
+	f.publish("jtiguard.", testNow, nil, nil)
+	forged := [2]string{"x-user-id", "forged"}
+	up, status := f.upstreamRequest(append(bearer(es256(t, "k1", "unverified", k.p256)), forged))
+	if status != 0 {
+		t.Fatalf("unverified token, fail_mode open: %d; want it let through", status)
+	}
+	if got := values(up, "x-user-id"); len(got) != 0 {
+		t.Fatalf("unverified token: x-user-id upstream = %q; want absent", got)
+	}
+	inline := sign(t, jwt.SigningMethodHS256, k.hs, claimsAt(testNow, "inline"), map[string]any{"kid": "inline"})
+	up, status = f.upstreamRequest(append(bearer(inline), forged))
+	if got := values(up, "x-user-id"); status != 0 || len(got) != 1 || got[0] != "user-1" {
+		t.Fatalf("inline-verified token: %d, x-user-id upstream = %q; want [user-1]", status, got)
+	}
+}
