@@ -87,6 +87,9 @@ type JWTConfig struct {
 	TrustUpstream *TrustUpstream `json:"trust_upstream"`
 	// RemoteJWKS fetches keys from a JWKS endpoint, beside the inline ones (docs/jwks.md).
 	RemoteJWKS *jwkssync.Config `json:"remote_jwks"`
+	// ClaimsToHeaders sends claims of the verified token upstream as request headers, with
+	// the client's headers of those names removed from every request (headers.go).
+	ClaimsToHeaders []ClaimHeader `json:"claims_to_headers"`
 
 	keys *jwtverify.KeySet
 	// jwks combines the inline keys with the fetched ones (set with RemoteJWKS).
@@ -142,6 +145,9 @@ type Config struct {
 	StatusList json.RawMessage `json:"status_list"`
 	// Rules change, per route, what the token must be (rules.go); never the revocation check.
 	Rules []Rule `json:"rules"`
+	// DecisionProperty names the Envoy filter state ("wasm.<name>") that receives every
+	// decision; empty: none (headers.go).
+	DecisionProperty string `json:"decision_property"`
 
 	status *statuslist.Config
 	// topPolicy is what a route no rule matches requires; rules the compiled Rules.
@@ -245,6 +251,7 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, error) {
 		bad("cache.max_entries", "must be 0 (no cache) to %d, got %d", maxCacheEntries, cfg.Cache.MaxEntries)
 	}
 	validateJWT(&cfg.JWT, getenv, bad)
+	validateClaimHeaders(&cfg, bad)
 	if rj := cfg.JWT.RemoteJWKS; rj != nil {
 		if err := rj.Validate(); err != nil {
 			errs = append(errs, err)

@@ -16,9 +16,19 @@ type decision struct {
 	status  uint32
 	details string // Envoy's %RESPONSE_CODE_DETAILS%
 	body    []byte
+	// forward is what jwt.claims_to_headers sends upstream (nil: nothing but the removal of
+	// the client's headers of those names).
+	forward *forwarded
 }
 
-var allow = decision{allow: true}
+// Decisions that let a request through; details name them for decision_property.
+var (
+	allow          = decision{allow: true, details: "jtiguard_allowed_missing"} // no token, missing_token allow
+	allowInvalid   = decision{allow: true, details: "jtiguard_allowed_invalid"} // invalid_token allow
+	allowValid     = decision{allow: true, details: "jtiguard_allowed"}
+	allowUnchecked = decision{allow: true, details: "jtiguard_allowed_unchecked"} // fail_mode open, list unusable
+	allowSkipped   = decision{allow: true, details: "jtiguard_allowed_skipped"}   // a rule's skip
+)
 
 // decide is the request path, in the order that keeps the promise:
 //
@@ -55,6 +65,7 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		switch {
 		case final && pol.skip:
 			m.skipped++
+			return allowSkipped
 		case final:
 			m.missing++
 		}
@@ -118,9 +129,9 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 	}
 	if pol.skip {
 		// The route requires nothing of the token; every token in the request was checked
-		// against the list above.
+		// against the list above; the client's claims_to_headers headers are still removed.
 		m.skipped++
-		return allow
+		return allowSkipped
 	}
 
 	var v validation
@@ -132,14 +143,17 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 	switch {
 	case v.ok:
 		m.allowed++
+		d := allowValid
 		if unchecked {
 			m.failedOpen++
+			d = allowUnchecked
 		}
-		return allow
+		d.forward = v.forward
+		return d
 	case v.failed:
 		m.invalid++
 		if pol.invalid == PolicyAllow {
-			return allow
+			return allowInvalid
 		}
 		return v.fail
 	default:
@@ -164,6 +178,7 @@ type validation struct {
 	// missingKind does (written only when a reply needs it).
 	missing     string
 	missingKind credentials.Kind
+	forward     *forwarded // when ok: the token's jwt.claims_to_headers values
 }
 
 // validateSelected validates the token flask-jwt-extended would read for each route kind
@@ -197,7 +212,7 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time,
 			case kind == credentials.Refresh && !info.refresh:
 				d = p.invalidReply("Only refresh tokens are allowed")
 			default:
-				return validation{ok: true}
+				return validation{ok: true, forward: info.forward}
 			}
 		}
 		if !v.failed {

@@ -79,6 +79,8 @@ type pluginContext struct {
 	tick time.Duration
 	// lastReadErr throttles logging of a broken shared list to once a minute per VM.
 	lastReadErr time.Time
+	// propertyOff: the host has no proxy_set_property; propertyLogged: its failure was logged.
+	propertyOff, propertyLogged bool
 	// free holds contexts of finished streams for reuse.
 	free []*httpContext
 }
@@ -305,7 +307,7 @@ func (h *httpContext) OnHttpRequestHeaders(numHeaders int, endOfStream bool) typ
 		h.waitBody = true
 		return types.ActionPause
 	}
-	return h.respond(p.decide(headers, nil, true))
+	return h.respondTo(p.decide(headers, nil, true), headers)
 }
 
 // OnHttpRequestBody implements types.HttpContext: Pause buffers the body in the host until
@@ -350,11 +352,27 @@ func (h *httpContext) decideWithBody(size int) types.Action {
 		abi.Log(abi.LogLevelError, "jtiguard: read request headers: "+err.Error())
 		return h.respond(p.replies.internal)
 	}
-	return h.respond(p.decide(headers, body, true))
+	return h.respondTo(p.decide(headers, body, true), headers)
+}
+
+// respondTo carries out a final decision on a request whose headers are headers: one let
+// through goes upstream with jwt.claims_to_headers applied.
+func (h *httpContext) respondTo(d decision, headers [][2]string) types.Action {
+	p := h.plugin
+	if d.allow && len(p.cfg.JWT.ClaimsToHeaders) > 0 {
+		if err := p.forwardClaims(d.forward, headers); err != nil {
+			abi.Log(abi.LogLevelError, "jtiguard: set claims_to_headers: "+err.Error())
+			return h.respond(p.replies.internal)
+		}
+	}
+	return h.respond(d)
 }
 
 // respond carries out a decision.
 func (h *httpContext) respond(d decision) types.Action {
+	if h.plugin.cfg.DecisionProperty != "" {
+		h.plugin.recordDecision(d)
+	}
 	if d.allow {
 		return types.ActionContinue
 	}

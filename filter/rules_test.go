@@ -256,3 +256,20 @@ func TestREADMERulesExampleParses(t *testing.T) {
 		t.Fatalf("README rules example compiled to %+v", cfg.rules)
 	}
 }
+
+// TestSkipStillRemovesForgedClaimHeaders: a route a rule skips still goes upstream without
+// the client's headers of jwt.claims_to_headers names, so they cannot be forged there.
+func TestSkipStillRemovesForgedClaimHeaders(t *testing.T) {
+	f := start(t, claimsConfig(`,"rules":[{"match":{"path_prefix":"/public"},"skip":true}]`))
+	f.publish("jtiguard.", testNow, nil, nil)
+	id := f.host.InitializeHttpContext()
+	defer f.host.CompleteHttpContext(id)
+	action := f.host.CallOnRequestHeaders(id, [][2]string{{":method", "GET"}, {":authority", "app"}, {":path", "/public/x"},
+		{"x-user-id", "admin"}}, true)
+	if action != types.ActionContinue || f.host.GetSentLocalResponse(id) != nil {
+		t.Fatal("a skipped route's request was not let through")
+	}
+	if got := values(f.host.GetCurrentRequestHeaders(id), "x-user-id"); len(got) != 0 {
+		t.Fatalf("x-user-id upstream = %q; want the forged one removed", got)
+	}
+}

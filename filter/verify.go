@@ -16,6 +16,9 @@ type tokenInfo struct {
 	// expiresAt is the instant (Unix nanoseconds) from which the token is expired, leeway
 	// included; 0 if the token has no exp. A cached token is judged again from then on.
 	expiresAt int64
+	// forward is what jwt.claims_to_headers sends upstream for this token (nil: nothing),
+	// read once when its signature verified.
+	forward *forwarded
 }
 
 // rejectKind sorts validation failures into flask-jwt-extended's responses.
@@ -41,6 +44,8 @@ type verifier struct {
 	// remote is jwt.remote_jwks's syncer (nil without it): told of tokens that failed at
 	// their signature, which may ask for an early fetch, or follow fail_mode.
 	remote *jwkssync.Syncer
+	// claimHeaders is jwt.claims_to_headers.
+	claimHeaders []ClaimHeader
 }
 
 func newVerifier(cfg *Config, now func() time.Time) *verifier {
@@ -61,7 +66,7 @@ func newVerifier(cfg *Config, now func() time.Time) *verifier {
 	if err != nil {
 		panic("jtiguard: verifier options were validated: " + err.Error())
 	}
-	return &verifier{v: v}
+	return &verifier{v: v, claimHeaders: j.ClaimsToHeaders}
 }
 
 // verify validates a token from the request (signature mode).
@@ -74,10 +79,15 @@ func (v *verifier) verify(token string) (tokenInfo, *rejection) {
 		case jwkssync.Unchecked:
 			_, rest, _ := strings.Cut(token, ".")
 			payload, _, _ := strings.Cut(rest, ".")
+			// Not verified: nothing of it is forwarded.
 			return v.result(v.v.VerifyPayload(payload, &v.claims))
 		}
 	}
-	return v.result(err)
+	info, rej := v.result(err)
+	if rej == nil && len(v.claimHeaders) > 0 {
+		info.forward = readForwarded(payloadOf(token), v.claimHeaders)
+	}
+	return info, rej
 }
 
 // setKeys installs a new key set (jwt.remote_jwks): verifications from now on use it.

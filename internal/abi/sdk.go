@@ -37,6 +37,19 @@ func GetHTTPRequestBody(start, maxSize int) ([]byte, error) {
 // GetProperty reads a host property by path.
 func GetProperty(path []string) ([]byte, error) { return proxywasm.GetProperty(path) }
 
+// AddHTTPRequestHeader adds a request header pair.
+func AddHTTPRequestHeader(name, value string) error {
+	return proxywasm.AddHttpRequestHeader(name, value)
+}
+
+// RemoveHTTPRequestHeader removes a request header (the SDK's emulator: its first pair).
+func RemoveHTTPRequestHeader(name string) error { return proxywasm.RemoveHttpRequestHeader(name) }
+
+// SetProperty sets a host property of the current stream (one path segment).
+func SetProperty(path, value string) error {
+	return proxywasm.SetProperty([]string{path}, []byte(value))
+}
+
 // SendHTTPResponse sends a local reply; the stream callback must then return ActionPause.
 // The SDK's emulator has no response code details, so details is dropped here.
 func SendHTTPResponse(status uint32, details string, headers, body []byte) error {

@@ -231,6 +231,23 @@ func GetProperty(path []string) ([]byte, error) {
 	return buf, nil
 }
 
+// AddHTTPRequestHeader adds a request header pair; valid in a request callback before the
+// headers have gone upstream.
+func AddHTTPRequestHeader(name, value string) error {
+	return statusError(proxyAddHeaderMapValue(mapRequestHeaders, stringPtr(name), uint32(len(name)), stringPtr(value), uint32(len(value))))
+}
+
+// RemoveHTTPRequestHeader removes every request header named name (lower case).
+func RemoveHTTPRequestHeader(name string) error {
+	return statusError(proxyRemoveHeaderMapValue(mapRequestHeaders, stringPtr(name), uint32(len(name))))
+}
+
+// SetProperty sets a host property of the current stream. path is one segment here (no
+// '\0' inside): Envoy keeps the value as filter state "wasm.<path>".
+func SetProperty(path, value string) error {
+	return statusError(proxySetProperty(stringPtr(path), uint32(len(path)), stringPtr(value), uint32(len(value))))
+}
+
 // SendHTTPResponse sends a local reply; the stream callback must then return ActionPause.
 // details is what Envoy logs as %RESPONSE_CODE_DETAILS%; headers are in the wire format of
 // EncodeHeaders.

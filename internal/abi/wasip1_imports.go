@@ -111,3 +111,23 @@ func proxyGetLogLevel(retLevel unsafe.Pointer) uint32
 //go:noescape
 //go:wasmimport env proxy_get_current_time_nanoseconds
 func proxyGetCurrentTimeNanoseconds(retTime unsafe.Pointer) uint32
+
+// proxy_add_header_map_value(map_type, key_data, key_size, value_data, value_size) adds one
+// header pair (Envoy: a new entry, beside any of that name).
+//
+//go:noescape
+//go:wasmimport env proxy_add_header_map_value
+func proxyAddHeaderMapValue(mapType uint32, key unsafe.Pointer, keySize uint32, value unsafe.Pointer, valueSize uint32) uint32
+
+// proxy_remove_header_map_value(map_type, key_data, key_size) removes every pair of a name.
+//
+//go:noescape
+//go:wasmimport env proxy_remove_header_map_value
+func proxyRemoveHeaderMapValue(mapType uint32, key unsafe.Pointer, keySize uint32) uint32
+
+// proxy_set_property(path_data, path_size, value_data, value_size) sets a host property
+// (Envoy: filter state "wasm.<path>" of the current stream).
+//
+//go:noescape
+//go:wasmimport env proxy_set_property
+func proxySetProperty(path unsafe.Pointer, pathSize uint32, value unsafe.Pointer, valueSize uint32) uint32
