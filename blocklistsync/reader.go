@@ -91,8 +91,11 @@ func NewReader(store SharedData, keys Keys, o ReaderOptions) *Reader {
 // before any list was published, and ErrKeyingMismatch with no snapshot when the list is
 // keyed differently from this filter; on a malformed record or snapshot it keeps the previous
 // view and returns the error wrapped, so the caller can log it and carry on.
+//
+// While no list is held, every Refresh reads the record: a VM answering fail_mode for want of
+// a list takes the first one as soon as it is published, not up to RecheckEvery later.
 func (r *Reader) Refresh() (*Snapshot, time.Time, error) {
-	if r.o.RecheckEvery > 0 {
+	if r.o.RecheckEvery > 0 && r.last.snap != nil {
 		now := r.o.Now()
 		if d := now.Sub(r.checkedAt); !r.checkedAt.IsZero() && d >= 0 && d < r.o.RecheckEvery {
 			return r.last.snap, r.last.freshAt, r.last.err

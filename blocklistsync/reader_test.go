@@ -48,10 +48,20 @@ func TestRecheckEveryBoundsReads(t *testing.T) {
 	if r.o.RecheckEvery != MaxRecheck {
 		t.Fatalf("RecheckEvery = %s; want it capped at %s", r.o.RecheckEvery, MaxRecheck)
 	}
+	// Without a list, every Refresh reads the record: the first list is taken at once.
+	for range 3 {
+		if _, _, err := r.Refresh(); !errors.Is(err, ErrNoList) {
+			t.Fatalf("Refresh before any list = %v; want ErrNoList", err)
+		}
+	}
 	publishTo(t, store, "p.", 1, now, false, "a")
 	if snap, _, err := r.Refresh(); err != nil || snap.Len() != 1 {
 		t.Fatalf("first Refresh = %v", err)
 	}
+	if got := store.reads[KeysFor("p.").Generation]; got != 4 {
+		t.Fatalf("%d reads of the generation record while no list was held; want one per Refresh, 4", got)
+	}
+	store.reads[KeysFor("p.").Generation] = 1 // from here on, as with a list held from the start
 	publishTo(t, store, "p.", 2, now, false, "a", "b")
 	published := now
 	for now.Sub(published) <= MaxRecheck {
