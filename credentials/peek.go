@@ -145,12 +145,16 @@ func (p *Peeked) PeekClaims(payload string, names []string) {
 			}
 			// A string, or a number as its decimal text (as for jti): a list's value "7"
 			// matches a claim of 7, so whichever the issuer wrote, the entry holds.
-			v, _, ok := j.scalar()
+			v, isString, ok := j.scalar()
 			if !ok {
 				return
 			}
 			if v != "" {
 				p.Overflow = p.Overflow || !p.Claims[k].add(v)
+			}
+			if iv, differs := IntegralText(v); !isString && differs {
+				// 7.0 or 7e0 is also the entry "7".
+				p.Overflow = p.Overflow || !p.Claims[k].add(iv)
 			}
 		}
 		j.ws()
@@ -158,6 +162,19 @@ func (p *Peeked) PeekClaims(payload string, names []string) {
 			return // '}' or a syntax error: either way the object is read
 		}
 	}
+}
+
+// IntegralText is a JSON number's integer text when its value is a whole number below 2^53
+// written another way (7.0, 7e0, 70E-1): differs reports that there is such a text.
+func IntegralText(num string) (text string, differs bool) {
+	if num == "" || strings.IndexAny(num, ".eE") < 0 {
+		return "", false
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) >= 1<<53 {
+		return "", false
+	}
+	return strconv.FormatInt(int64(f), 10), true
 }
 
 // iatValue reads an iat as PyJWT 2.6 does (int(value)): an integer or a float (truncated),
@@ -296,6 +313,12 @@ func (j *jsonReader) scalar() (s string, isString, ok bool) {
 		start := j.i
 		for j.i < len(j.b) && strings.IndexByte("+-0123456789.eE", j.b[j.i]) >= 0 {
 			j.i++
+		}
+		if j.i < len(j.b) && strings.IndexByte(" \t\r\n,}]", j.b[j.i]) < 0 {
+			// Not a number after all (Python's -Infinity): passed over as a value, so the
+			// members after it are still read.
+			j.i = start
+			return "", false, j.skip(0)
 		}
 		return unsafe.String(&j.b[start], j.i-start), false, true
 	default:

@@ -211,6 +211,11 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time,
 				d = p.invalidReply("Only non-refresh tokens are allowed")
 			case kind == credentials.Refresh && !info.refresh:
 				d = p.invalidReply("Only refresh tokens are allowed")
+			case info.refresh:
+				// A refresh token is let through for a refresh route, but its claims are
+				// not forwarded: an application trusting the headers would take a
+				// long-lived refresh token for an identity.
+				return validation{ok: true}
 			default:
 				return validation{ok: true, forward: info.forward}
 			}

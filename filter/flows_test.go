@@ -174,6 +174,7 @@ func TestTrustUpstreamMetadata(t *testing.T) {
 		{"expired", map[string][]byte{"jti": []byte("m-3"), "exp": double(float64(testNow.Add(-time.Minute).Unix()))}, 401},
 		{"revoked sid", map[string][]byte{"jti": []byte("m-4"), "sid": []byte("s-out"), "exp": double(float64(testNow.Add(time.Hour).Unix()))}, 401},
 		{"numeric claim of a revoked value", map[string][]byte{"jti": []byte("m-5"), "family": double(7), "exp": double(float64(testNow.Add(time.Hour).Unix()))}, 401},
+		{"a float claim against Python's str() of it", map[string][]byte{"jti": []byte("m-7"), "family": double(7.5), "exp": double(float64(testNow.Add(time.Hour).Unix()))}, 401},
 		{"live sid", map[string][]byte{"jti": []byte("m-6"), "sid": []byte("s-in"), "exp": double(float64(testNow.Add(time.Hour).Unix()))}, 0},
 		{"no metadata: missing", nil, 401},
 	}
@@ -192,7 +193,7 @@ func TestTrustUpstreamMetadata(t *testing.T) {
 			if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
 				t.Fatalf("start: %v %q", st, host.GetCriticalLogs())
 			}
-			f.publish("jtiguard.", testNow, []revokedEntry{{jti: "m-revoked"}, {claim: "sid", jti: "s-out"}, {claim: "family", jti: "7"}},
+			f.publish("jtiguard.", testNow, []revokedEntry{{jti: "m-revoked"}, {claim: "sid", jti: "s-out"}, {claim: "family", jti: "7"}, {claim: "family", jti: "7.5"}},
 				[]cutoffEntry{{sub: "42", before: testNow.Add(-time.Hour)}})
 			_, resp := f.request(nil)
 			switch {

@@ -194,10 +194,12 @@ func (p *pluginContext) forwardClaims(fw *forwarded, headers [][2]string) error 
 	for _, h := range headers {
 		for i := range p.cfg.JWT.ClaimsToHeaders {
 			name := p.cfg.JWT.ClaimsToHeaders[i].Header
-			if len(h[0]) == len(name) && strings.EqualFold(h[0], name) {
-				// One call per pair: Envoy removes every pair of the name at once (the later
-				// calls find none), other hosts may remove one.
-				if err := abi.RemoveHTTPRequestHeader(name); err != nil {
+			if len(h[0]) == len(name) && sameHeaderName(h[0], name) {
+				// Removed by the client's own spelling: x_user_id is not x-user-id to
+				// Envoy, but WSGI reads both as HTTP_X_USER_ID, and some servers pass
+				// underscored names on. One call per pair: Envoy removes every pair of
+				// the name at once (the later calls find none), other hosts may remove one.
+				if err := abi.RemoveHTTPRequestHeader(h[0]); err != nil {
 					return err
 				}
 			}
@@ -212,6 +214,31 @@ func (p *pluginContext) forwardClaims(fw *forwarded, headers [][2]string) error 
 		}
 	}
 	return nil
+}
+
+// sameHeaderName compares header names as an application behind the proxy may: without
+// case, and with '_' read as '-' (CGI and WSGI turn both into '_').
+func sameHeaderName(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if x != y && lower(x) != lower(y) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // recordDecision sets the decision_property filter state to the decision's details

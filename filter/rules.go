@@ -34,7 +34,8 @@ type RuleMatch struct {
 	// "/api" matches /api and /api/x, not /apix (Envoy's path_separated_prefix).
 	Path       string `json:"path"`
 	PathPrefix string `json:"path_prefix"`
-	// Methods lists request methods; GET also matches HEAD, as Flask answers HEAD on a GET route.
+	// Methods lists request methods, matched without case as werkzeug upper-cases them; GET
+	// also matches HEAD, as Flask answers HEAD on a GET route.
 	Methods []string `json:"methods"`
 	// Host is the request's :authority, compared without case, and without the port unless
 	// it names one.
@@ -222,7 +223,9 @@ func (r *rule) matchesPath(path string) bool {
 
 func (r *rule) matchesMethod(method string) bool {
 	for _, m := range r.methods {
-		if m == method || m == "GET" && method == "HEAD" {
+		// Without case: werkzeug upper-cases the method, and Envoy passes an HTTP/2
+		// ":method: delete" on as it came.
+		if strings.EqualFold(m, method) || m == "GET" && strings.EqualFold(method, "HEAD") {
 			return true
 		}
 	}

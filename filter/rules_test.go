@@ -80,6 +80,8 @@ func TestRoutePolicy(t *testing.T) {
 		{"GET", "OPEN.example.com:80", "/x", 2},
 		{"GET", "ops.example.com:8443", "/x", 3},
 		{"HEAD", "ops.example.com:8443", "/x", 3},
+		{"get", "ops.example.com:8443", "/x", 3}, // werkzeug upper-cases the method
+		{"head", "ops.example.com:8443", "/x", 3},
 		{"GET", "ops.example.com", "/x", 4},
 		{"DELETE", "ops.example.com:8443", "/x", 4},
 	}

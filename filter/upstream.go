@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
@@ -91,10 +92,31 @@ func (p *pluginContext) upstreamClaimValues(id *identity, names []string) {
 			continue
 		}
 		id.claims = append(id.claims, claimValue{uint8(k), string(v)})
-		if f, ok := metadataNumber(v); ok && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			id.claims = append(id.claims, claimValue{uint8(k), strconv.FormatInt(int64(f), 10)})
+		if f, ok := metadataNumber(v); ok {
+			// The token's text is gone (jwt_authn keeps a double): the forms an entry's
+			// value would take, the integer's text and Python's str() of the float.
+			if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+				id.claims = append(id.claims, claimValue{uint8(k), strconv.FormatInt(int64(f), 10)})
+			}
+			id.claims = append(id.claims, claimValue{uint8(k), pythonFloat(f)})
 		}
 	}
+}
+
+// pythonFloat is Python's str() of a float: the shortest text that reads back the same,
+// fixed-point for exponents -4 to 15 (with ".0" when whole), else scientific with a
+// two-digit exponent at least (1e-05, 1.5e+16).
+func pythonFloat(f float64) string {
+	e := strconv.FormatFloat(f, 'e', -1, 64)
+	exp, _ := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:])
+	if exp < -4 || exp >= 16 {
+		return e // Go writes the exponent with two digits at least, as Python does
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.ContainsAny(s, ".") {
+		s += ".0"
+	}
+	return s
 }
 
 // metadataNumber reads a number as Envoy serializes a double property: 8 bytes, host order

@@ -491,10 +491,11 @@ func (s *Server) applyLogout(ctx context.Context, l Logout) (version, what strin
 	}
 	if l.SID != "" {
 		e := ClaimEntry(iss, "sid", l.SID, exp)
-		if err := s.revokeClaim(ctx, e); err != nil {
+		version, err := s.revokeClaim(ctx, e)
+		if err != nil {
 			return "", "", err
 		}
-		return s.Index.Apply([]Change{{Op: OpPutEntry, Entry: e, Merge: true}}), "sid", nil
+		return version, "sid", nil
 	}
 	// A cutoff replaces the one held: merge here, so that a logout never
 	// moves a subject's cutoff back or ends it sooner. One at a time, so

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jtiguard/jtiguard/blocklistsync"
@@ -290,5 +291,38 @@ func TestAdminClaimRevocations(t *testing.T) {
 	}
 	if n, _ := plain.Index.Len(); n != 0 {
 		t.Fatal("a refused claim revocation reached the index")
+	}
+}
+
+// TestClaimNameBoundHoldsUnderConcurrency: revocations under new claim names at once never
+// take the list past MaxClaimNames (a ninth name would make every filter refuse the feed).
+func TestClaimNameBoundHoldsUnderConcurrency(t *testing.T) {
+	idx := NewIndex(newFakeClock(t0).Now, 0)
+	srv := &Server{Index: idx, Store: memClaimStore{newMemStore()}, AdminToken: "t", Now: newFakeClock(t0).Now}
+	h := srv.Handler()
+	for i := range MaxClaimNames - 1 {
+		if w := request(t, h, "POST", AdminPath, "Bearer t", fmt.Sprintf(`{"claim":"held%d","value":"v"}`, i)); w.Code != 200 {
+			t.Fatalf("claim name %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	var wg sync.WaitGroup
+	codes := make(chan int, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- request(t, h, "POST", AdminPath, "Bearer t", fmt.Sprintf(`{"claim":"new%d","value":"v"}`, i)).Code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	ok := 0
+	for c := range codes {
+		if c == 200 {
+			ok++
+		}
+	}
+	if names := idx.ClaimNames(); len(names) != MaxClaimNames || ok != 1 {
+		t.Fatalf("after 16 revocations under new names at once: %d accepted, names %q; want 1 and %d names", ok, names, MaxClaimNames)
 	}
 }
