@@ -21,12 +21,14 @@ var b64val = func() (t [256]byte) {
 	return t
 }()
 
-// appendLenientBase64 decodes s as CPython's binascii.a2b_base64 in non-strict mode (what
+// AppendLenientBase64 decodes s as CPython's binascii.a2b_base64 in non-strict mode (what
 // PyJWT's base64url_decode reaches): bytes outside the alphabet are skipped, a complete
 // padding sequence ends the input, and a trailing partial group yields what it can (Python
 // would raise on a single leftover character; producing more bytes than the app can only
 // ever find more claims, never fewer).
-func appendLenientBase64(dst []byte, s string) []byte {
+// It is exported for the other readers of a token's payload (statuslist's references), so
+// that every part of the filter reads a payload the same way.
+func AppendLenientBase64(dst []byte, s string) []byte {
 	var left byte
 	quad, pads := 0, 0
 	for i := 0; i < len(s); i++ {

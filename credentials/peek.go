@@ -67,7 +67,7 @@ type Peeked struct {
 // MaxClaims bounds the claim names besides jti and sub that revocation can key on.
 const MaxClaims = 8
 
-// Peek decodes a candidate payload as leniently as PyJWT (see appendLenientBase64) and reads
+// Peek decodes a candidate payload as leniently as PyJWT (see AppendLenientBase64) and reads
 // its claims as leniently as any JSON parser: a syntax error stops the reading but keeps
 // what was read before it.
 func (p *Peeked) Peek(payload string) { p.PeekClaims(payload, nil) }
@@ -75,7 +75,7 @@ func (p *Peeked) Peek(payload string) { p.PeekClaims(payload, nil) }
 // PeekClaims is Peek that also collects the string and number values of the named top-level claims into
 // Claims (at most MaxClaims names; names must not be jti, sub, iss or iat).
 func (p *Peeked) PeekClaims(payload string, names []string) {
-	buf := appendLenientBase64(p.buf[:0], payload)
+	buf := AppendLenientBase64(p.buf[:0], payload)
 	*p = Peeked{buf: buf}
 	j := jsonReader{b: buf}
 	j.skipBOM()

@@ -8,6 +8,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/jtiguard/jtiguard/credentials"
 )
 
 // MaxRefs bounds the references Refs keeps from one payload. An issuer writes one; a payload
@@ -83,7 +85,7 @@ func (r *Refs) add(ref Ref) {
 // binascii.a2b_base64 in non-strict mode: bytes outside the alphabet are skipped, either
 // alphabet is read, padding ends the input) and reads it with ReadJSON.
 func (r *Refs) ReadSegment(segment string) {
-	r.buf = appendBase64(r.buf[:0], segment)
+	r.buf = credentials.AppendLenientBase64(r.buf[:0], segment) // as PyJWT and discovery read it
 	r.read()
 }
 
@@ -404,59 +406,6 @@ func (j *reader) index() (idx uint64, ok, more bool) {
 func isRangeErr(err error) bool {
 	e, ok := err.(*strconv.NumError)
 	return ok && e.Err == strconv.ErrRange
-}
-
-// b64val maps a byte to its 6-bit value in either base64 alphabet, or 0xff.
-var b64val = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	const std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-	for i := 0; i < len(std); i++ {
-		t[std[i]] = byte(i)
-	}
-	t['-'], t['_'] = 62, 63
-	return t
-}()
-
-// appendBase64 decodes s as CPython's binascii.a2b_base64 in non-strict mode, after PyJWT's
-// urlsafe translation: bytes outside the alphabet are skipped, a complete padding sequence
-// ends the input, and a trailing partial group yields what it can (Python would raise on a
-// single leftover character; reading more can only find more references, never fewer).
-func appendBase64(dst []byte, s string) []byte {
-	var left byte
-	quad, pads := 0, 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '=' {
-			if quad >= 2 {
-				pads++
-				if quad+pads >= 4 {
-					return dst
-				}
-			}
-			continue
-		}
-		v := b64val[c]
-		if v == 0xff {
-			continue
-		}
-		pads = 0
-		switch quad {
-		case 0:
-			left, quad = v, 1
-		case 1:
-			dst = append(dst, left<<2|v>>4)
-			left, quad = v&0x0f, 2
-		case 2:
-			dst = append(dst, left<<4|v>>2)
-			left, quad = v&0x03, 3
-		case 3:
-			dst = append(dst, left<<6|v)
-			quad = 0
-		}
-	}
-	return dst
 }
 
 // toUTF8 transcodes b when Python's json.detect_encoding would read it as UTF-16 or UTF-32 (a
