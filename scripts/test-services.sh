@@ -6,8 +6,9 @@
 #   eval "$(bash scripts/test-services.sh)"
 #   go test ./revocationsource/... ./cmd/revocation-source/...
 #
-# It also installs what those tests run: Debian's Flask-SQLAlchemy,
-# flask-jwt-extended and psycopg2 (for /usr/bin/python3), curl and openssl.
+# It also installs what the tests run: Debian's Flask-SQLAlchemy,
+# flask-jwt-extended and psycopg2 (for /usr/bin/python3), curl, openssl,
+# Node.js and npm (the V8 host; the status list's npm peers).
 #
 # Idempotent: a second run finds both services answering and only prints the
 # exports. Everything but the export lines goes to stderr so that eval sees
@@ -32,6 +33,10 @@ command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgre
   need_install+=(python3-flask-sqlalchemy python3-python-flask-jwt-extended python3-psycopg2 python3-jwt python3-cryptography)
 command -v curl >/dev/null 2>&1 || need_install+=(curl)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
+# The V8 host's tests run the module in Node.js (they fail, never skip, without it), and the
+# status list's tests compare with independent implementations from npm.
+command -v node >/dev/null 2>&1 || need_install+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_install+=(npm)
 if ((${#need_install[@]})); then
   log "installing ${need_install[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -39,6 +44,9 @@ if ((${#need_install[@]})); then
   apt-get install -y -qq "${need_install[@]}" >&2
 fi
 bash "$(dirname "$0")/install-differential.sh" >&2 # the Python reference of e2e/differential
+statuslist_peers="$(dirname "$0")/../statuslist/testdata"
+[ -d "$statuslist_peers/node_modules" ] ||
+  (cd "$statuslist_peers" && npm ci --ignore-scripts --no-audit --no-fund >&2) # the npm peers of statuslist's tests
 
 # --- Redis: our own instance, no persistence, loopback only. ---
 if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null || true)" != "PONG" ]; then
