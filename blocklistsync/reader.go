@@ -19,6 +19,34 @@ type SharedData interface {
 	SetSharedData(key string, value []byte, cas uint32) error
 }
 
+// UpdateShared changes one shared-data record under CAS, the way every record a VM rewrites
+// is changed (generation records, key sets): it reads key, asks change for the new value (cur
+// is nil and found false when the key is absent), and writes it with the CAS of that read,
+// or with 0 when the key was absent (Envoy cannot create a key atomically). A write that lost
+// the race to another VM reads again, up to four times. change returning nil leaves the
+// record as it is; wrote reports whether a value was written.
+func UpdateShared(store SharedData, key string, change func(cur []byte, found bool) []byte) (wrote bool, err error) {
+	for range 4 {
+		raw, cas, err := store.GetSharedData(key)
+		found := true
+		switch {
+		case errors.Is(err, types.ErrorStatusNotFound):
+			raw, cas, found = nil, 0, false
+		case err != nil:
+			return false, err
+		}
+		next := change(raw, found)
+		if next == nil {
+			return false, nil
+		}
+		err = store.SetSharedData(key, next, cas)
+		if !errors.Is(err, types.ErrorStatusCasMismatch) {
+			return err == nil, err
+		}
+	}
+	return false, types.ErrorStatusCasMismatch
+}
+
 // MaxRecheck bounds ReaderOptions.RecheckEvery. A revocation must reach every worker within
 // one sync interval plus 100 ms: the lease holder publishes within the interval, and a worker
 // then sees the new generation at its next read of the record, at most this much later.

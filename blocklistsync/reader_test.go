@@ -2,8 +2,11 @@ package blocklistsync
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
 
 	"github.com/jtiguard/jtiguard/internal/sharedtest"
 )
@@ -151,5 +154,50 @@ func TestUnusableSnapshotIsCopiedOncePerRecord(t *testing.T) {
 				t.Fatalf("snapshot copied %d times after the record changed; want 2", got)
 			}
 		})
+	}
+}
+
+// racingStore lets another VM write key between a read and the write that follows it, races
+// times.
+type racingStore struct {
+	SharedData
+	key   string
+	races int
+}
+
+func (r *racingStore) SetSharedData(key string, value []byte, cas uint32) error {
+	if key == r.key && r.races > 0 {
+		r.races--
+		_, c, _ := r.SharedData.GetSharedData(key)
+		if err := r.SharedData.SetSharedData(key, []byte("other"), c); err != nil {
+			return err
+		}
+	}
+	return r.SharedData.SetSharedData(key, value, cas)
+}
+
+func TestUpdateShared(t *testing.T) {
+	store := &racingStore{SharedData: sharedtest.New(), key: "k"}
+	var seen []string
+	wrote, err := UpdateShared(store, "k", func(cur []byte, found bool) []byte {
+		seen = append(seen, fmt.Sprintf("%q %v", cur, found))
+		return []byte("first")
+	})
+	if !wrote || err != nil || len(seen) != 1 || seen[0] != `"" false` {
+		t.Fatalf("an absent key: wrote %v, %v, change saw %q", wrote, err, seen)
+	}
+	// A write that loses the race reads again and changes what the other VM wrote.
+	store.races, seen = 2, nil
+	wrote, err = UpdateShared(store, "k", func(cur []byte, _ bool) []byte { seen = append(seen, string(cur)); return append(cur, '+') })
+	if v, _, _ := store.GetSharedData("k"); !wrote || err != nil || string(v) != "other+" || len(seen) != 3 {
+		t.Fatalf("after two lost races: wrote %v, %v, value %q, change saw %q", wrote, err, v, seen)
+	}
+	// nil leaves the record; four lost races in a row give up.
+	if wrote, err := UpdateShared(store, "k", func([]byte, bool) []byte { return nil }); wrote || err != nil {
+		t.Fatalf("change returning nil: wrote %v, %v", wrote, err)
+	}
+	store.races = 4
+	if wrote, err := UpdateShared(store, "k", func([]byte, bool) []byte { return []byte("x") }); wrote || !errors.Is(err, types.ErrorStatusCasMismatch) {
+		t.Fatalf("four lost races: wrote %v, %v; want the CAS mismatch", wrote, err)
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
-
 	"github.com/jtiguard/jtiguard/internal/abi"
 )
 
@@ -531,30 +529,20 @@ func (s *Syncer) touch(now time.Time) error {
 	})
 }
 
-// updateGeneration applies change to the generation record under CAS, retrying a few times.
+// updateGeneration applies change to the generation record under CAS (UpdateShared); a
+// record that cannot be read is changed as an empty one.
 func (s *Syncer) updateGeneration(change func(*Generation) bool) error {
-	for range 4 {
-		raw, cas, err := s.o.Store.GetSharedData(s.o.Keys.Generation)
-		var cur Generation
-		switch {
-		case errors.Is(err, types.ErrorStatusNotFound):
-			cas = 0
-		case err != nil:
-			return err
-		default:
-			if cur, err = ParseGeneration(raw); err != nil {
-				cur = Generation{}
-			}
+	_, err := UpdateShared(s.o.Store, s.o.Keys.Generation, func(raw []byte, _ bool) []byte {
+		cur, err := ParseGeneration(raw)
+		if err != nil {
+			cur = Generation{}
 		}
 		if !change(&cur) {
 			return nil
 		}
-		err = s.o.Store.SetSharedData(s.o.Keys.Generation, cur.MarshalBinary(), cas)
-		if !errors.Is(err, types.ErrorStatusCasMismatch) {
-			return err
-		}
-	}
-	return types.ErrorStatusCasMismatch
+		return cur.MarshalBinary()
+	})
+	return err
 }
 
 // mergeDelta applies a delta to the held list in one linear pass. Entries are matched on

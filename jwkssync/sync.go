@@ -538,43 +538,24 @@ func (s *Syncer) touch(now time.Time) {
 // overwrite sets key to value whatever it holds, with the CAS of a fresh read rather than 0:
 // Envoy takes 0 as "unconditional", the SDK's emulator as a CAS value.
 func (s *Syncer) overwrite(key string, value []byte) error {
-	for range 4 {
-		_, cas, err := s.o.Store.GetSharedData(key)
-		if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
-			return err
-		}
-		err = s.o.Store.SetSharedData(key, value, cas)
-		if !errors.Is(err, types.ErrorStatusCasMismatch) {
-			return err
-		}
-	}
-	return types.ErrorStatusCasMismatch
+	_, err := blocklistsync.UpdateShared(s.o.Store, key, func([]byte, bool) []byte { return value })
+	return err
 }
 
-// updateGeneration applies change to the generation record under CAS, retrying a few times.
+// updateGeneration applies change to the generation record under CAS; a record that cannot
+// be read is changed as an empty one.
 func (s *Syncer) updateGeneration(change func(*Generation) bool) error {
-	for range 4 {
-		raw, cas, err := s.o.Store.GetSharedData(s.o.Keys.Generation)
-		var cur Generation
-		switch {
-		case errors.Is(err, types.ErrorStatusNotFound):
-			cas = 0
-		case err != nil:
-			return err
-		default:
-			if cur, err = ParseGeneration(raw); err != nil {
-				cur = Generation{}
-			}
+	_, err := blocklistsync.UpdateShared(s.o.Store, s.o.Keys.Generation, func(raw []byte, _ bool) []byte {
+		cur, err := ParseGeneration(raw)
+		if err != nil {
+			cur = Generation{}
 		}
 		if !change(&cur) {
 			return nil
 		}
-		err = s.o.Store.SetSharedData(s.o.Keys.Generation, cur.MarshalBinary(), cas)
-		if !errors.Is(err, types.ErrorStatusCasMismatch) {
-			return err
-		}
-	}
-	return types.ErrorStatusCasMismatch
+		return cur.MarshalBinary()
+	})
+	return err
 }
 
 func (s *Syncer) currentFailures() uint32 {

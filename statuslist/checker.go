@@ -891,31 +891,19 @@ func (c *Checker) publish(i int, tok *Token, now time.Time) error {
 }
 
 // updateGen writes m as slot s's generation record if ok says so of the current one, under
-// CAS, retrying a few times; it reports whether it wrote.
+// CAS (blocklistsync.UpdateShared); it reports whether it wrote.
 func (c *Checker) updateGen(s *slot, ok func(cur *meta, found bool) bool, m meta) (bool, error) {
-	for range 4 {
-		raw, cas, err := c.o.Store.GetSharedData(s.keys.gen)
+	return blocklistsync.UpdateShared(c.o.Store, s.keys.gen, func(raw []byte, _ bool) []byte {
 		var cur meta
 		found := false
-		switch {
-		case errors.Is(err, types.ErrorStatusNotFound):
-			cas = 0
-		case err != nil:
-			return false, err
-		default:
-			if g, err := decodeGen(raw); err == nil {
-				cur, found = g, true
-			}
+		if g, err := decodeGen(raw); err == nil {
+			cur, found = g, true
 		}
 		if !ok(&cur, found) {
-			return false, nil
+			return nil
 		}
-		err = c.o.Store.SetSharedData(s.keys.gen, encodeGen(m), cas)
-		if !errors.Is(err, types.ErrorStatusCasMismatch) {
-			return err == nil, err
-		}
-	}
-	return false, types.ErrorStatusCasMismatch
+		return encodeGen(m)
+	})
 }
 
 // refreshDue is when a list fetched at fetched is fetched again: after its ttl clamped to
