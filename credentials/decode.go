@@ -1,6 +1,9 @@
 package credentials
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+	"unsafe"
+)
 
 // The decoders below append to dst and never fail: they are for discovery, where reading
 // more than a framework would is the point. Each one is at least as permissive as the
@@ -168,6 +171,61 @@ func appendJSONUnescaped(dst []byte, s string) []byte {
 		i++
 	}
 	return dst
+}
+
+// UnquoteInPlace reads the JSON string whose opening quote is b[i], unescaping it in place
+// (an escape is never shorter than what it stands for), and returns it as a view into b with
+// the index after its closing quote. An invalid escape or a missing closing quote is not a
+// string (ok false), as it makes Python's json.loads fail. Every reader of a token's payload
+// (discovery, the status list references) reads strings this one way.
+func UnquoteInPlace(b []byte, i int) (s string, next int, ok bool) {
+	i++ // the opening quote
+	start, w := i, i
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return unsafe.String(unsafe.SliceData(b[start:w]), w-start), i + 1, true
+		case c == '\\':
+			if i+1 >= len(b) {
+				return "", i, false
+			}
+			var out byte
+			switch e := b[i+1]; e {
+			case '"', '\\', '/':
+				out = e
+			case 'b':
+				out = '\b'
+			case 'f':
+				out = '\f'
+			case 'n':
+				out = '\n'
+			case 'r':
+				out = '\r'
+			case 't':
+				out = '\t'
+			case 'u':
+				r, n := unicodeEscape(unsafe.String(&b[i], len(b)-i))
+				if n == 0 {
+					return "", i, false
+				}
+				var tmp [4]byte
+				w += copy(b[w:], utf8.AppendRune(tmp[:0], r))
+				i += n
+				continue
+			default:
+				return "", i, false
+			}
+			b[w] = out
+			w++
+			i += 2
+		default:
+			b[w] = c
+			w++
+			i++
+		}
+	}
+	return "", i, false
 }
 
 // unicodeEscape reads \uXXXX (and a following low surrogate) at the start of s; n is the

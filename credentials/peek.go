@@ -4,7 +4,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 	"unsafe"
 )
 
@@ -246,58 +245,12 @@ func claimIndex(names []string, key string) int {
 
 // str reads a string at j.i, unescaping it in place.
 func (j *jsonReader) str() (string, bool) {
-	if !j.eat('"') {
+	if j.i >= len(j.b) || j.b[j.i] != '"' {
 		return "", false
 	}
-	start, w := j.i, j.i
-	for j.i < len(j.b) {
-		c := j.b[j.i]
-		switch {
-		case c == '"':
-			j.i++
-			return unsafe.String(unsafe.SliceData(j.b[start:w]), w-start), true
-		case c == '\\':
-			if j.i+1 >= len(j.b) {
-				return "", false
-			}
-			e := j.b[j.i+1]
-			var out byte
-			switch e {
-			case '"', '\\', '/':
-				out = e
-			case 'b':
-				out = '\b'
-			case 'f':
-				out = '\f'
-			case 'n':
-				out = '\n'
-			case 'r':
-				out = '\r'
-			case 't':
-				out = '\t'
-			case 'u':
-				r, n := unicodeEscape(unsafe.String(&j.b[j.i], len(j.b)-j.i))
-				if n == 0 {
-					return "", false
-				}
-				var tmp [4]byte
-				enc := utf8.AppendRune(tmp[:0], r)
-				w += copy(j.b[w:], enc)
-				j.i += n
-				continue
-			default:
-				return "", false
-			}
-			j.b[w] = out
-			w++
-			j.i += 2
-		default:
-			j.b[w] = c
-			w++
-			j.i++
-		}
-	}
-	return "", false
+	v, next, ok := UnquoteInPlace(j.b, j.i)
+	j.i = next
+	return v, ok
 }
 
 // scalar reads a string or a number; for anything else it skips the value and returns "".

@@ -240,83 +240,12 @@ func (j *reader) object(member func(name string) bool) bool {
 	}
 }
 
-// str reads a string at j.i, unescaping it in place. Invalid escapes end the reading, as
-// they make Python's json.loads fail.
+// str reads the string whose opening quote is at j.i, unescaping it in place, as discovery
+// does (credentials.UnquoteInPlace): invalid escapes end the reading.
 func (j *reader) str() (string, bool) {
-	j.i++ // the opening quote
-	start, w := j.i, j.i
-	for j.i < len(j.b) {
-		c := j.b[j.i]
-		switch {
-		case c == '"':
-			j.i++
-			return unsafe.String(unsafe.SliceData(j.b[start:w]), w-start), true
-		case c == '\\':
-			if j.i+1 >= len(j.b) {
-				return "", false
-			}
-			var out byte
-			switch e := j.b[j.i+1]; e {
-			case '"', '\\', '/':
-				out = e
-			case 'b':
-				out = '\b'
-			case 'f':
-				out = '\f'
-			case 'n':
-				out = '\n'
-			case 'r':
-				out = '\r'
-			case 't':
-				out = '\t'
-			case 'u':
-				r, n := unicodeEscape(j.b[j.i:])
-				if n == 0 {
-					return "", false
-				}
-				var tmp [4]byte
-				w += copy(j.b[w:], utf8.AppendRune(tmp[:0], r))
-				j.i += n
-				continue
-			default:
-				return "", false
-			}
-			j.b[w] = out
-			w++
-			j.i += 2
-		default:
-			j.b[w] = c
-			w++
-			j.i++
-		}
-	}
-	return "", false
-}
-
-// unicodeEscape reads \uXXXX, or a surrogate pair of two, at the start of b; n is 0 when it
-// is malformed. A lone surrogate becomes U+FFFD (Python keeps it; either way it is no
-// character a uri we fetch can hold).
-func unicodeEscape(b []byte) (rune, int) {
-	hex := func(b []byte) (rune, bool) {
-		if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
-			return 0, false
-		}
-		v, err := strconv.ParseUint(string(b[2:6]), 16, 16)
-		return rune(v), err == nil
-	}
-	r, ok := hex(b)
-	if !ok {
-		return 0, 0
-	}
-	if utf16.IsSurrogate(r) {
-		if r2, ok := hex(b[6:]); ok && len(b) >= 12 {
-			if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
-				return d, 12
-			}
-		}
-		return utf8.RuneError, 6
-	}
-	return r, 6
+	v, next, ok := credentials.UnquoteInPlace(j.b, j.i)
+	j.i = next
+	return v, ok
 }
 
 // skip passes over one value of any kind, Python's NaN and Infinity included, at any depth
