@@ -10,6 +10,7 @@
 #   make check      gofmt, go vet (native and wasip1), build-tag sanity for TinyGo, go mod tidy
 #   make bench      the benchmarks quoted in README.md
 #   make bench-module  the module in V8 and wazero vs native Go (docs/benchmarks.md), ~10 min
+#   make bench-mix  the mix of requests with list updates in all three (docs/benchmarks.md), ~3 min
 #   make run-envoy  the module in a real Envoy, where an envoy binary is installed
 
 GO        ?= go
@@ -31,7 +32,7 @@ WASM_OPT_FLAGS := -Oz -g --enable-bulk-memory --enable-nontrapping-float-to-int 
 # (go.dev/issue/75804, fixed in Go 1.27). `make fuzz FUZZTIME=10m` still takes a duration.
 FUZZTIME  ?= 50000x
 
-.PHONY: build run run-envoy oci test test-long test-services check bench bench-module fuzz clean
+.PHONY: build run run-envoy oci test test-long test-services check bench bench-module bench-mix fuzz clean
 
 build:
 	@mkdir -p build
@@ -119,6 +120,16 @@ bench-module: build
 		$(GO) test -run '^$$' -bench '^BenchmarkModule$$' -benchtime 1x -timeout 40m ./e2e/ \
 		>build/bench-module.log 2>&1 || { tail -40 build/bench-module.log; exit 1; }
 	@cat build/bench-module.md
+
+# The mix of docs/benchmarks.md: needs node. It builds its own module (-tags jtiguard_testexports,
+# stubbed and compacted as above). JTIGUARD_MIX_N (1000000) and JTIGUARD_MIX_EVERY (10000) set the
+# requests and the requests between two list updates.
+bench-mix:
+	@mkdir -p build
+	JTIGUARD_MIX_MD=$(CURDIR)/build/bench-mix.md \
+		$(GO) test -run '^$$' -bench '^BenchmarkModuleMix$$' -benchtime 1x -timeout 40m ./e2e/ \
+		>build/bench-mix.log 2>&1 || { tail -40 build/bench-mix.log; exit 1; }
+	@cat build/bench-mix.md
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync

@@ -126,7 +126,10 @@ type v8Host struct{ *v8host.Host }
 
 func (*v8Host) Engine() Engine { return V8 }
 
-type wazeroHost struct{ h *harness.Harness }
+type wazeroHost struct {
+	h           *harness.Harness
+	mixLastTick time.Time // the last tick of a mix chunk (mix.go)
+}
 
 func (*wazeroHost) Engine() Engine { return Wazero }
 func (w *wazeroHost) Workers() int { return w.h.Workers() }

@@ -1081,6 +1081,118 @@ function bench(a) {
   return { samples_ns: Buffer.from(samples.buffer).toString('base64'), memory_bytes: vm.memory.buffer.byteLength };
 }
 
+// ---- the mix with list updates (e2e BenchmarkModuleMix) ----
+
+// This thread's context switches, as getrusage(RUSAGE_THREAD) counts them (ru_nvcsw,
+// ru_nivcsw): the kernel's counters of node's main thread, read from
+// /proc/thread-self/status with one pread into a buffer allocated once. process.resourceUsage()
+// counts every thread of node (V8's helpers, libuv's pool), so it would mark requests that
+// were never descheduled.
+let statusFd = -2; // -2: not opened yet, -1: not available
+const statusBuf = Buffer.alloc(8192);
+let swVol = 0;
+let swInvol = 0;
+// readSwitches sets swVol and swInvol; false when the counters cannot be read.
+function readSwitches() {
+  if (statusFd === -2) {
+    try { statusFd = fs.openSync('/proc/thread-self/status', 'r'); } catch (e) { statusFd = -1; }
+  }
+  if (statusFd < 0) return false;
+  const n = fs.readSync(statusFd, statusBuf, 0, statusBuf.length, 0);
+  // The last two lines: "voluntary_ctxt_switches:\t<n>" and "nonvoluntary_ctxt_switches:\t<n>".
+  let i = n - 1;
+  while (i >= 0 && (statusBuf[i] < 48 || statusBuf[i] > 57)) i--;
+  let v = 0;
+  let m = 1;
+  while (i >= 0 && statusBuf[i] >= 48 && statusBuf[i] <= 57) { v += (statusBuf[i] - 48) * m; m *= 10; i--; }
+  swInvol = v;
+  while (i >= 0 && statusBuf[i] !== 10) i--; // start of the nonvoluntary line
+  while (i >= 0 && (statusBuf[i] < 48 || statusBuf[i] > 57)) i--;
+  v = 0;
+  m = 1;
+  while (i >= 0 && statusBuf[i] >= 48 && statusBuf[i] <= 57) { v += (statusBuf[i] - 48) * m; m *= 10; i--; }
+  swVol = v;
+  return true;
+}
+
+// mix runs one chunk of the mixed benchmark on a VM: first the given shared-data writes (a
+// new list generation, as the lease holder's syncer writes it from another worker), then
+// one request per entry of seq (an index into header_sets), each a new stream with only
+// proxy_on_request_headers timed. Between requests, outside the timing, proxy_on_tick runs
+// whenever the VM's own tick period has passed since its last tick, as Envoy's dispatcher
+// fires the timer on the worker's thread between events. Around each tick and at both ends of
+// the chunk it reads the module's test-only counter gc_counter (if named), so a collection
+// that starts or ends inside a request callback shows as a change outside the ticks. Each
+// request records its answer, its start (ns since the host's base), and whether this thread
+// was switched out between the two counter reads that bracket it (bit 0 involuntary, bit 1
+// voluntary). Answers are returned, not checked: the driver knows when a revocation must show.
+function mix(a) {
+  const vm = pickVM(a.vm);
+  const sets = a.header_sets.map((h) => lowerKeys(fromGo(h)));
+  const seqRaw = Buffer.from(a.seq, 'base64');
+  const n = seqRaw.length >>> 2;
+  const seq = new Uint32Array(n);
+  for (let i = 0; i < n; i++) seq[i] = seqRaw.readUInt32LE(4 * i);
+  const samples = new Float64Array(n);
+  const starts = new Float64Array(n);
+  const status = new Uint16Array(n);
+  const sw = new Uint8Array(n);
+  const gcName = a.gc_counter || '';
+  if (gcName && typeof vm.exports[gcName] !== 'function') throw new Error(`${gcName} is not exported (build with -tags jtiguard_testexports)`);
+  const gc = () => (gcName ? vm.call(gcName, 0) : 0);
+  const period = BigInt(vm.tickPeriod > 0 ? vm.tickPeriod : 0) * 1000000n;
+  let gcStart = gc();
+  let gcTicks = 0;
+  const ticks = []; // [ns, gc counter change] per tick
+  const published = process.hrtime.bigint();
+  for (const w of a.publish || []) {
+    const st = sharedSet(a.vm_id, w.key, Buffer.from(w.value || '', 'base64'), 0);
+    if (st !== S.OK) throw new Error(`publish ${w.key}: status ${st}`);
+  }
+  if (vm.mixLastTick === undefined) vm.mixLastTick = published;
+  let known = true;
+  for (let i = 0; i < n; i++) {
+    if (period > 0n && process.hrtime.bigint() - vm.mixLastTick >= period) {
+      const g0 = gc();
+      readSwitches();
+      const tv = swVol;
+      const ti = swInvol;
+      const t0 = process.hrtime.bigint();
+      vm.call('proxy_on_tick', ROOT_ID, ROOT_ID);
+      const t1 = process.hrtime.bigint();
+      readSwitches();
+      const dg = gc() - g0;
+      gcTicks += dg;
+      vm.mixLastTick = t1;
+      ticks.push([Number(t1 - t0), dg, swVol !== tv || swInvol !== ti ? 1 : 0]);
+    }
+    const s = newStream(vm);
+    const hs = sets[seq[i]];
+    known = readSwitches() && known;
+    const v0 = swVol;
+    const i0 = swInvol;
+    const t0 = process.hrtime.bigint();
+    const act = requestHeaders(s, hs, true);
+    const t1 = process.hrtime.bigint();
+    readSwitches();
+    samples[i] = Number(t1 - t0);
+    starts[i] = Number(t0 - monoBase);
+    sw[i] = (swInvol !== i0 ? 1 : 0) | (swVol !== v0 ? 2 : 0);
+    if (s.vmFailure) status[i] = 0xffff;
+    else if (s.local) status[i] = s.local.status;
+    else status[i] = act === ACTION_CONTINUE ? 0 : 0xfffe;
+    endStream(s);
+    if (vm.failed) throw new VMFailed(vm.failed);
+  }
+  const gcAll = gc() - gcStart;
+  const b64 = (arr) => Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength).toString('base64');
+  return {
+    samples_ns: b64(samples), starts_ns: b64(starts), status: b64(status), switches: b64(sw),
+    switches_known: known, published_ns: Number(published - monoBase), ticks,
+    gc_in_ticks: gcTicks, gc_outside_ticks: gcAll - gcTicks, memory_bytes: vm.memory.buffer.byteLength,
+  };
+}
+
 // ---- protocol ----
 function send(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
 
@@ -1148,6 +1260,14 @@ const ops = {
   logs: (a) => logs.slice(a.since || 0),
   vms: () => vms.map((v) => ({ failed: v.failed || '', memory_bytes: v.memory.buffer.byteLength, tick_period_ms: v.tickPeriod })),
   bench,
+  mix,
+  // call_export calls a test-only export (a counter of a module built with -tags
+  // jtiguard_testexports) outside any context.
+  call_export: (a) => {
+    const r = pickVM(a.vm).call(a.name, 0);
+    if (r === NOT_EXPORTED) throw new Error(`${a.name} is not exported`);
+    return r;
+  },
   close() {
     closed = true;
     for (const vm of vms) vm.stopTimer();
