@@ -84,7 +84,7 @@ func TestNoCollectionStartsInARequestDuringListUpdates(t *testing.T) {
 	// 30k requests with 6% new tokens and an update every 1500: about 10 MB allocated between
 	// two ticks in wazero (1 s apart), so the tick's 4 MB budget is spent each time.
 	o.n, o.every, o.warm, o.pctCold = 30_000, 1500, 1000, 6
-	o.native = false
+	o.native, o.split = false, false
 	o.minDuration = 2500 * time.Millisecond // at least two ticks however fast the host is
 	for _, e := range hosttest.Engines {
 		t.Run(string(e), func(t *testing.T) {
@@ -125,16 +125,20 @@ type mixOpts struct {
 	pctCold  float64 // a new HS256 token, never seen before; the rest: the working set
 	// probeEvery: every probeEvery-th request carries one of the tokens revoked by the last
 	// four updates, so the request at which a revocation shows is known to within a few hundred.
-	probeEvery  int
-	native      bool
-	engines     []hosttest.Engine
-	vmEnv       map[string]string
+	probeEvery int
+	native     bool
+	engines    []hosttest.Engine
+	vmEnv      map[string]string
+	// split adds a second pass on fresh hosts that reads the timing thread's switch counters
+	// around every request; the first pass leaves them unread, because reading them (a system
+	// call between requests) slows the requests that follow.
+	split       bool
 	minDuration time.Duration // repeat the last chunk's sequence until the run lasts this long
 }
 
 func defaultMixOpts() mixOpts {
 	return mixOpts{n: 1_000_000, every: 10_000, warm: 5000, list: 10_000, working: 300, revoked: 20,
-		pctAnon: 15, pctRevok: 3, pctCold: 1, probeEvery: 32, native: true, engines: hosttest.Engines}
+		pctAnon: 15, pctRevok: 3, pctCold: 1, probeEvery: 32, native: true, engines: hosttest.Engines, split: true}
 }
 
 func mixOptsFromEnv(tb testing.TB) mixOpts {
@@ -152,6 +156,8 @@ func mixOptsFromEnv(tb testing.TB) mixOpts {
 	}
 	o.n = env("JTIGUARD_MIX_N", o.n)
 	o.every = env("JTIGUARD_MIX_EVERY", o.every)
+	o.list = env("JTIGUARD_MIX_LIST", o.list)
+	o.working = env("JTIGUARD_MIX_WORKING", o.working)
 	return o
 }
 
@@ -342,6 +348,7 @@ type mixHostResult struct {
 	all, calm          stats // every request; those whose thread was not switched out
 	p999, calmP999     float64
 	invol, vol, either int // requests whose thread was switched out involuntarily, voluntarily, either
+	unsplit            int // switched out, kind unknown (node's schedstat)
 	switchesKnown      bool
 	ticks              []hosttest.Tick
 	gcTicks, gcOutside uint64
@@ -362,10 +369,11 @@ type mixRunner interface {
 }
 
 type nativeMix struct {
-	host      proxytest.HostEmulator
-	reset     func()
-	lastTick  time.Time
-	tickCount int
+	noSwitches bool
+	host       proxytest.HostEmulator
+	reset      func()
+	lastTick   time.Time
+	tickCount  int
 }
 
 func (*nativeMix) name() string { return "native" }
@@ -398,12 +406,18 @@ func (m *nativeMix) chunk(c mixChunk, _ string) (hosttest.MixResult, error) {
 			out.Ticks = append(out.Ticks, hosttest.Tick{NS: float64(m.lastTick.Sub(t0).Nanoseconds()), Switched: tv1 != tv || ti1 != ti})
 		}
 		id := m.host.InitializeHttpContext()
-		v0, i0, ok := hosttest.ThreadSwitches()
+		var v0, i0, v1, i1 int64
+		ok := false
+		if !m.noSwitches {
+			v0, i0, ok = hosttest.ThreadSwitches()
+		}
 		out.SwitchesKnown = out.SwitchesKnown && ok
 		t0 := time.Now()
 		act := m.host.CallOnRequestHeaders(id, c.sets[c.seq[i]], true)
 		t1 := time.Now()
-		v1, i1, _ := hosttest.ThreadSwitches()
+		if !m.noSwitches {
+			v1, i1, _ = hosttest.ThreadSwitches()
+		}
 		out.Samples[i] = float64(t1.Sub(t0).Nanoseconds())
 		out.Starts[i] = float64(t0.Sub(hosttest.MonoBase).Nanoseconds())
 		if i1 != i0 {
@@ -432,7 +446,10 @@ func nativeSet(w hosttest.SharedWrite) error {
 	return abiStore{}.SetSharedData(w.Key, w.Value, cas)
 }
 
-type hostMix struct{ h hosttest.Host }
+type hostMix struct {
+	h          hosttest.Host
+	noSwitches bool
+}
 
 func (m hostMix) name() string {
 	if m.h.Engine() == hosttest.V8 {
@@ -442,7 +459,7 @@ func (m hostMix) name() string {
 }
 func (m hostMix) close() { _ = m.h.Close(context.Background()) }
 func (m hostMix) chunk(c mixChunk, gcCounter string) (hosttest.MixResult, error) {
-	return hosttest.Mix(context.Background(), m.h, hosttest.MixSpec{VM: 0, HeaderSets: c.sets, Seq: c.seq, Publish: c.publish, GCCounter: gcCounter})
+	return hosttest.Mix(context.Background(), m.h, hosttest.MixSpec{VM: 0, HeaderSets: c.sets, Seq: c.seq, Publish: c.publish, GCCounter: gcCounter, NoSwitches: m.noSwitches})
 }
 
 const gcCounterExport = "jtiguard_test_gcpauses"
@@ -475,7 +492,8 @@ func mixWasm(tb testing.TB) []byte {
 
 type mixRun struct {
 	plan  *mixPlan
-	hosts []mixHostResult
+	hosts []mixHostResult // the pass without switch counters
+	split []mixHostResult // the pass with them (mixOpts.split)
 	took  time.Duration
 	wasm  []byte
 	// engines names the engines' versions and V8's flags.
@@ -492,9 +510,9 @@ func runMix(tb testing.TB, o mixOpts) mixRun {
 	cfg := benchPluginConfig(tb, newBenchKeys(tb))
 	wasm := mixWasm(tb)
 	run := mixRun{plan: plan, wasm: wasm}
-	var runners []func() mixRunner
+	var runners []func(noSwitches bool) mixRunner
 	if o.native {
-		runners = append(runners, func() mixRunner {
+		runners = append(runners, func(noSwitches bool) mixRunner {
 			host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
 				WithVMContext(filter.NewVMContext()).WithPluginConfiguration(cfg))
 			for _, w := range plan.initial {
@@ -506,11 +524,11 @@ func runMix(tb testing.TB, o mixOpts) mixRun {
 				reset()
 				tb.Fatalf("native start: %v %q", st, host.GetCriticalLogs())
 			}
-			return &nativeMix{host: host, reset: reset}
+			return &nativeMix{host: host, reset: reset, noSwitches: noSwitches}
 		})
 	}
 	for _, e := range o.engines {
-		runners = append(runners, func() mixRunner {
+		runners = append(runners, func(noSwitches bool) mixRunner {
 			// One worker: requests and ticks of one Envoy worker thread. The list is written
 			// by the driver, as another worker's syncer would write it.
 			hcfg := harness.NewConfig().WithWorkers(1).WithWASI(harness.WASICurrent).WithPluginConfig(cfg).WithTimers(false)
@@ -526,26 +544,40 @@ func runMix(tb testing.TB, o mixOpts) mixRun {
 					tb.Fatal(err)
 				}
 			}
+			name := "wazero " + wazeroVersion()
 			if v, ok := h.(interface{ Info() v8hostInfo }); ok {
 				i := v.Info()
-				run.engines = append(run.engines, fmt.Sprintf("V8 %s (node %s, %s)", i.V8, i.Node, strings.Join(i.Flags, " ")))
-			} else {
-				run.engines = append(run.engines, "wazero "+wazeroVersion())
+				name = fmt.Sprintf("V8 %s (node %s, %s)", i.V8, i.Node, strings.Join(i.Flags, " "))
 			}
-			return hostMix{h: h}
+			if !slices.Contains(run.engines, name) {
+				run.engines = append(run.engines, name)
+			}
+			return hostMix{h: h, noSwitches: noSwitches}
 		})
 	}
-	if o.native {
-		run.hosts = append(run.hosts, machineNoise(o.n))
+	passes := []bool{true}
+	if o.split {
+		passes = append(passes, false)
 	}
-	for _, start := range runners {
-		r := start()
-		res, err := runMixOn(r, plan)
-		r.close()
-		if err != nil {
-			tb.Fatal(err)
+	for _, noSwitches := range passes {
+		var out []mixHostResult
+		if o.native {
+			out = append(out, machineNoise(o.n, noSwitches))
 		}
-		run.hosts = append(run.hosts, res)
+		for _, start := range runners {
+			r := start(noSwitches)
+			res, err := runMixOn(r, plan)
+			r.close()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, res)
+		}
+		if noSwitches {
+			run.hosts = out
+		} else {
+			run.split = out
+		}
 	}
 	run.took = time.Since(started)
 	return run
@@ -608,6 +640,9 @@ func runMixOn(r mixRunner, plan *mixPlan) (mixHostResult, error) {
 				if sw&2 != 0 {
 					out.vol++
 				}
+				if sw&4 != 0 {
+					out.unsplit++
+				}
 			}
 		}
 		out.switchesKnown = out.switchesKnown && res.SwitchesKnown
@@ -648,7 +683,7 @@ func runMixOn(r mixRunner, plan *mixPlan) (mixHostResult, error) {
 // machineNoise times a fixed computation (SHA-256 of 64 bytes, 16 times: no allocation, no
 // call into anything) o.n times with the mix's timing loop and switch counters: what this
 // machine does to the tail of work that never changes.
-func machineNoise(n int) mixHostResult {
+func machineNoise(n int, noSwitches bool) mixHostResult {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	out := mixHostResult{name: "fixed work", machine: true, switchesKnown: true, n: n}
@@ -658,14 +693,20 @@ func machineNoise(n int) mixHostResult {
 	stat0, statOK := cpuStat()
 	started := time.Now()
 	for i := range n {
-		v0, i0, ok := hosttest.ThreadSwitches()
+		var v0, i0, v1, i1 int64
+		ok := false
+		if !noSwitches {
+			v0, i0, ok = hosttest.ThreadSwitches()
+		}
 		out.switchesKnown = out.switchesKnown && ok
 		t0 := time.Now()
 		for range 16 {
 			buf = sha256.Sum256(buf[:])
 		}
 		t1 := time.Now()
-		v1, i1, _ := hosttest.ThreadSwitches()
+		if !noSwitches {
+			v1, i1, _ = hosttest.ThreadSwitches()
+		}
 		samples[i] = float64(t1.Sub(t0).Nanoseconds())
 		if v1 == v0 && i1 == i0 {
 			calm = append(calm, samples[i])
@@ -834,26 +875,38 @@ func mixTable(tb testing.TB, o mixOpts) string {
 		time.Now().UTC().Format("2006-01-02"), run.took.Round(time.Second))
 	fmt.Fprintf(&b, "The mix: %d requests after %d untimed; %.0f%% no token, %.0f%% revoked from the start (%d tokens), %.0f%% new HS256 tokens, the rest a working set of %d tokens; a list of %d entries taking %d updates (one every %d requests, each revoking a working-set token); every %dth request carries one of the last four tokens revoked.\n\n",
 		o.n, o.warm, o.pctAnon, o.pctRevok, o.revoked, o.pctCold, o.working, run.plan.listSize, updates, o.every, o.probeEvery)
-	b.WriteString("`proxy_on_request_headers`, µs: all requests, then only those during which the timing thread was not switched out (see the method).\n\n")
-	b.WriteString("| host | requests | p50 | p99 | p99.9 | max | p99 ÷ p50 | switched out (involuntary, voluntary) | not switched out: p99 / p99.9 / max | p50, p99 ÷ native |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	var nat *mixHostResult
-	for i := range run.hosts {
-		if run.hosts[i].name == "native" {
-			nat = &run.hosts[i]
+	nativeOf := func(rows []mixHostResult) *mixHostResult {
+		for i := range rows {
+			if rows[i].name == "native" {
+				return &rows[i]
+			}
 		}
+		return nil
 	}
+	b.WriteString("`proxy_on_request_headers`, µs, every request (the pass without switch counters); the first row is the fixed work (see the method).\n\n")
+	b.WriteString("| host | requests | p50 | p99 | p99.9 | max | p99 ÷ p50 | p50, p99 ÷ native |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	nat := nativeOf(run.hosts)
 	for _, h := range run.hosts {
-		sw := fmt.Sprintf("%d (%d, %d)", h.either, h.invol, h.vol)
-		if !h.switchesKnown {
-			sw = "unknown"
-		}
 		rat := "—"
 		if nat != nil && h.name != "native" && !h.machine {
 			rat = ratio(h.all.p50, nat.all.p50) + ", " + ratio(h.all.p99, nat.all.p99)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.1f | %s | %s / %s / %s | %s |\n", h.name, h.n, us(h.all.p50), us(h.all.p99), us(h.p999), us(h.all.max),
-			h.all.p99/h.all.p50, sw, us(h.calm.p99), us(h.calmP999), us(h.calm.max), rat)
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.1f | %s |\n", h.name, h.n, us(h.all.p50), us(h.all.p99), us(h.p999), us(h.all.max), h.all.p99/h.all.p50, rat)
+	}
+	if len(run.split) > 0 {
+		b.WriteString("\nThe pass with the timing thread's switch counters read around every request, µs: every request, then only those during which the thread was not switched out.\n\n")
+		b.WriteString("| host | requests | switched out (involuntary, voluntary) | all: p50 / p99 / p99.9 / max | not switched out: p50 / p99 / p99.9 / max |\n| --- | --- | --- | --- | --- |\n")
+		for _, h := range run.split {
+			sw := fmt.Sprintf("%d (%d, %d)", h.either, h.invol, h.vol)
+			if h.unsplit > 0 {
+				sw = fmt.Sprintf("%d (not told apart)", h.either)
+			}
+			if !h.switchesKnown {
+				sw = "unknown"
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s / %s / %s / %s | %s / %s / %s / %s |\n", h.name, h.n, sw, us(h.all.p50), us(h.all.p99), us(h.p999), us(h.all.max),
+				us(h.calm.p50), us(h.calm.p99), us(h.calmP999), us(h.calm.max))
+		}
 	}
 
 	var hosts []mixHostResult // without the fixed-work row
@@ -880,9 +933,18 @@ func mixTable(tb testing.TB, o mixOpts) string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("\nTicks (`proxy_on_tick`, untimed above, on the same thread between requests), ms: p50 / max of all, of those that collected, and of those that collected without the thread being switched out.\n\n| host | ticks | all | collecting: count, p50 / max | collecting, not switched out | GC pauses on ticks | GC pauses inside request callbacks | linear memory after |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("\nTicks (`proxy_on_tick`, untimed above, on the same thread between requests; the pass with switch counters), ms: p50 / max of all, of those that collected, and of those that collected without the thread being switched out.\n\n| host | ticks | all | collecting: count, p50 / max | collecting, not switched out | GC pauses on ticks | GC pauses inside request callbacks | linear memory after |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	ms := func(ns float64) string { return strconv.FormatFloat(ns/1e6, 'f', 2, 64) }
-	for _, h := range hosts {
+	tickRows := hosts
+	if len(run.split) > 0 {
+		tickRows = nil
+		for _, h := range run.split {
+			if !h.machine {
+				tickRows = append(tickRows, h)
+			}
+		}
+	}
+	for _, h := range tickRows {
 		var all, gc, gcCalm []float64
 		for _, t := range h.ticks {
 			all = append(all, t.NS)
@@ -906,12 +968,20 @@ func mixTable(tb testing.TB, o mixOpts) string {
 		if h.gcCounted {
 			gcCol = fmt.Sprintf("%d, %s", len(gc), cell(gc))
 			gcCalmCol = fmt.Sprintf("%d, %s", len(gcCalm), cell(gcCalm))
-			inReq, gcTicks = strconv.FormatUint(h.gcOutside, 10), strconv.FormatUint(h.gcTicks, 10)
+			outside, onTicks := h.gcOutside, h.gcTicks
+			if len(run.split) > 0 { // and the pass without switch counters
+				for _, t := range run.hosts {
+					if t.name == h.name {
+						outside, onTicks = outside+t.gcOutside, onTicks+t.gcTicks
+					}
+				}
+			}
+			inReq, gcTicks = strconv.FormatUint(outside, 10), strconv.FormatUint(onTicks, 10)
 			mem = fmt.Sprintf("%.1f MiB", float64(h.mem)/(1<<20))
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", h.name, len(h.ticks), cell(all), gcCol, gcCalmCol, gcTicks, inReq, mem)
 	}
-	b.WriteString("\nGarbage collections in the module are counted as the stop-the-world pauses of its Go runtime (each collection makes at least two).\n\n")
+	b.WriteString("\nGarbage collections in the module are counted as the stop-the-world pauses of its Go runtime (each collection makes at least two), over both passes.\n\n")
 
 	b.WriteString("Revocations by an update (requests of every kind after the publish, and ms), median / max over the updates:\n\n| host | updates | first refused | last let through | let through after the publish, in all |\n| --- | --- | --- | --- | --- |\n")
 	for _, h := range hosts {
@@ -937,8 +1007,8 @@ func mixTable(tb testing.TB, o mixOpts) string {
 			fmt.Fprintf(&b, " %s %.1f%%;", h.name, h.steal)
 		}
 	}
-	b.WriteString(" no per-request counter sees it.\n\nSlowest requests not switched out:\n\n")
-	for _, h := range hosts {
+	b.WriteString(" no per-request counter sees it.\n\nSlowest requests not switched out (the pass with switch counters):\n\n")
+	for _, h := range tickRows {
 		fmt.Fprintf(&b, "- %s: %s\n", h.name, strings.Join(h.slowest, "; "))
 	}
 	return b.String()

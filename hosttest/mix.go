@@ -122,12 +122,18 @@ func (w *wazeroHost) mix(ctx context.Context, spec MixSpec) (MixResult, error) {
 			return MixResult{}, err
 		}
 		hs := spec.HeaderSets[spec.Seq[i]]
-		v0, i0, ok := ThreadSwitches()
+		var v0, i0, v1, i1 int64
+		ok := false
+		if !spec.NoSwitches {
+			v0, i0, ok = ThreadSwitches()
+		}
 		out.SwitchesKnown = out.SwitchesKnown && ok
 		t0 := time.Now()
 		act, err := s.RequestHeaders(ctx, hs, true)
 		t1 := time.Now()
-		v1, i1, _ := ThreadSwitches()
+		if !spec.NoSwitches {
+			v1, i1, _ = ThreadSwitches()
+		}
 		if err != nil {
 			return MixResult{}, err
 		}

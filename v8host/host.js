@@ -1083,35 +1083,31 @@ function bench(a) {
 
 // ---- the mix with list updates (e2e BenchmarkModuleMix) ----
 
-// This thread's context switches, as getrusage(RUSAGE_THREAD) counts them (ru_nvcsw,
-// ru_nivcsw): the kernel's counters of node's main thread, read from
-// /proc/thread-self/status with one pread into a buffer allocated once. process.resourceUsage()
-// counts every thread of node (V8's helpers, libuv's pool), so it would mark requests that
-// were never descheduled.
-let statusFd = -2; // -2: not opened yet, -1: not available
-const statusBuf = Buffer.alloc(8192);
-let swVol = 0;
-let swInvol = 0;
-// readSwitches sets swVol and swInvol; false when the counters cannot be read.
-function readSwitches() {
-  if (statusFd === -2) {
-    try { statusFd = fs.openSync('/proc/thread-self/status', 'r'); } catch (e) { statusFd = -1; }
+// How many times node's main thread has been scheduled onto a CPU: the third field of
+// /proc/thread-self/schedstat (the kernel's sched_info.pcount), read with one pread into a
+// buffer allocated once. It grows each time the thread comes back after being switched out,
+// whether it was preempted or blocked, so an unchanged count across a request means the
+// thread ran it without leaving the CPU. Node has no per-thread getrusage
+// (process.resourceUsage() is RUSAGE_SELF: every thread of node, V8's helpers included, which
+// would mark requests that were never switched out), and /proc/thread-self/status, which has
+// the voluntary and involuntary counts apart, costs twice as much to read and disturbed the
+// timings more (docs/benchmarks.md).
+let schedFd = -2; // -2: not opened yet, -1: not available
+const schedBuf = Buffer.alloc(256);
+let schedCount = 0;
+// readSched sets schedCount; false when the count cannot be read.
+function readSched() {
+  if (schedFd === -2) {
+    try { schedFd = fs.openSync('/proc/thread-self/schedstat', 'r'); } catch (e) { schedFd = -1; }
   }
-  if (statusFd < 0) return false;
-  const n = fs.readSync(statusFd, statusBuf, 0, statusBuf.length, 0);
-  // The last two lines: "voluntary_ctxt_switches:\t<n>" and "nonvoluntary_ctxt_switches:\t<n>".
+  if (schedFd < 0) return false;
+  const n = fs.readSync(schedFd, schedBuf, 0, schedBuf.length, 0);
   let i = n - 1;
-  while (i >= 0 && (statusBuf[i] < 48 || statusBuf[i] > 57)) i--;
+  while (i >= 0 && (schedBuf[i] < 48 || schedBuf[i] > 57)) i--;
   let v = 0;
   let m = 1;
-  while (i >= 0 && statusBuf[i] >= 48 && statusBuf[i] <= 57) { v += (statusBuf[i] - 48) * m; m *= 10; i--; }
-  swInvol = v;
-  while (i >= 0 && statusBuf[i] !== 10) i--; // start of the nonvoluntary line
-  while (i >= 0 && (statusBuf[i] < 48 || statusBuf[i] > 57)) i--;
-  v = 0;
-  m = 1;
-  while (i >= 0 && statusBuf[i] >= 48 && statusBuf[i] <= 57) { v += (statusBuf[i] - 48) * m; m *= 10; i--; }
-  swVol = v;
+  while (i >= 0 && schedBuf[i] >= 48 && schedBuf[i] <= 57) { v += (schedBuf[i] - 48) * m; m *= 10; i--; }
+  schedCount = v;
   return true;
 }
 
@@ -1124,8 +1120,8 @@ function readSwitches() {
 // the chunk it reads the module's test-only counter gc_counter (if named), so a collection
 // that starts or ends inside a request callback shows as a change outside the ticks. Each
 // request records its answer, its start (ns since the host's base), and whether this thread
-// was switched out between the two counter reads that bracket it (bit 0 involuntary, bit 1
-// voluntary). Answers are returned, not checked: the driver knows when a revocation must show.
+// was switched out between the two reads of readSched that bracket it (bit 2: preempted or
+// blocked, not told apart). Answers are returned, not checked: the driver knows when a revocation must show.
 function mix(a) {
   const vm = pickVM(a.vm);
   const sets = a.header_sets.map((h) => lowerKeys(fromGo(h)));
@@ -1154,30 +1150,28 @@ function mix(a) {
   for (let i = 0; i < n; i++) {
     if (period > 0n && process.hrtime.bigint() - vm.mixLastTick >= period) {
       const g0 = gc();
-      readSwitches();
-      const tv = swVol;
-      const ti = swInvol;
+      readSched();
+      const tc = schedCount;
       const t0 = process.hrtime.bigint();
       vm.call('proxy_on_tick', ROOT_ID, ROOT_ID);
       const t1 = process.hrtime.bigint();
-      readSwitches();
+      readSched();
       const dg = gc() - g0;
       gcTicks += dg;
       vm.mixLastTick = t1;
-      ticks.push([Number(t1 - t0), dg, swVol !== tv || swInvol !== ti ? 1 : 0]);
+      ticks.push([Number(t1 - t0), dg, schedCount !== tc ? 1 : 0]);
     }
     const s = newStream(vm);
     const hs = sets[seq[i]];
-    known = readSwitches() && known;
-    const v0 = swVol;
-    const i0 = swInvol;
+    known = (!a.no_switches && readSched()) && known;
+    const c0 = schedCount;
     const t0 = process.hrtime.bigint();
     const act = requestHeaders(s, hs, true);
     const t1 = process.hrtime.bigint();
-    readSwitches();
+    if (!a.no_switches) readSched();
     samples[i] = Number(t1 - t0);
     starts[i] = Number(t0 - monoBase);
-    sw[i] = (swInvol !== i0 ? 1 : 0) | (swVol !== v0 ? 2 : 0);
+    sw[i] = schedCount !== c0 ? 4 : 0;
     if (s.vmFailure) status[i] = 0xffff;
     else if (s.local) status[i] = s.local.status;
     else status[i] = act === ACTION_CONTINUE ? 0 : 0xfffe;

@@ -31,6 +31,9 @@ type MixSpec struct {
 	Seq        []uint32
 	Publish    []SharedWrite
 	GCCounter  string
+	// NoSwitches leaves the switch counters unread (SwitchesKnown false): to see what reading
+	// them between requests does to the timings.
+	NoSwitches bool
 }
 
 // Answer codes of MixResult.Status besides an HTTP status of a local reply.
@@ -53,8 +56,9 @@ type MixResult struct {
 	Samples []float64 // ns in proxy_on_request_headers
 	Starts  []float64 // when each timed call started, ns on the host's monotonic clock
 	Status  []uint16  // MixContinue, a local reply's status, MixPaused or MixVMFailure
-	// Switches: bit 0, the timing thread was switched out involuntarily (preempted) between
-	// the reads of its counters that bracket the request; bit 1, voluntarily (it blocked).
+	// Switches says whether the timing thread was switched out between the reads of its
+	// counters that bracket the request: bit 0 involuntarily (preempted), bit 1 voluntarily
+	// (it blocked), bit 2 one or the other, not told apart (node: the thread's schedstat).
 	// SwitchesKnown is false where the host cannot read them.
 	Switches      []uint8
 	SwitchesKnown bool
@@ -66,9 +70,8 @@ type MixResult struct {
 	MemoryBytes               uint64
 }
 
-// Mix runs spec inside node; the switch counters are node's main thread's, read from
-// /proc/thread-self/status (the kernel's nvcsw and nivcsw, what getrusage(RUSAGE_THREAD)
-// reports).
+// Mix runs spec inside node; the switch counter is node's main thread's count of times
+// scheduled onto a CPU, read from /proc/thread-self/schedstat (see host.js, readSched).
 func (h *Host) Mix(ctx context.Context, spec MixSpec) (MixResult, error) {
 	seq := make([]byte, 4*len(spec.Seq))
 	for i, v := range spec.Seq {
@@ -82,19 +85,19 @@ func (h *Host) Mix(ctx context.Context, spec MixSpec) (MixResult, error) {
 		pub[i] = map[string]any{"key": w.Key, "value": w.Value}
 	}
 	var r struct {
-		Samples       string  `json:"samples_ns"`
-		Starts        string  `json:"starts_ns"`
-		Status        string  `json:"status"`
-		Switches      string  `json:"switches"`
-		SwitchesKnown bool    `json:"switches_known"`
-		Published     float64 `json:"published_ns"`
+		Samples       string       `json:"samples_ns"`
+		Starts        string       `json:"starts_ns"`
+		Status        string       `json:"status"`
+		Switches      string       `json:"switches"`
+		SwitchesKnown bool         `json:"switches_known"`
+		Published     float64      `json:"published_ns"`
 		Ticks         [][3]float64 `json:"ticks"`
-		GCInTicks     uint64  `json:"gc_in_ticks"`
-		GCOutside     uint64  `json:"gc_outside_ticks"`
-		MemoryBytes   uint64  `json:"memory_bytes"`
+		GCInTicks     uint64       `json:"gc_in_ticks"`
+		GCOutside     uint64       `json:"gc_outside_ticks"`
+		MemoryBytes   uint64       `json:"memory_bytes"`
 	}
 	args := map[string]any{"vm": spec.VM, "vm_id": h.settings.VMID, "header_sets": spec.HeaderSets,
-		"seq": seq, "publish": pub, "gc_counter": spec.GCCounter}
+		"seq": seq, "publish": pub, "gc_counter": spec.GCCounter, "no_switches": spec.NoSwitches}
 	if err := h.p.call(ctx, "mix", args, &r); err != nil {
 		return MixResult{}, err
 	}
