@@ -873,7 +873,7 @@ func mixTable(tb testing.TB, o mixOpts) string {
 	fmt.Fprintf(&b, "Module %d bytes (-tags jtiguard_testexports, stubbed and compacted); %s; %s; %d-core %s/%s; load average before the run %s; %s; took %s.\n\n",
 		len(run.wasm), strings.Join(run.engines, "; "), runtime.Version(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, loadAverage(),
 		time.Now().UTC().Format("2006-01-02"), run.took.Round(time.Second))
-	fmt.Fprintf(&b, "The mix: %d requests after %d untimed; %.0f%% no token, %.0f%% revoked from the start (%d tokens), %.0f%% new HS256 tokens, the rest a working set of %d tokens; a list of %d entries taking %d updates (one every %d requests, each revoking a working-set token); every %dth request carries one of the last four tokens revoked.\n\n",
+	fmt.Fprintf(&b, "The mix: %d requests after %d untimed; %.0f%% no token, %.0f%% revoked from the start (%d tokens), %.0f%% new HS256 tokens, the rest a working set of %d tokens; a list of %d entries taking %d updates (one every %d requests, each revoking a working-set token); one request in %d carries one of the last four tokens revoked.\n\n",
 		o.n, o.warm, o.pctAnon, o.pctRevok, o.revoked, o.pctCold, o.working, run.plan.listSize, updates, o.every, o.probeEvery)
 	nativeOf := func(rows []mixHostResult) *mixHostResult {
 		for i := range rows {
