@@ -7,4 +7,5 @@
 //	go test ./e2e/                                   end-to-end tests
 //	go test -tags long -timeout 15m -run Soak ./e2e/  the soak (make test-long)
 //	make bench-module                                the module benchmark table (docs/benchmarks.md)
+//	make bench-mix                                   the mix with list updates (docs/benchmarks.md)
 package e2e

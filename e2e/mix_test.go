@@ -81,9 +81,9 @@ func TestNoCollectionStartsInARequestDuringListUpdates(t *testing.T) {
 		t.Skip("starts a V8 host; -short skips it")
 	}
 	o := defaultMixOpts()
-	// 30k requests with 6% new tokens and an update every 1500: about 10 MB allocated between
-	// two ticks in wazero (1 s apart), so the tick's 4 MB budget is spent each time.
-	o.n, o.every, o.warm, o.pctCold = 30_000, 1500, 1000, 6
+	// 150k requests (2-4 s) with 6% new tokens and an update every 1500: several MB allocated
+	// between two ticks (1 s apart), so the tick's 4 MB budget is spent before each.
+	o.n, o.every, o.warm, o.pctCold = 150_000, 1500, 1000, 6
 	o.native, o.split = false, false
 	o.minDuration = 2500 * time.Millisecond // at least two ticks however fast the host is
 	for _, e := range hosttest.Engines {
