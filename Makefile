@@ -122,8 +122,8 @@ bench-module: build
 	@cat build/bench-module.md
 
 # The mix of docs/benchmarks.md: needs node. It builds its own module (-tags jtiguard_testexports,
-# stubbed and compacted as above). JTIGUARD_MIX_N (1000000) and JTIGUARD_MIX_EVERY (10000) set the
-# requests and the requests between two list updates.
+# stubbed and compacted as above). JTIGUARD_MIX_N (1000000), JTIGUARD_MIX_EVERY (10000) and
+# JTIGUARD_MIX_LIST (10000) set the requests, the requests between two list updates and the list size.
 bench-mix:
 	@mkdir -p build
 	JTIGUARD_MIX_MD=$(CURDIR)/build/bench-mix.md \
