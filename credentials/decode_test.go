@@ -79,3 +79,78 @@ func FuzzLenientBase64FastPath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, prefix []byte, s string) { checkLenientBase64(t, prefix, s) })
 }
+
+// unquoteReference is UnquoteInPlace as it was written before its fast path to the first
+// escape.
+func unquoteReference(b []byte, i int) (s string, next int, ok bool) {
+	i++
+	start, w := i, i
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return string(b[start:w]), i + 1, true
+		case c == '\\':
+			if i+1 >= len(b) {
+				return "", i, false
+			}
+			var out byte
+			switch e := b[i+1]; e {
+			case '"', '\\', '/':
+				out = e
+			case 'b':
+				out = '\b'
+			case 'f':
+				out = '\f'
+			case 'n':
+				out = '\n'
+			case 'r':
+				out = '\r'
+			case 't':
+				out = '\t'
+			case 'u':
+				r, n := unicodeEscape(string(b[i:]))
+				if n == 0 {
+					return "", i, false
+				}
+				w += copy(b[w:], string(r))
+				i += n
+				continue
+			default:
+				return "", i, false
+			}
+			b[w] = out
+			w++
+			i += 2
+		default:
+			b[w] = c
+			w++
+			i++
+		}
+	}
+	return "", i, false
+}
+
+// TestUnquoteInPlaceFastPathIsInvisible: strings with and without escapes (valid, invalid,
+// surrogates), closed or not, give what the reference gives, and leave the same bytes behind.
+func TestUnquoteInPlaceFastPathIsInvisible(t *testing.T) {
+	parts := []string{"a", "bc", " ", "é", `\"`, `\\`, `\/`, `\n`, `\t`, `\u0041`, `\ud83d\ude00`, `\ud800`, `\x`, `\`, `"`, "\x00"}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		var s []byte
+		s = append(s, '"')
+		for range r.IntN(8) {
+			s = append(s, parts[r.IntN(len(parts))]...)
+		}
+		if r.IntN(4) > 0 {
+			s = append(s, '"')
+		}
+		s = append(s, "tail"...)
+		got, want := bytes.Clone(s), bytes.Clone(s)
+		gs, gn, gok := UnquoteInPlace(got, 0)
+		ws, wn, wok := unquoteReference(want, 0)
+		if gs != ws || gn != wn || gok != wok || (gok && !bytes.Equal(got, want)) {
+			t.Fatalf("UnquoteInPlace(%q) = %q, %d, %v; reference %q, %d, %v", s, gs, gn, gok, ws, wn, wok)
+		}
+	}
+}

@@ -27,6 +27,7 @@ import (
 //	JTIGUARD_AB_ALG      HS256, RS256 or ES256 (default HS256)
 //	JTIGUARD_AB_LIST     filler entries in the list (default 10000)
 //	JTIGUARD_AB_ROUNDS, JTIGUARD_AB_PER  rounds, and tokens per round (default 10, 500)
+//	JTIGUARD_AB_VERBOSE  set: print each round's p50 too
 func BenchmarkColdAB(b *testing.B) {
 	log.SetOutput(io.Discard)
 	defer log.SetOutput(os.Stderr)
@@ -113,7 +114,11 @@ func BenchmarkColdAB(b *testing.B) {
 			tokens := pool("round"+strconv.Itoa(r), per)
 			for _, t := range targets {
 				runtime.GC()
-				t.samples = append(t.samples, run(t.t, tokens)...)
+				s := run(t.t, tokens)
+				if os.Getenv("JTIGUARD_AB_VERBOSE") != "" {
+					fmt.Printf("round %d %s p50 %.2f µs\n", r, t.name, summarise(s).p50/1000)
+				}
+				t.samples = append(t.samples, s...)
 			}
 		}
 	}
