@@ -3,6 +3,7 @@
 package filter
 
 import (
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,7 +65,10 @@ func probeEnd() {
 		p.clockCost = (nanotime() - t0) / 1000
 	}
 	var b strings.Builder
-	b.WriteString("reqprobe cold n=" + strconv.Itoa(probeBatch) + " median ns: clock=" + strconv.FormatInt(p.clockCost, 10))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.WriteString("reqprobe cold n=" + strconv.Itoa(probeBatch) + " heap=" + strconv.FormatUint(ms.HeapAlloc>>20, 10) + "MiB gcs=" +
+		strconv.FormatUint(uint64(ms.NumGC), 10) + " median ns: clock=" + strconv.FormatInt(p.clockCost, 10))
 	median := func(s []int64) string {
 		slices.Sort(s)
 		return strconv.FormatInt(s[len(s)/2], 10)
