@@ -238,14 +238,13 @@ func (e *entry) readClaims(sc *credentials.Scanner, names []string) {
 //
 // Entries are found by a seeded hash of the payload (words.Hash, eight bytes at a time: a Go
 // map keyed by the string would hash and compare it a byte at a time in wasm), in an
-// entryTable indexed by that hash itself, and the
-// payload is then compared in full, so a collision is a miss, never another token's entry:
-// the colliding payloads take turns in the slot, and each costs a decode and a verification
-// when it comes back.
+// entryTable indexed by that hash itself, and the payload is then compared in full, so a
+// collision is a miss, never another token's entry: the colliding payloads take turns in the
+// slot, and each costs a decode and a verification when it comes back.
 //
 // Bounded by entry count; keys and tokens are bounded by the request size limits. Eviction is
-// by arbitrary choice (the table's rotating hand over seeded hashes): cheap, O(1), and good enough
-// for a cache whose misses only cost a decode and a verification.
+// by arbitrary choice (the table's rotating hand over seeded hashes): cheap, O(1), and good
+// enough for a cache whose misses only cost a decode and a verification.
 type tokenCache struct {
 	max     int
 	seed    uint64
