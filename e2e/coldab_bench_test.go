@@ -26,6 +26,7 @@ import (
 //	JTIGUARD_AB_ENGINES  wazero, v8 or both (default wazero)
 //	JTIGUARD_AB_ALG      HS256, RS256 or ES256 (default HS256)
 //	JTIGUARD_AB_LIST     filler entries in the list (default 10000)
+//	JTIGUARD_AB_WORKERS  worker VMs per host (default 1; requests go to VM 0)
 //	JTIGUARD_AB_ROUNDS, JTIGUARD_AB_PER  rounds, and tokens per round (default 10, 500)
 //	JTIGUARD_AB_VERBOSE  set: print each round's p50 too
 func BenchmarkColdAB(b *testing.B) {
@@ -69,7 +70,7 @@ func BenchmarkColdAB(b *testing.B) {
 		list.JTIs[i] = "bench-filler-" + strconv.Itoa(i)
 	}
 	list.JTIs[size] = "bench-revoked"
-	hcfg := harness.NewConfig().WithWorkers(1).WithWASI(harness.WASICurrent).WithPluginConfig(cfg).WithTimers(false)
+	hcfg := harness.NewConfig().WithWorkers(num("JTIGUARD_AB_WORKERS", 1)).WithWASI(harness.WASICurrent).WithPluginConfig(cfg).WithTimers(false)
 	type target struct {
 		name    string
 		t       *hostTarget
