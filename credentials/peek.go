@@ -196,6 +196,23 @@ func iatValue(s string, isString bool) (int64, bool) {
 	return int64(max(min(math.Trunc(f), math.MaxInt64/2), math.MinInt64/2)), true
 }
 
+// byteClass sorts bytes for the scalar scans by table: in wasm, a call to strings.IndexByte
+// per byte costs more than the rest of the loop.
+var byteClass = func() (t [256]uint8) {
+	for _, c := range []byte("+-0123456789.eE") {
+		t[c] |= numberByte
+	}
+	for _, c := range []byte(" \t\r\n,}]") {
+		t[c] |= valueEnd
+	}
+	return t
+}()
+
+const (
+	numberByte = 1 << iota // may appear in a number's text
+	valueEnd               // ends a scalar: white space, ',', '}' or ']'
+)
+
 // jsonReader is a forgiving reader over a decoded payload. Strings are unescaped in place
 // (an escape is never shorter than what it stands for), so values are views into b.
 type jsonReader struct {
@@ -264,10 +281,10 @@ func (j *jsonReader) scalar() (s string, isString, ok bool) {
 		return s, true, ok
 	case c == '-' || c >= '0' && c <= '9':
 		start := j.i
-		for j.i < len(j.b) && strings.IndexByte("+-0123456789.eE", j.b[j.i]) >= 0 {
+		for j.i < len(j.b) && byteClass[j.b[j.i]]&numberByte != 0 {
 			j.i++
 		}
-		if j.i < len(j.b) && strings.IndexByte(" \t\r\n,}]", j.b[j.i]) < 0 {
+		if j.i < len(j.b) && byteClass[j.b[j.i]]&valueEnd == 0 {
 			// Not a number after all (Python's -Infinity): passed over as a value, so the
 			// members after it are still read.
 			j.i = start
@@ -314,7 +331,7 @@ func (j *jsonReader) skip(depth int) bool {
 		}
 	default:
 		start := j.i
-		for j.i < len(j.b) && strings.IndexByte(",}] \t\r\n", j.b[j.i]) < 0 {
+		for j.i < len(j.b) && byteClass[j.b[j.i]]&valueEnd == 0 {
 			j.i++
 		}
 		return j.i > start

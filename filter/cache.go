@@ -237,18 +237,18 @@ func (e *entry) readClaims(sc *credentials.Scanner, names []string) {
 // caches a revocation answer: the list is consulted on every request.
 //
 // Entries are found by a seeded hash of the payload (words.Hash, eight bytes at a time: a Go
-// map keyed by the string would hash and compare it a byte at a time in wasm), and the
-// payload is then compared in full, so a collision is a miss, never another token's entry:
-// the colliding payloads take turns in the slot, and each costs a decode and a verification
-// when it comes back.
+// map keyed by the string would hash and compare it a byte at a time in wasm), in an
+// entryTable indexed by that hash itself, and the payload is then compared in full, so a
+// collision is a miss, never another token's entry: the colliding payloads take turns in the
+// slot, and each costs a decode and a verification when it comes back.
 //
 // Bounded by entry count; keys and tokens are bounded by the request size limits. Eviction is
-// by arbitrary choice (Go's randomised map iteration): cheap, O(1) amortised, and good enough
-// for a cache whose misses only cost a decode and a verification.
+// by arbitrary choice (the table's rotating hand over seeded hashes): cheap, O(1), and good
+// enough for a cache whose misses only cost a decode and a verification.
 type tokenCache struct {
 	max     int
 	seed    uint64
-	entries map[uint64]*entry
+	entries entryTable
 	// last is the entry identity() found last, under the view it was asked for: the token
 	// validation then looks up is usually that same payload, at the same address.
 	lastKey   string
@@ -256,12 +256,12 @@ type tokenCache struct {
 }
 
 func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, seed: rand.Uint64(), entries: make(map[uint64]*entry, min(max, 4096))}
+	return &tokenCache{max: max, seed: rand.Uint64(), entries: newEntryTable(max)}
 }
 
 // get finds payload's entry.
 func (c *tokenCache) get(payload string) *entry {
-	e := c.entries[words.Hash(payload, c.seed)]
+	e := c.entries.get(words.Hash(payload, c.seed))
 	if e == nil || !words.Equal(e.payload, payload) {
 		return nil
 	}
@@ -273,8 +273,12 @@ func (c *tokenCache) get(payload string) *entry {
 func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *credentials.Scanner, byIssuer bool) *identity {
 	h, names := hasherOf(snap), snap.Claims()
 	e := c.get(payload)
+	probe(ptCacheGet)
 	if e == nil {
-		e = newEntry(payload, sc.PeekClaims(payload, names), names)
+		pk := sc.PeekClaims(payload, names)
+		probe(ptPeek)
+		e = newEntry(payload, pk, names)
+		probe(ptNewEntry)
 		if !c.put(e) {
 			e.id.computeKeys(h, byIssuer)
 			return &e.id
@@ -284,7 +288,9 @@ func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *
 	}
 	e.id.claimNames = names // the reader's slice, so that the next check is by identity
 	c.lastKey, c.lastEntry = payload, e
+	probe(ptPut)
 	e.id.computeKeys(h, byIssuer)
+	probe(ptKeys)
 	return &e.id
 }
 
@@ -317,7 +323,7 @@ func (c *tokenCache) verified(token, payload string, now int64) (tokenInfo, bool
 // putVerified remembers that token verified.
 func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *credentials.Scanner, byIssuer bool) {
 	payload := payloadOf(token)
-	e := c.get(payload)
+	e := c.lookup(payload) // usually the entry identity() just made: found without hashing
 	if e == nil {
 		e = newEntry(payload, sc.Peek(payload), nil) // identity() reads its claims
 		if !c.put(e) {
@@ -334,17 +340,11 @@ func (c *tokenCache) put(e *entry) bool {
 		return false
 	}
 	key := words.Hash(e.payload, c.seed)
-	if _, taken := c.entries[key]; !taken && len(c.entries) >= c.max {
+	if !c.entries.has(key) && c.entries.len() >= c.max {
 		c.lastKey, c.lastEntry = "", nil
-		scanned := 0
-		for k := range c.entries {
-			delete(c.entries, k)
-			if scanned++; scanned == 8 || len(c.entries) < c.max {
-				break
-			}
-		}
+		c.entries.evictOne()
 	}
-	c.entries[key] = e
+	c.entries.set(key, e)
 	return true
 }
 

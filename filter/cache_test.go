@@ -16,8 +16,8 @@ func TestTokenCacheIsBoundedAndDropsExpired(t *testing.T) {
 	c := newTokenCache(16)
 	for i := 0; i < 1000; i++ {
 		c.putVerified(fmt.Sprintf("h.payload-%d.s", i), tokenInfo{expiresAt: 2000}, 1000, sc, false)
-		if len(c.entries) > 16 {
-			t.Fatalf("cache holds %d entries after %d puts; bound is 16", len(c.entries), i+1)
+		if c.entries.len() > 16 {
+			t.Fatalf("cache holds %d entries after %d puts; bound is 16", c.entries.len(), i+1)
 		}
 	}
 	c.putVerified("h.fresh.s", tokenInfo{expiresAt: 2000}, 1000, sc, false)
@@ -35,7 +35,7 @@ func TestTokenCacheIsBoundedAndDropsExpired(t *testing.T) {
 	}
 	off := newTokenCache(0)
 	off.putVerified("h.x.s", tokenInfo{}, 0, sc, false)
-	if len(off.entries) != 0 {
+	if off.entries.len() != 0 {
 		t.Fatal("max_entries 0 still caches")
 	}
 }
@@ -47,7 +47,7 @@ func TestTokenCacheCollisionIsAMiss(t *testing.T) {
 	sc := credentials.NewScanner(&cfg.Token, [2]bool{true, true}, "")
 	c := newTokenCache(16)
 	other := &entry{payload: "b3RoZXI", token: "h.mine.s"}
-	c.entries[words.Hash("bWluZQ", c.seed)] = other
+	c.entries.set(words.Hash("bWluZQ", c.seed), other)
 	if _, ok := c.verified("h.mine.s", "bWluZQ", 0); ok {
 		t.Fatal("a colliding entry was taken as the token's verification")
 	}

@@ -56,6 +56,7 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 	cfg, m := p.cfg, p.metrics
 	p.cache.forgetLast()
 	res := p.scanner.Scan(headers, body)
+	probe(ptScan)
 	upstream := p.upstreamClaims(headers)
 	pol, pathAmbiguous := p.routePolicy(headers)
 	if len(res.Candidates) == 0 && upstream == nil && res.Ambiguous == "" && pathAmbiguous == "" && !p.anySelected(res) &&
@@ -71,6 +72,7 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		}
 		return allow
 	}
+	probe(ptRoute)
 	now := p.now()
 	p.reqNow = now
 
@@ -79,6 +81,7 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 	if len(res.Candidates) > 0 || upstream != nil {
 		m.checked++
 		snap, ok := p.usableList(now)
+		probe(ptList)
 		if ok {
 			notBefore := clampUnix(now.Unix() - p.leewaySeconds())
 			for _, c := range res.Candidates {
@@ -96,6 +99,7 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 				}
 			}
 		}
+		probe(ptRevoked)
 		// The token status lists, after the blocklist and before its fail_mode: a token a
 		// status list revokes is answered 401 even while the blocklist is unavailable.
 		if p.status != nil {
@@ -242,10 +246,13 @@ func (p *pluginContext) verified(token, payload string, now time.Time) (tokenInf
 		p.metrics.cacheHits++
 		return info, nil
 	}
+	probe(ptPreVerify)
 	info, rej := p.verifier.verify(token)
+	probe(ptVerify)
 	if rej == nil {
 		p.cache.putVerified(token, info, nowNano, p.scanner, p.cfg.KeyedByIssuer())
 	}
+	probe(ptPutVerified)
 	return info, rej
 }
 

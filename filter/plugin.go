@@ -295,7 +295,9 @@ const maxFreeContexts = 4096
 // answered at once.
 func (h *httpContext) OnHttpRequestHeaders(numHeaders int, endOfStream bool) types.Action {
 	p := h.plugin
+	probe(ptStart)
 	headers, err := abi.GetHTTPRequestHeaders()
+	probe(ptHeaders)
 	if err != nil {
 		abi.Log(abi.LogLevelError, "jtiguard: read request headers: "+err.Error())
 		return h.respond(p.replies.internal)
@@ -307,7 +309,12 @@ func (h *httpContext) OnHttpRequestHeaders(numHeaders int, endOfStream bool) typ
 		h.waitBody = true
 		return types.ActionPause
 	}
-	return h.respondTo(p.decide(headers, nil, true), headers)
+	d := p.decide(headers, nil, true)
+	probe(ptDecided)
+	a := h.respondTo(d, headers)
+	probe(ptResponded)
+	probeEnd()
+	return a
 }
 
 // OnHttpRequestBody implements types.HttpContext: Pause buffers the body in the host until

@@ -331,6 +331,10 @@ func (s *scanner) value(depth int) (val, jsonProblem) {
 
 // skip checks and passes over one value of any kind at the given depth, iteratively.
 func (s *scanner) skip(depth int) jsonProblem {
+	if c := s.peek(); c != '{' && c != '[' {
+		// A scalar, as the loop below would check it, without setting up its stack.
+		return s.scalar(c)
+	}
 	var isArray [maxDepth/64 + 1]uint64 // one bit per open container
 	d := 0
 	push := func(array bool) bool {
@@ -374,28 +378,10 @@ func (s *scanner) skip(depth int) jsonProblem {
 				break
 			}
 			continue
-		case c == '"':
-			if _, _, _, p := s.str(); p != jsonOK {
-				return p
-			}
-		case c == '-' || c >= '0' && c <= '9':
-			if _, _, p := s.number(); p != jsonOK {
-				return p
-			}
-		case c == 't':
-			if p := s.literal("true"); p != jsonOK {
-				return p
-			}
-		case c == 'f':
-			if p := s.literal("false"); p != jsonOK {
-				return p
-			}
-		case c == 'n':
-			if p := s.literal("null"); p != jsonOK {
-				return p
-			}
 		default:
-			return jsonSyntax
+			if p := s.scalar(c); p != jsonOK {
+				return p
+			}
 		}
 		// A value ended: close containers until one continues.
 		for {
@@ -430,6 +416,25 @@ func (s *scanner) skip(depth int) jsonProblem {
 			break
 		}
 	}
+}
+
+// scalar checks and passes over the string, number or literal that starts with c at s.i.
+func (s *scanner) scalar(c byte) jsonProblem {
+	switch {
+	case c == '"':
+		_, _, _, p := s.str()
+		return p
+	case c == '-' || c >= '0' && c <= '9':
+		_, _, p := s.number()
+		return p
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	}
+	return jsonSyntax
 }
 
 // key passes over a member name and its colon.

@@ -195,11 +195,13 @@ func (v *Verifier) Verify(token string, c *Claims) error {
 	}
 	buf := c.buf[:cap(c.buf)]
 	n := copy(buf, token)
+	probe(0)
 	b64 := base64.RawURLEncoding.Strict()
 	hdrLen, err := b64.Decode(buf[n:], buf[:d1])
 	if err != nil {
 		return errHeaderPadding
 	}
+	probe(1)
 	hdr := buf[n : n+hdrLen]
 	n += hdrLen
 
@@ -207,6 +209,7 @@ func (v *Verifier) Verify(token string, c *Claims) error {
 	if p := scanHeader(hdr, &h); p != jsonOK {
 		return headerJSONErrors[p]
 	}
+	probe(2)
 	payLen, err := b64.Decode(buf[n:], buf[d1+1:d2])
 	if err != nil {
 		return errPayloadPad
@@ -232,9 +235,11 @@ func (v *Verifier) Verify(token string, c *Claims) error {
 		return errB64False
 	}
 	var p payload
+	probe(3)
 	if prob := v.scanPayload(pay, c, &p); prob != jsonOK {
 		return payloadJSONErrors[prob]
 	}
+	probe(4)
 	ks := v.keys.Load()
 	if h.alg == algUnknown || !ks.allowed[h.alg] {
 		return errAlg
@@ -242,9 +247,12 @@ func (v *Verifier) Verify(token string, c *Claims) error {
 	if err := ks.verifySignature(h.alg, h.kid, signingInput, sig); err != nil {
 		return err
 	}
+	probe(5)
 	c.Alg = algNames[h.alg]
 	c.KID = h.kid
-	return v.checkClaims(c, &p)
+	err = v.checkClaims(c, &p)
+	probe(6)
+	return err
 }
 
 // VerifyPayload checks the claims of a token whose signature another component verified:
