@@ -245,7 +245,7 @@ func lower(c byte) byte {
 // ("jtiguard_allowed", "jtiguard_revoked", ...). A host that cannot (no stream, or no
 // proxy_set_property) is logged once per VM and the request goes on; one that answers
 // Unimplemented is not asked again.
-func (p *pluginContext) recordDecision(d decision) {
+func (p *pluginContext) recordDecision(d *decision) {
 	if p.propertyOff || d.details == "" {
 		return
 	}
