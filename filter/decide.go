@@ -195,6 +195,13 @@ type validation struct {
 	forward     *forwarded // when ok: the token's jwt.claims_to_headers values
 }
 
+// failWith records the first failure.
+func (v *validation) failWith(d decision) {
+	if !v.failed {
+		v.failed, v.fail = true, d
+	}
+}
+
 // validateSelected validates the token flask-jwt-extended would read for each route kind
 // that the route's token_types allows, into v. The request passes when one of them is valid
 // for its kind: unless a rule says, the proxy does not know which kind of route it is.
@@ -210,21 +217,20 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time,
 			first = k
 		}
 		sel := &res.Selected[k]
-		var d decision
 		switch {
 		case sel.Bad != "":
-			d = p.invalidReply(sel.Bad)
+			v.failWith(p.invalidReply(sel.Bad))
 		case sel.Token == "":
 			continue
 		default:
 			info, rej := p.verified(sel.Token, sel.Payload, now)
 			switch {
 			case rej != nil:
-				d = p.rejectionReply(rej)
+				v.failWith(p.rejectionReply(rej))
 			case kind == credentials.Access && info.refresh:
-				d = p.invalidReply("Only non-refresh tokens are allowed")
+				v.failWith(p.invalidReply("Only non-refresh tokens are allowed"))
 			case kind == credentials.Refresh && !info.refresh:
-				d = p.invalidReply("Only refresh tokens are allowed")
+				v.failWith(p.invalidReply("Only refresh tokens are allowed"))
 			case info.refresh:
 				// A refresh token is let through for a refresh route, but its claims are
 				// not forwarded: an application trusting the headers would take a
@@ -235,9 +241,6 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time,
 				v.ok, v.failed, v.forward = true, false, info.forward
 				return
 			}
-		}
-		if !v.failed {
-			v.failed, v.fail = true, d
 		}
 	}
 	v.missingKind = credentials.Kind(max(first, 0))

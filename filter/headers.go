@@ -191,7 +191,8 @@ func forwardable(s string) bool {
 // values (fw; nil when no token was verified). A host failure fails the request: a forged
 // header must not reach the application.
 func (p *pluginContext) forwardClaims(fw *forwarded, headers [][2]string) error {
-	for _, h := range headers {
+	for hi := range headers {
+		h := &headers[hi] // a pointer, not a copy (see decide)
 		for i := range p.cfg.JWT.ClaimsToHeaders {
 			name := p.cfg.JWT.ClaimsToHeaders[i].Header
 			if len(h[0]) == len(name) && sameHeaderName(h[0], name) {
