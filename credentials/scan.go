@@ -268,6 +268,13 @@ const (
 // discover searches text and each of its decoded forms for candidate payloads. Which forms
 // exist is known from the bytes runs saw: only text with '%' or '+', '\\' or NUL has them.
 func (s *Scanner) discover(text string, forms formSet) {
+	if mayHoldPayload(text) {
+		s.discoverForms(text, forms)
+	}
+}
+
+// discoverForms is discover without its first test.
+func (s *Scanner) discoverForms(text string, forms formSet) {
 	_, seen := s.runs(text)
 	if forms&formPercent != 0 && seen&(seenPercent|seenPlus) != 0 {
 		s.percentForms(appendPercentDecoded, text)
@@ -290,6 +297,22 @@ func (s *Scanner) discover(text string, forms formSet) {
 		}
 	}
 }
+
+// mayHoldPayload reports whether text, or a decoded form of it, can hold a candidate: a run
+// with two dots needs a '.', or an escape that decodes to one ('%' for percent-encoding, '\\'
+// for cookie and JSON escapes, NUL for the UTF-16 and UTF-32 bodies whose NULs are dropped).
+// Most request paths have none of them: they are passed over without the machinery of runs
+// (about a quarter of a request without a token, in wasm).
+func mayHoldPayload(text string) bool {
+	for i := 0; i < len(text); i++ {
+		if mayDecodeToDot[text[i]] {
+			return true
+		}
+	}
+	return false
+}
+
+var mayDecodeToDot = [256]bool{'.': true, '%': true, '\\': true, 0: true}
 
 // percentForms searches text percent-decoded once and, when that leaves escapes, twice.
 func (s *Scanner) percentForms(decode func([]byte, string) []byte, text string) {
