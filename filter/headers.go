@@ -242,15 +242,15 @@ func lower(c byte) byte {
 	return c
 }
 
-// recordDecision sets the decision_property filter state to the decision's details
+// recordDecision sets the decision_property filter state to a decision's details
 // ("jtiguard_allowed", "jtiguard_revoked", ...). A host that cannot (no stream, or no
 // proxy_set_property) is logged once per VM and the request goes on; one that answers
 // Unimplemented is not asked again.
-func (p *pluginContext) recordDecision(d *decision) {
-	if p.propertyOff || d.details == "" {
+func (p *pluginContext) recordDecision(details string) {
+	if p.propertyOff || details == "" {
 		return
 	}
-	err := abi.SetProperty(p.cfg.DecisionProperty, d.details)
+	err := abi.SetProperty(p.cfg.DecisionProperty, details)
 	if err == nil {
 		return
 	}

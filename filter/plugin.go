@@ -364,23 +364,27 @@ func (h *httpContext) decideWithBody(size int) types.Action {
 func (h *httpContext) respondTo(d *decision, headers [][2]string) types.Action {
 	p := h.plugin
 	if d.allow && len(p.cfg.JWT.ClaimsToHeaders) > 0 {
-		if err := p.forwardClaims(d.forward, headers); err != nil {
+		kept := *d // forwardClaims makes host calls: see respond
+		if err := p.forwardClaims(kept.forward, headers); err != nil {
 			abi.Log(abi.LogLevelError, "jtiguard: set claims_to_headers: "+err.Error())
 			return h.respond(&p.replies.internal)
 		}
+		return h.respond(&kept)
 	}
 	return h.respond(d)
 }
 
-// respond carries out a decision.
+// respond carries out a decision. What it says is read before any host call: d may be p.out,
+// which a callback run inside a host call would make again (Envoy runs none there).
 func (h *httpContext) respond(d *decision) types.Action {
+	allow, status, details, body := d.allow, d.status, d.details, d.body
 	if h.plugin.cfg.DecisionProperty != "" {
-		h.plugin.recordDecision(d)
+		h.plugin.recordDecision(details)
 	}
-	if d.allow {
+	if allow {
 		return types.ActionContinue
 	}
-	if err := abi.SendHTTPResponse(d.status, d.details, jsonHeaders, d.body); err != nil {
+	if err := abi.SendHTTPResponse(status, details, jsonHeaders, body); err != nil {
 		abi.Log(abi.LogLevelError, "jtiguard: send local response: "+err.Error())
 	}
 	return types.ActionPause
