@@ -23,9 +23,10 @@ import (
 // thing per proxy_on_request_headers, beside the real module's no-token and cache-hit
 // requests, in both engines, in interleaved blocks so that the machine's load falls on every
 // row alike. JTIGUARD_BENCH_N sets the requests per block (default 30000), JTIGUARD_BENCH_BLOCKS
-// the blocks (default 10), JTIGUARD_BENCH_MD a file for the markdown.
+// the blocks (default 10), JTIGUARD_BENCH_MD a file for the markdown; JTIGUARD_WASM_B names a
+// second module measured in the same blocks, for an A/B of a change.
 func BenchmarkFloor(b *testing.B) {
-	o := floorOpts{n: 30_000, blocks: 10}
+	o := floorOpts{n: 30_000, blocks: 10, b: os.Getenv("JTIGUARD_WASM_B")}
 	for name, dst := range map[string]*int{"JTIGUARD_BENCH_N": &o.n, "JTIGUARD_BENCH_BLOCKS": &o.blocks} {
 		if s := os.Getenv(name); s != "" {
 			v, err := strconv.Atoi(s)
@@ -60,7 +61,10 @@ func TestFloorTableRuns(t *testing.T) {
 	}
 }
 
-type floorOpts struct{ n, blocks int }
+type floorOpts struct {
+	n, blocks int
+	b         string // a second module's file ("": none)
+}
 
 // floorTarget is one row: a host, and the headers its requests carry.
 type floorTarget struct {
@@ -100,13 +104,29 @@ func floorTable(tb testing.TB, o floorOpts) string {
 				entries[e] = exportCost(tb, h)
 			}
 		}
-		h := start(module, cfg)
-		if err := localproxytest.Publish(hosttest.Store{H: h}, prefix, localproxytest.List{JTIs: []string{"bench-revoked"}}); err != nil {
-			tb.Fatal(err)
+		modules := []struct {
+			name string
+			wasm []byte
+		}{{"jtiguard", module}}
+		if o.b != "" {
+			b, err := os.ReadFile(o.b)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			modules = append(modules, struct {
+				name string
+				wasm []byte
+			}{"B", b})
 		}
-		targets = append(targets,
-			&floorTarget{row: "jtiguard: no token", engine: e, h: h, headers: headerSets(base, []string{""})},
-			&floorTarget{row: "jtiguard: cache hit", engine: e, h: h, headers: withToken})
+		for _, m := range modules {
+			h := start(m.wasm, cfg)
+			if err := localproxytest.Publish(hosttest.Store{H: h}, prefix, localproxytest.List{JTIs: []string{"bench-revoked"}}); err != nil {
+				tb.Fatal(err)
+			}
+			targets = append(targets,
+				&floorTarget{row: m.name + ": no token", engine: e, h: h, headers: headerSets(base, []string{""})},
+				&floorTarget{row: m.name + ": cache hit", engine: e, h: h, headers: withToken})
+		}
 	}
 	started := time.Now()
 	for block := range o.blocks {
