@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetratelabs/wazero"
+
 	"github.com/jtiguard/jtiguard/harness"
 	"github.com/jtiguard/jtiguard/hosttest"
 	"github.com/jtiguard/jtiguard/internal/moduletest"
@@ -87,10 +89,12 @@ func floorTable(tb testing.TB, o floorOpts) string {
 	withToken := headerSets(base, []string{token("bench-allowed")})
 	var targets []*floorTarget
 	entries := map[hosttest.Engine]string{}
+	cache := wazero.NewCompilationCache() // the floor module is compiled once, not per mode
+	tb.Cleanup(func() { _ = cache.Close(ctx) })
 	for _, e := range hosttest.Engines {
 		start := func(wasm, config []byte) hosttest.Host {
 			h, err := hosttest.Start(ctx, e, wasm, harness.NewConfig().WithWorkers(1).WithWASI(harness.WASICurrent).
-				WithPluginConfig(config).WithTimers(false))
+				WithPluginConfig(config).WithTimers(false).WithCompilationCache(cache))
 			if err != nil {
 				tb.Fatalf("start %s: %v", e, err)
 			}
