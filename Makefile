@@ -91,6 +91,7 @@ test: build
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzParseFeed -fuzztime=$(FUZZTIME) ./blocklistsync && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzDiscoveryFindsThePayload -fuzztime=$(FUZZTIME) ./credentials && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzTextWithoutDotsHoldsNoPayload -fuzztime=$(FUZZTIME) ./credentials && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzCanonicalPath -fuzztime=$(FUZZTIME) ./filter && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify && \
@@ -136,6 +137,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzScannerMatchesReference -fuzztime=$(FUZZTIME) ./blocklistsync
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeHeaderMap -fuzztime=$(FUZZTIME) ./internal/abi
 	$(GO) test -run='^$$' -fuzz=FuzzDiscoveryFindsThePayload -fuzztime=$(FUZZTIME) ./credentials
+	$(GO) test -run='^$$' -fuzz=FuzzTextWithoutDotsHoldsNoPayload -fuzztime=$(FUZZTIME) ./credentials
 	$(GO) test -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter
 	$(GO) test -run='^$$' -fuzz=FuzzCanonicalPath -fuzztime=$(FUZZTIME) ./filter
 	$(GO) test -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify

@@ -224,3 +224,33 @@ func FuzzDiscoveryFindsThePayload(f *testing.F) {
 		t.Fatalf("payload %q not found in %v (body %q); candidates %q", payload, headers, body, res.Candidates)
 	})
 }
+
+// FuzzTextWithoutDotsHoldsNoPayload: text that mayHoldPayload passes over (no '.', and no
+// escape that could decode to one) yields no candidate in any of its decoded forms, so
+// discover skipping it loses nothing.
+func FuzzTextWithoutDotsHoldsNoPayload(f *testing.F) {
+	f.Add("/bench")
+	f.Add("/a+b?x=1&y=2+3")
+	f.Add("a=1; b=\"c d\"")
+	f.Add(`{"k":"v w"}`)
+	f.Add("%2E.%252e\\056\\u002e\x00")
+	f.Add("x%2Ey%2Ez") // each escape alone decodes to dots: caught if mayHoldPayload forgot it
+	f.Add(`x\056y\056z`)
+	f.Add(`x\u002ey\u002ez`)
+	cfg := DefaultConfig()
+	s := NewScanner(&cfg, [2]bool{true, true}, "")
+	f.Fuzz(func(t *testing.T, text string) {
+		if mayHoldPayload(text) {
+			if !strings.ContainsAny(text, ".%\\\x00") {
+				t.Fatalf("mayHoldPayload(%q) with none of its bytes", text)
+			}
+			return
+		}
+		s.Scan(nil, nil) // a clean result
+		s.reserve([][2]string{{"", text}}, nil)
+		s.discoverForms(text, formPercent|formBackslash|formJSON)
+		if len(s.res.Candidates) != 0 || s.res.Ambiguous != "" {
+			t.Fatalf("%q: candidates %q, ambiguous %q", text, s.res.Candidates, s.res.Ambiguous)
+		}
+	})
+}

@@ -54,6 +54,12 @@ type Selection struct {
 	nMiss  int
 }
 
+// reset makes sel the zero Selection, field by field (see find.set).
+func (sel *Selection) reset() {
+	sel.Token, sel.Location, sel.Payload, sel.Bad = "", "", "", ""
+	sel.misses, sel.nMiss = [4]miss{}, 0
+}
+
 // miss is why one location held no token; Missing turns it into flask's words.
 type miss uint8
 
@@ -140,7 +146,8 @@ func (s *Scanner) WantsBody(headers [][2]string) bool {
 		return false
 	}
 	ct, n := "", 0
-	for _, h := range headers {
+	for hi := range headers {
+		h := &headers[hi] // a pointer, not a copy (see find.set)
 		if h[0] == "content-type" {
 			ct = h[1]
 			n++
@@ -202,7 +209,7 @@ func (s *Scanner) selectAll(headers [][2]string, body []byte) {
 	for _, loc := range s.locs {
 		switch loc {
 		case codeHeaders:
-			s.header = s.fromHeader(headers)
+			s.fromHeader(headers, &s.header)
 		case codeCookies:
 			s.findCookies(headers)
 		case codeQueryString:
@@ -215,7 +222,7 @@ func (s *Scanner) selectAll(headers [][2]string, body []byte) {
 		if s.kinds[k] {
 			s.selectFor(&s.res.Selected[k], Kind(k))
 		} else {
-			s.res.Selected[k] = Selection{}
+			s.res.Selected[k].reset()
 		}
 	}
 }
@@ -261,6 +268,13 @@ const (
 // discover searches text and each of its decoded forms for candidate payloads. Which forms
 // exist is known from the bytes runs saw: only text with '%' or '+', '\\' or NUL has them.
 func (s *Scanner) discover(text string, forms formSet) {
+	if mayHoldPayload(text) {
+		s.discoverForms(text, forms)
+	}
+}
+
+// discoverForms is discover without its first test.
+func (s *Scanner) discoverForms(text string, forms formSet) {
 	_, seen := s.runs(text)
 	if forms&formPercent != 0 && seen&(seenPercent|seenPlus) != 0 {
 		s.percentForms(appendPercentDecoded, text)
@@ -283,6 +297,22 @@ func (s *Scanner) discover(text string, forms formSet) {
 		}
 	}
 }
+
+// mayHoldPayload reports whether text, or a decoded form of it, can hold a candidate: a run
+// with two dots needs a '.', or an escape that decodes to one ('%' for percent-encoding, '\\'
+// for cookie and JSON escapes, NUL for the UTF-16 and UTF-32 bodies whose NULs are dropped).
+// Most request paths have none of them: they are passed over without the machinery of runs
+// (about a quarter of a request without a token, in wasm).
+func mayHoldPayload(text string) bool {
+	for i := 0; i < len(text); i++ {
+		if mayDecodeToDot[text[i]] {
+			return true
+		}
+	}
+	return false
+}
+
+var mayDecodeToDot = [256]bool{'.': true, '%': true, '\\': true, 0: true}
 
 // percentForms searches text percent-decoded once and, when that leaves escapes, twice.
 func (s *Scanner) percentForms(decode func([]byte, string) []byte, text string) {
@@ -377,7 +407,7 @@ func (s *Scanner) Peek(payload string) *Peeked {
 // selectFor runs flask-jwt-extended's search for one route kind over the locations in order,
 // into sel: the first location holding a token wins; a malformed one stops the search.
 func (s *Scanner) selectFor(sel *Selection, k Kind) {
-	*sel = Selection{}
+	sel.reset()
 	for i, code := range s.locs {
 		var f *find
 		switch code {
@@ -430,6 +460,12 @@ func codeOf(l Location) locationCode {
 	return codeOther
 }
 
+// set sets every field of f. Field by field: in wasm, Go zeroes or moves a struct of this
+// size with memory.fill or memory.copy, which the engines run as a call (docs/benchmarks.md).
+func (f *find) set(tok, bad string, m miss, payload string) {
+	f.tok, f.bad, f.m, f.payload = tok, bad, m, payload
+}
+
 // noFind is what a location that is none of the four holds (the configuration rules it out).
 var noFind find
 
@@ -476,7 +512,7 @@ func (s *Scanner) jsonKey(k Kind) string {
 
 // fromHeader reads the configured header as flask-jwt-extended's _decode_jwt_from_headers
 // does.
-func (s *Scanner) fromHeader(headers [][2]string) find {
+func (s *Scanner) fromHeader(headers [][2]string, f *find) {
 	var value string
 	found := 0
 	for i := range headers {
@@ -495,38 +531,45 @@ func (s *Scanner) fromHeader(headers [][2]string) find {
 	}
 	if found > 1 {
 		s.ambiguous(s.msgs.manyHeaders)
-		return find{m: missHeader}
+		f.set("", "", missHeader, "")
+		return
 	}
 	// The common case: exactly "<type> <token>", the token of token characters, which
 	// discovery already knows (or, for a value it did not see, one more pass).
 	if ht := s.cfg.HeaderType; ht != "" && len(value) > len(ht)+1 && value[len(ht)] == ' ' && value[:len(ht)] == ht {
 		seen := unsafe.StringData(value) == unsafe.StringData(s.headerValue) && len(value) == len(s.headerValue)
 		if r := s.headerRun; seen && r.start == len(ht)+1 && r.end == len(value) {
-			f := find{tok: value[len(ht)+1:]}
+			payload := ""
 			if r.first >= 0 && r.last > r.first {
-				f.payload = value[r.first+1 : r.last]
+				payload = value[r.first+1 : r.last]
 			}
-			return f
+			f.set(value[len(ht)+1:], "", 0, payload)
+			return
 		}
 		if !seen && allRunBytes(value[len(ht)+1:]) {
-			return find{tok: value[len(ht)+1:]}
+			f.set(value[len(ht)+1:], "", 0, "")
+			return
 		}
 	}
 	if value == "" {
-		return find{m: missHeader} // no header (or an empty one): what the lines below find
+		f.set("", "", missHeader, "") // no header (or an empty one): what the lines below find
+		return
 	}
 	if hasCtlOrNonASCII(value, true) {
 		s.ambiguous(s.msgs.headerChars)
 	}
 	v := strings.Trim(trimBlank(value), ",")
 	if v == "" {
-		return find{m: missHeader}
+		f.set("", "", missHeader, "")
+		return
 	}
 	if s.cfg.HeaderType == "" {
 		if fieldsN(v) != 1 {
-			return find{bad: s.msgs.badHeader}
+			f.set("", s.msgs.badHeader, 0, "")
+			return
 		}
-		return find{tok: trimBlank(v)}
+		f.set(trimBlank(v), "", 0, "")
+		return
 	}
 	var ours string
 	count := 0
@@ -548,16 +591,19 @@ func (s *Scanner) fromHeader(headers [][2]string) find {
 	}
 	switch {
 	case count == 0:
-		return find{m: missHeaderType}
+		f.set("", "", missHeaderType, "")
+		return
 	case count > 1:
 		s.ambiguous(s.msgs.severalSchemes)
-		return find{m: missHeaderType}
+		f.set("", "", missHeaderType, "")
+		return
 	}
 	if fieldsN(ours) != 2 {
-		return find{bad: s.msgs.badHeader}
+		f.set("", s.msgs.badHeader, 0, "")
+		return
 	}
 	_, tok := splitBlank(ours)
-	return find{tok: tok}
+	f.set(tok, "", 0, "")
 }
 
 // findCookies parses the Cookie headers as werkzeug does, once for both kinds, and records
@@ -567,7 +613,8 @@ func (s *Scanner) findCookies(headers [][2]string) {
 	s.cookies = [2]find{{m: missCookie}, {m: missCookie}}
 	var seen [2]bool
 	headersSeen := 0
-	for _, h := range headers {
+	for hi := range headers {
+		h := &headers[hi] // a pointer, not a copy (see find.set)
 		if h[0] != "cookie" {
 			continue
 		}
@@ -609,7 +656,8 @@ func (s *Scanner) findCookies(headers [][2]string) {
 // value wins.
 func (s *Scanner) fromQuery(headers [][2]string) find {
 	path := ""
-	for _, h := range headers {
+	for hi := range headers {
+		h := &headers[hi] // a pointer, not a copy (see find.set)
 		if h[0] == ":path" {
 			path = h[1]
 			break
@@ -680,7 +728,8 @@ func (s *Scanner) decodedName(raw string) string {
 // keys at once.
 func (s *Scanner) fromJSON(headers [][2]string, body []byte) {
 	ct := ""
-	for _, h := range headers {
+	for hi := range headers {
+		h := &headers[hi] // a pointer, not a copy (see find.set)
 		if h[0] == "content-type" {
 			ct = h[1]
 			break

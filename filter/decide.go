@@ -43,7 +43,11 @@ var (
 //
 // final is false for the headers of a request held for its body: only step 1 runs then.
 // Nothing here allocates on a request without a token, or with a token seen before.
-func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) decision {
+//
+// The decision is returned by pointer, to a decision made once or to p.out (valid until the
+// next request): in wasm, Go moves a struct of more than 16 bytes with memory.copy, which
+// the engines run as a call (see docs/benchmarks.md, "The floor under a request").
+func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) *decision {
 	p.reqNow = time.Time{}
 	d := p.decideRequest(headers, body, final)
 	p.reqNow = time.Time{}
@@ -51,7 +55,7 @@ func (p *pluginContext) decide(headers [][2]string, body []byte, final bool) dec
 }
 
 // decideRequest is decide, with the request's one clock reading kept in p.reqNow.
-func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bool) decision {
+func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bool) *decision {
 	injectFault(headers)
 	cfg, m := p.cfg, p.metrics
 	p.cache.forgetLast()
@@ -66,11 +70,11 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		switch {
 		case final && pol.skip:
 			m.skipped++
-			return allowSkipped
+			return &allowSkipped
 		case final:
 			m.missing++
 		}
-		return allow
+		return &allow
 	}
 	probe(ptRoute)
 	now := p.now()
@@ -104,19 +108,19 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		// status list revokes is answered 401 even while the blocklist is unavailable.
 		if p.status != nil {
 			if d, stop := p.checkStatus(res, upstream, now, &unchecked); stop {
-				return d
+				return p.made(d)
 			}
 		}
 		if !ok {
 			if cfg.FailMode == FailClosed {
 				m.failedClosed++
-				return p.replies.unavailable
+				return &p.replies.unavailable
 			}
 			unchecked = true
 		}
 	}
 	if !final {
-		return allow
+		return &allow
 	}
 
 	if res.Ambiguous != "" || claimsOverflow || pathAmbiguous != "" {
@@ -129,48 +133,58 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		default:
 			msg = pathAmbiguous
 		}
-		return p.reply(cfg.Responses.Ambiguous, msg, "jtiguard_ambiguous")
+		return p.made(p.reply(cfg.Responses.Ambiguous, msg, "jtiguard_ambiguous"))
 	}
 	if pol.skip {
 		// The route requires nothing of the token; every token in the request was checked
 		// against the list above; the client's claims_to_headers headers are still removed.
 		m.skipped++
-		return allowSkipped
+		return &allowSkipped
 	}
 
-	var v validation
+	v := &p.val
 	if cfg.JWT.TrustUpstream != nil {
-		v = p.validateUpstream(headers, upstream, now, pol)
+		*v = p.validateUpstream(headers, upstream, now, pol)
 	} else {
-		v = p.validateSelected(res, now, pol)
+		p.validateSelected(res, now, pol, v)
 	}
 	switch {
 	case v.ok:
 		m.allowed++
-		d := allowValid
-		if unchecked {
+		switch {
+		case unchecked:
 			m.failedOpen++
-			d = allowUnchecked
+			p.out = allowUnchecked
+		case v.forward == nil:
+			return &allowValid
+		default:
+			p.out = allowValid
 		}
-		d.forward = v.forward
-		return d
+		p.out.forward = v.forward
+		return &p.out
 	case v.failed:
 		m.invalid++
 		if pol.invalid == PolicyAllow {
-			return allowInvalid
+			return &allowInvalid
 		}
-		return v.fail
+		return &v.fail
 	default:
 		m.missing++
 		if pol.missing == PolicyAllow {
-			return allow
+			return &allow
 		}
 		msg := v.missing
 		if msg == "" {
 			msg = p.scanner.Missing(&res.Selected[v.missingKind], v.missingKind)
 		}
-		return p.reply(cfg.Responses.Missing, msg, "jtiguard_missing")
+		return p.made(p.reply(cfg.Responses.Missing, msg, "jtiguard_missing"))
 	}
+}
+
+// made keeps a decision made for this request in p.out and returns it.
+func (p *pluginContext) made(d decision) *decision {
+	p.out = d
+	return &p.out
 }
 
 // validation is the outcome of validating the token(s) the application would read.
@@ -185,11 +199,18 @@ type validation struct {
 	forward     *forwarded // when ok: the token's jwt.claims_to_headers values
 }
 
+// failWith records the first failure.
+func (v *validation) failWith(d decision) {
+	if !v.failed {
+		v.failed, v.fail = true, d
+	}
+}
+
 // validateSelected validates the token flask-jwt-extended would read for each route kind
-// that the route's token_types allows. The request passes when one of them is valid for its
-// kind: unless a rule says, the proxy does not know which kind of route it is.
-func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time, pol *policy) validation {
-	var v validation
+// that the route's token_types allows, into v. The request passes when one of them is valid
+// for its kind: unless a rule says, the proxy does not know which kind of route it is.
+func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time, pol *policy, v *validation) {
+	v.ok, v.failed, v.missing, v.forward = false, false, "", nil
 	first := -1
 	for k := range res.Selected {
 		kind := credentials.Kind(k)
@@ -200,36 +221,33 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time,
 			first = k
 		}
 		sel := &res.Selected[k]
-		var d decision
 		switch {
 		case sel.Bad != "":
-			d = p.invalidReply(sel.Bad)
+			v.failWith(p.invalidReply(sel.Bad))
 		case sel.Token == "":
 			continue
 		default:
 			info, rej := p.verified(sel.Token, sel.Payload, now)
 			switch {
 			case rej != nil:
-				d = p.rejectionReply(rej)
+				v.failWith(p.rejectionReply(rej))
 			case kind == credentials.Access && info.refresh:
-				d = p.invalidReply("Only non-refresh tokens are allowed")
+				v.failWith(p.invalidReply("Only non-refresh tokens are allowed"))
 			case kind == credentials.Refresh && !info.refresh:
-				d = p.invalidReply("Only refresh tokens are allowed")
+				v.failWith(p.invalidReply("Only refresh tokens are allowed"))
 			case info.refresh:
 				// A refresh token is let through for a refresh route, but its claims are
 				// not forwarded: an application trusting the headers would take a
 				// long-lived refresh token for an identity.
-				return validation{ok: true}
+				v.ok, v.failed = true, false
+				return
 			default:
-				return validation{ok: true, forward: info.forward}
+				v.ok, v.failed, v.forward = true, false, info.forward
+				return
 			}
-		}
-		if !v.failed {
-			v.failed, v.fail = true, d
 		}
 	}
 	v.missingKind = credentials.Kind(max(first, 0))
-	return v
 }
 
 // verified validates a token, through the cache of tokens verified before. payload is the
@@ -288,12 +306,12 @@ func (p *pluginContext) leewaySeconds() int64 {
 	return int64(math.Ceil(p.cfg.JWT.Leeway.D().Seconds()))
 }
 
-func (p *pluginContext) revokedReply(id *identity) decision {
+func (p *pluginContext) revokedReply(id *identity) *decision {
 	p.metrics.revoked++
 	if abi.LogEnabled(abi.LogLevelDebug) && id.jtis.n > 0 {
 		abi.Log(abi.LogLevelDebug, "jtiguard: revoked token jti="+quote(id.jtis.v[0]))
 	}
-	return p.replies.revoked
+	return &p.replies.revoked
 }
 
 func (p *pluginContext) rejectionReply(rej *rejection) decision {

@@ -191,7 +191,8 @@ func forwardable(s string) bool {
 // values (fw; nil when no token was verified). A host failure fails the request: a forged
 // header must not reach the application.
 func (p *pluginContext) forwardClaims(fw *forwarded, headers [][2]string) error {
-	for _, h := range headers {
+	for hi := range headers {
+		h := &headers[hi] // a pointer, not a copy (see decide)
 		for i := range p.cfg.JWT.ClaimsToHeaders {
 			name := p.cfg.JWT.ClaimsToHeaders[i].Header
 			if len(h[0]) == len(name) && sameHeaderName(h[0], name) {
@@ -241,15 +242,15 @@ func lower(c byte) byte {
 	return c
 }
 
-// recordDecision sets the decision_property filter state to the decision's details
+// recordDecision sets the decision_property filter state to a decision's details
 // ("jtiguard_allowed", "jtiguard_revoked", ...). A host that cannot (no stream, or no
 // proxy_set_property) is logged once per VM and the request goes on; one that answers
 // Unimplemented is not asked again.
-func (p *pluginContext) recordDecision(d decision) {
-	if p.propertyOff || d.details == "" {
+func (p *pluginContext) recordDecision(details string) {
+	if p.propertyOff || details == "" {
 		return
 	}
-	err := abi.SetProperty(p.cfg.DecisionProperty, d.details)
+	err := abi.SetProperty(p.cfg.DecisionProperty, details)
 	if err == nil {
 		return
 	}

@@ -81,6 +81,10 @@ type pluginContext struct {
 	lastReadErr time.Time
 	// propertyOff: the host has no proxy_set_property; propertyLogged: its failure was logged.
 	propertyOff, propertyLogged bool
+	// out is the decision decide made for the request being decided, when it is not one made
+	// once (replies, allow...); val is its validation. Kept here, not moved by value: see decide.
+	out decision
+	val validation
 	// free holds contexts of finished streams for reuse.
 	free []*httpContext
 }
@@ -300,7 +304,7 @@ func (h *httpContext) OnHttpRequestHeaders(numHeaders int, endOfStream bool) typ
 	probe(ptHeaders)
 	if err != nil {
 		abi.Log(abi.LogLevelError, "jtiguard: read request headers: "+err.Error())
-		return h.respond(p.replies.internal)
+		return h.respond(&p.replies.internal)
 	}
 	if !endOfStream && p.scanner.WantsBody(headers) {
 		if d := p.decide(headers, nil, false); !d.allow {
@@ -326,7 +330,7 @@ func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Ac
 	if bodySize > h.plugin.scanner.MaxBodyBytes() {
 		h.waitBody = false
 		h.plugin.metrics.tooLarge++
-		return h.respond(h.plugin.replies.bodyTooLarge)
+		return h.respond(&h.plugin.replies.bodyTooLarge)
 	}
 	if !endOfStream {
 		return types.ActionPause
@@ -349,7 +353,7 @@ func (h *httpContext) decideWithBody(size int) types.Action {
 	body, err := abi.GetHTTPRequestBody(0, size)
 	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
 		abi.Log(abi.LogLevelError, "jtiguard: read request body: "+err.Error())
-		return h.respond(p.replies.internal)
+		return h.respond(&p.replies.internal)
 	}
 	if body == nil {
 		body = []byte{}
@@ -357,33 +361,37 @@ func (h *httpContext) decideWithBody(size int) types.Action {
 	headers, err := abi.GetHTTPRequestHeaders()
 	if err != nil {
 		abi.Log(abi.LogLevelError, "jtiguard: read request headers: "+err.Error())
-		return h.respond(p.replies.internal)
+		return h.respond(&p.replies.internal)
 	}
 	return h.respondTo(p.decide(headers, body, true), headers)
 }
 
 // respondTo carries out a final decision on a request whose headers are headers: one let
 // through goes upstream with jwt.claims_to_headers applied.
-func (h *httpContext) respondTo(d decision, headers [][2]string) types.Action {
+func (h *httpContext) respondTo(d *decision, headers [][2]string) types.Action {
 	p := h.plugin
 	if d.allow && len(p.cfg.JWT.ClaimsToHeaders) > 0 {
-		if err := p.forwardClaims(d.forward, headers); err != nil {
+		kept := *d // forwardClaims makes host calls: see respond
+		if err := p.forwardClaims(kept.forward, headers); err != nil {
 			abi.Log(abi.LogLevelError, "jtiguard: set claims_to_headers: "+err.Error())
-			return h.respond(p.replies.internal)
+			return h.respond(&p.replies.internal)
 		}
+		return h.respond(&kept)
 	}
 	return h.respond(d)
 }
 
-// respond carries out a decision.
-func (h *httpContext) respond(d decision) types.Action {
+// respond carries out a decision. What it says is read before any host call: d may be p.out,
+// which a callback run inside a host call would make again (Envoy runs none there).
+func (h *httpContext) respond(d *decision) types.Action {
+	allow, status, details, body := d.allow, d.status, d.details, d.body
 	if h.plugin.cfg.DecisionProperty != "" {
-		h.plugin.recordDecision(d)
+		h.plugin.recordDecision(details)
 	}
-	if d.allow {
+	if allow {
 		return types.ActionContinue
 	}
-	if err := abi.SendHTTPResponse(d.status, d.details, jsonHeaders, d.body); err != nil {
+	if err := abi.SendHTTPResponse(status, details, jsonHeaders, body); err != nil {
 		abi.Log(abi.LogLevelError, "jtiguard: send local response: "+err.Error())
 	}
 	return types.ActionPause

@@ -230,7 +230,7 @@ func TestRevokedNeverAllowedShapes(t *testing.T) {
 	}
 }
 
-func describe(d decision) string {
+func describe(d *decision) string {
 	if d.allow {
 		return "allowed"
 	}

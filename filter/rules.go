@@ -173,7 +173,8 @@ func (p *pluginContext) routePolicy(headers [][2]string) (pol *policy, ambiguous
 		return &cfg.topPolicy, ""
 	}
 	var method, authority, rawPath string
-	for _, h := range headers {
+	for hi := range headers {
+		h := &headers[hi] // a pointer, not a copy (see decide)
 		switch h[0] {
 		case ":method":
 			method = h[1]

@@ -38,7 +38,7 @@ func (p *pluginContext) checkStatus(res *credentials.Result, upstream *identity,
 	}
 	switch worst.Action {
 	case statuslist.Revoke:
-		return p.revokedReply(by), true
+		return *p.revokedReply(by), true
 	case statuslist.Deny:
 		p.metrics.invalid++
 		return p.reply(p.cfg.Responses.Invalid, worst.Message, "jtiguard_status"), true

@@ -138,7 +138,8 @@ func (p *pluginContext) validateUpstream(headers [][2]string, upstream *identity
 	if tu.PayloadHeader != "" {
 		var value string
 		n := 0
-		for _, h := range headers {
+		for hi := range headers {
+			h := &headers[hi] // a pointer, not a copy (see decide)
 			if h[0] == tu.headerKey {
 				value = h[1]
 				n++

@@ -262,8 +262,8 @@ func (v *VM) headerMap(t MapType) *Pairs {
 
 // proxyGetHeaderMapPairs is proxy_get_header_map_pairs(map_type,
 // return_map_data, return_map_size) -> status. The map is serialised in the
-// wire format of encodePairs into guest-allocated memory; an empty map is
-// (0, 0).
+// wire format of encodePairs straight into guest-allocated memory, as
+// cpp-host's exportPairs does; an empty map is (0, 0).
 func proxyGetHeaderMapPairs(ctx context.Context, v *VM, mod api.Module, stack []uint64) {
 	t := MapType(u32(stack[0]))
 	if t > mapTypeMax {
@@ -275,7 +275,7 @@ func proxyGetHeaderMapPairs(ctx context.Context, v *VM, mod api.Module, stack []
 		ret(stack, StatusNotFound)
 		return
 	}
-	ret(stack, v.copyOut(ctx, mod, encodePairs(*m), u32(stack[1]), u32(stack[2])))
+	ret(stack, v.copyOutPairs(ctx, mod, *m, u32(stack[1]), u32(stack[2])))
 }
 
 // proxySetHeaderMapPairs is proxy_set_header_map_pairs(map_type, map_data,

@@ -48,3 +48,22 @@ func (v *VM) copyOut(ctx context.Context, mod api.Module, data []byte, ptrPtr, s
 	}
 	return StatusOK
 }
+
+// copyOutPairs is cpp-host's exportPairs: the map is marshalled straight into the memory the
+// guest allocator returns, with no copy in between. An empty map is (0, 0).
+func (v *VM) copyOutPairs(ctx context.Context, mod api.Module, p Pairs, ptrPtr, sizePtr uint32) Status {
+	var addr, size uint32
+	if len(p) > 0 {
+		size = uint32(pairsSize(p))
+		addr = v.alloc(ctx, size)
+		buf, ok := mod.Memory().Read(addr, size) // a view of guest memory
+		if addr == 0 || !ok {
+			return StatusInvalidMemoryAccess
+		}
+		marshalPairs(buf, p)
+	}
+	if !writeU32(mod, ptrPtr, addr) || !writeU32(mod, sizePtr, size) {
+		return StatusInvalidMemoryAccess
+	}
+	return StatusOK
+}

@@ -92,11 +92,23 @@ func encodePairs(p Pairs) []byte {
 	if len(p) == 0 {
 		return nil
 	}
+	b := make([]byte, pairsSize(p))
+	marshalPairs(b, p)
+	return b
+}
+
+// pairsSize is the size of p's encoding (cpp-host's pairsSize).
+func pairsSize(p Pairs) int {
 	size := 4
 	for _, kv := range p {
 		size += 8 + len(kv[0]) + 1 + len(kv[1]) + 1
 	}
-	b := make([]byte, size)
+	return size
+}
+
+// marshalPairs writes p's encoding into b, which holds pairsSize(p) bytes (cpp-host's
+// marshalPairs, which writes into the memory the module allocated).
+func marshalPairs(b []byte, p Pairs) {
 	binary.LittleEndian.PutUint32(b, uint32(len(p)))
 	off := 4
 	for _, kv := range p {
@@ -105,10 +117,13 @@ func encodePairs(p Pairs) []byte {
 		off += 8
 	}
 	for _, kv := range p {
-		off += copy(b[off:], kv[0]) + 1
-		off += copy(b[off:], kv[1]) + 1
+		off += copy(b[off:], kv[0])
+		b[off] = 0
+		off++
+		off += copy(b[off:], kv[1])
+		b[off] = 0
+		off++
 	}
-	return b
 }
 
 // decodePairs parses the wire format written by a module. A zero-length

@@ -30,6 +30,8 @@ type VM struct {
 	mod api.Module
 	fns map[string]api.Function // cached exports, nil entry = not exported
 	mal api.Function            // malloc or proxy_on_memory_allocate
+	// malStack is mal's parameter and result (CallWithStack): no slice per allocation.
+	malStack [1]uint64
 
 	failed    error // non-nil once the VM trapped
 	ph        phase
@@ -130,6 +132,25 @@ func (v *VM) tickPeriod() time.Duration {
 	v.timerMu.Lock()
 	defer v.timerMu.Unlock()
 	return v.period
+}
+
+// BenchExport calls export name with args per times in each of n batches on the root
+// context, and returns each batch's mean per call in nanoseconds: the floor under a
+// callback, for measurements of method (docs/benchmarks.md).
+func (v *VM) BenchExport(ctx context.Context, name string, args []uint64, n, per int) ([]float64, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]float64, n)
+	for i := range out {
+		t0 := time.Now()
+		for range per {
+			if _, err := v.call(ctx, name, rootContextID, args...); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = float64(time.Since(t0).Nanoseconds()) / float64(per)
+	}
+	return out, nil
 }
 
 type vmKey struct{}
@@ -257,12 +278,15 @@ func (v *VM) initArgs(name string) []uint64 {
 func (v *VM) alloc(ctx context.Context, size uint32) uint32 {
 	prev := v.ph
 	v.ph = phaseMalloc
-	res, err := v.mal.Call(ctx, uint64(size))
+	// One stack per VM, reused: the allocator cannot re-enter alloc (its phase refuses
+	// every host call that would).
+	v.malStack[0] = uint64(size)
+	err := v.mal.CallWithStack(ctx, v.malStack[:])
 	v.ph = prev
 	if err != nil {
 		panic(fmt.Errorf("proxy_on_memory_allocate(%d): %w", size, err))
 	}
-	return uint32(res[0])
+	return uint32(v.malStack[0])
 }
 
 // setTick implements proxy_set_tick_period_milliseconds: (re)arms a real

@@ -337,6 +337,27 @@ func (h *Host) Bench(ctx context.Context, spec BenchSpec) (BenchResult, error) {
 	return out, nil
 }
 
+// BenchExport calls export name with args per times in each of n batches, inside node, and
+// returns each batch's mean per call in nanoseconds: the floor under a callback, for
+// measurements of method (docs/benchmarks.md).
+func (h *Host) BenchExport(ctx context.Context, vm int, name string, args []uint32, n, per int) ([]float64, error) {
+	var r struct {
+		Samples string `json:"samples_ns"`
+	}
+	if err := h.p.call(ctx, "bench_export", map[string]any{"vm": vm, "name": name, "args": args, "n": n, "per": per}, &r); err != nil {
+		return nil, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(r.Samples)
+	if err != nil || len(raw) != 8*n {
+		return nil, fmt.Errorf("%w: bench_export samples: %d bytes for %d batches (%v)", ErrHostExited, len(raw), n, err)
+	}
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
+	}
+	return out, nil
+}
+
 func (h *Host) call(op string, args, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()

@@ -72,10 +72,12 @@ func decodeHeaderMapInto(dst [][2]string, buf []byte, view bool) ([][2]string, e
 		if kl < 0 || vl < 0 || end >= len(buf) || end < off || buf[off+kl] != 0 || buf[end] != 0 {
 			return dst[:0], ErrBadHeaderMap
 		}
+		// Element by element: in wasm, Go moves a [2]string (32 bytes) with memory.copy,
+		// which the engines run as a call.
 		if view {
-			dst[i] = [2]string{b[off : off+kl], b[off+kl+1 : end]}
+			dst[i][0], dst[i][1] = b[off:off+kl], b[off+kl+1:end]
 		} else {
-			dst[i] = [2]string{string(buf[off : off+kl]), string(buf[off+kl+1 : end])}
+			dst[i][0], dst[i][1] = string(buf[off:off+kl]), string(buf[off+kl+1:end])
 		}
 		off = end + 1
 	}

@@ -113,7 +113,13 @@ func rewindArena() {
 // takeAllocation returns the host-written buffer at addr, cut to size, and unpins the owned
 // ones: callers take at most one buffer per host call and keep their own reference.
 func takeAllocation(addr, size uint32) []byte {
-	defer clearAllocations()
+	buf := findAllocation(addr, size)
+	clearAllocations() // not deferred: a defer costs more than the call in wasm
+	return buf
+}
+
+// findAllocation is the buffer the host wrote at addr, cut to size, or nil.
+func findAllocation(addr, size uint32) []byte {
 	if addr == 0 || size == 0 {
 		return nil
 	}

@@ -79,7 +79,27 @@ func RepoRoot() (string, error) {
 	}
 }
 
-func build(tags ...string) ([]byte, error) {
+// BuildPackage builds the command in dir (relative to the repository root) for wasip1 as
+// `make build` builds the module: c-shared, stubbed with wasmstub.EnvoyStubs, compacted. For
+// the other modules the tests measure beside it (e2e/floormodule).
+func BuildPackage(tb testing.TB, dir string) []byte {
+	tb.Helper()
+	raw, err := buildDir(dir)
+	if err == nil {
+		raw, err = wasmstub.StubImports(raw, wasmstub.EnvoyStubs)
+	}
+	if err == nil {
+		raw, _, err = wasmstub.CompactData(raw)
+	}
+	if err != nil {
+		tb.Fatalf("%v: %s: %v", ErrModuleBuild, dir, err)
+	}
+	return raw
+}
+
+func build(tags ...string) ([]byte, error) { return buildDir(".", tags...) }
+
+func buildDir(pkg string, tags ...string) ([]byte, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -94,7 +114,11 @@ func build(tags ...string) ([]byte, error) {
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	cmd := exec.Command("go", append(args, ".")...)
+	target := "."
+	if pkg = filepath.ToSlash(filepath.Clean(pkg)); pkg != "." {
+		target = "./" + pkg
+	}
+	cmd := exec.Command("go", append(args, target)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if msg, err := cmd.CombinedOutput(); err != nil {
