@@ -210,6 +210,7 @@ func (id *identity) revoked(snap *blocklistsync.Snapshot, notBefore uint32) bool
 // verified (tokens differ from it only in their signature).
 type entry struct {
 	payload string // the key, compared in full on every lookup
+	used    bool   // found since the eviction hand last passed (entryTable.evictOne)
 	id      identity
 	token   string
 	info    tokenInfo
@@ -243,8 +244,8 @@ func (e *entry) readClaims(sc *credentials.Scanner, names []string) {
 // slot, and each costs a decode and a verification when it comes back.
 //
 // Bounded by entry count; keys and tokens are bounded by the request size limits. Eviction is
-// by arbitrary choice (the table's rotating hand over seeded hashes): cheap, O(1), and good
-// enough for a cache whose misses only cost a decode and a verification.
+// by the clock algorithm (entryTable.evictOne): O(1) amortised, and the tokens requests keep
+// coming back with stay while tokens seen once come and go.
 type tokenCache struct {
 	max     int
 	seed    uint64
@@ -265,6 +266,7 @@ func (c *tokenCache) get(payload string) *entry {
 	if e == nil || !words.Equal(e.payload, payload) {
 		return nil
 	}
+	e.used = true
 	return e
 }
 
