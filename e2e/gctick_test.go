@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jtiguard/jtiguard/blocklistsync"
+	"github.com/jtiguard/jtiguard/harness"
+	"github.com/jtiguard/jtiguard/hosttest"
+	"github.com/jtiguard/jtiguard/localproxy/localproxytest"
+)
+
+// bigList is a list of n filler entries, encoded once, published again and again under new
+// generation numbers (a snapshot names its generation at offset 8, its record at offset 8):
+// encoding a million entries takes seconds, rewriting two numbers nothing.
+type bigList struct {
+	snap, ids, gen []byte
+}
+
+func newBigList(tb testing.TB, h blocklistsync.Hasher, n int, extra ...string) bigList {
+	tb.Helper()
+	l := localproxytest.List{JTIs: make([]string, 0, n+len(extra))}
+	for i := range n {
+		l.JTIs = append(l.JTIs, "filler-"+strconv.Itoa(i))
+	}
+	l.JTIs = append(l.JTIs, extra...)
+	enc, gen, err := l.Encode(1, time.Now(), h)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return bigList{enc.Snapshot, enc.IDs, gen}
+}
+
+// publish writes l into h's shared data as generation gen, in the layout's order.
+func (l bigList) publish(tb testing.TB, h hosttest.Host, gen uint64) {
+	tb.Helper()
+	keys := blocklistsync.KeysFor(prefix)
+	s, g := slices.Clone(l.snap), slices.Clone(l.gen)
+	binary.LittleEndian.PutUint64(s[8:], gen)
+	binary.LittleEndian.PutUint64(g[8:], gen)
+	for _, w := range []hosttest.SharedWrite{{Key: keys.Snapshot, Value: s}, {Key: keys.IDs, Value: l.ids}, {Key: keys.Generation, Value: g}} {
+		if _, err := h.SetSharedData(w.Key, w.Value, 0); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func startGCHost(tb testing.TB, e hosttest.Engine) hosttest.Host {
+	tb.Helper()
+	cfg := benchPluginConfig(tb, newBenchKeys(tb))
+	hcfg := harness.NewConfig().WithWorkers(1).WithWASI(harness.WASICurrent).WithPluginConfig(cfg).WithTimers(false)
+	h, err := hosttest.Start(context.Background(), e, mixWasm(tb), hcfg)
+	if err != nil {
+		tb.Fatalf("start %s: %v", e, err)
+	}
+	tb.Cleanup(func() { _ = h.Close(context.Background()) })
+	return h
+}
+
+func callExport(tb testing.TB, h hosttest.Host, name string) uint64 {
+	tb.Helper()
+	v, err := hosttest.CallExport(context.Background(), h, 0, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+// BenchmarkTickCollection is what a collection on the tick costs in the module as the list
+// grows, and why (docs/benchmarks.md, the mix's section): per engine and list size, a VM takes
+// ten generations of the list (each adopted by a request, as the first request after the VM's
+// recheck does), ticking after each, then runs a collection as the tick's pacer does
+// (jtiguard_test_gc, timed inside the module) ten times, and reports the median and the
+// largest with what the collector had to do: the live heap, the heap it scanned (objects that
+// hold pointers), the VM's linear memory, and the collections that started inside requests.
+// JTIGUARD_GC_LISTS sets the sizes (0,10000,100000,1000000).
+func BenchmarkTickCollection(b *testing.B) {
+	sizes := []int{0, 10_000, 100_000, 1_000_000}
+	if s := os.Getenv("JTIGUARD_GC_LISTS"); s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 0 {
+				b.Fatalf("JTIGUARD_GC_LISTS=%q: want sizes separated by commas", s)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	hasher, err := blocklistsync.NewHasher()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		var md strings.Builder
+		md.WriteString("| engine | list | collection p50 / max, ms | tick after a new generation p50 / max, ms | live heap | heap scanned | linear memory | collections started in requests |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, n := range sizes {
+			l := newBigList(b, hasher, n, "revoked-1")
+			for _, e := range hosttest.Engines {
+				h := startGCHost(b, e)
+				ctx := context.Background()
+				l.publish(b, h, 1)
+				for i := range 300 { // a cache of verified tokens, as in the mix
+					if _, err := h.Do(ctx, harness.Request{Path: "/api", Headers: bearer(token("w-" + strconv.Itoa(i)))}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var ticks, gcs []float64
+				var inReq uint64
+				for g := uint64(2); g < 12; g++ {
+					l.publish(b, h, g)
+					time.Sleep(110 * time.Millisecond) // past the VM's recheck: the next request adopts it
+					p0 := callExport(b, h, gcCounterExport)
+					r, err := h.Do(ctx, harness.Request{Path: "/api", Headers: bearer(token("revoked-1"))})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if r.LocalResponse == nil || r.LocalResponse.Status != 401 {
+						b.Fatalf("%s, list %d: the revoked token was not refused: %v", e, n, r)
+					}
+					inReq += callExport(b, h, gcCounterExport) - p0
+					t0 := time.Now()
+					if err := h.TickVM(ctx, 0); err != nil {
+						b.Fatal(err)
+					}
+					ticks = append(ticks, float64(time.Since(t0).Microseconds())/1000)
+				}
+				for range 10 {
+					gcs = append(gcs, float64(callExport(b, h, "jtiguard_test_gc"))/1000)
+				}
+				vms, err := h.VMs()
+				if err != nil {
+					b.Fatal(err)
+				}
+				fmt.Fprintf(&md, "| %s | %d | %.2f / %.2f | %.2f / %.2f | %.1f MiB | %d KiB | %.1f MiB | %d |\n", e, n,
+					quantile(gcs, 0.5), slices.Max(gcs), quantile(ticks, 0.5), slices.Max(ticks),
+					float64(callExport(b, h, "jtiguard_test_heaplive"))/(1<<20), callExport(b, h, "jtiguard_test_scanheap")>>10,
+					float64(vms[0].MemoryBytes)/(1<<20), inReq)
+				_ = h.Close(ctx)
+			}
+		}
+		b.Log("\n" + md.String())
+	}
+}
