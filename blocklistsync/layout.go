@@ -273,12 +273,29 @@ type Snapshot struct {
 	cuts       []byte // m × 16 bytes
 	n, m       int
 	ent, cut   index
+	// slot is the Reader's memory this snapshot lives in (nil: its own), as of epoch.
+	slot  *snapSlot
+	epoch uint64
+}
+
+// errReused is a snapshot used after the Reader it came from read another generation into its
+// memory: a bug in the caller, which must not be answered from whatever the memory now holds.
+var errReused = errors.New("blocklistsync: snapshot used after its memory was reused for a newer generation; take the Reader's current one")
+
+// mustBeCurrent panics if s's memory now holds another generation.
+func (s *Snapshot) mustBeCurrent() {
+	if s.slot != nil && s.slot.epoch != s.epoch {
+		panic(errReused)
+	}
 }
 
 // DecodeSnapshot checks b and indexes it for lookups. It keeps b (no copy): the caller must
 // hand over a slice nothing else reuses. A worker VM then holds 12 bytes per entry plus the
 // bucket directory, about 13–14 bytes in all.
-func DecodeSnapshot(b []byte) (*Snapshot, error) {
+func DecodeSnapshot(b []byte) (*Snapshot, error) { return decodeSnapshot(b, nil, nil) }
+
+// decodeSnapshot is DecodeSnapshot with bucket directories to reuse when large enough.
+func decodeSnapshot(b []byte, entDir, cutDir []uint32) (*Snapshot, error) {
 	if len(b) < 8 || string(b[:4]) != snapMagic {
 		return nil, fmt.Errorf("%w: bad header (%d bytes)", ErrBadSnapshot, len(b))
 	}
@@ -318,10 +335,10 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	s.n, s.m = int(n), int(m)
 	o := uint64(off)
 	s.keys, s.exps, s.cuts = b[o:o+8*n], b[o+8*n:o+entrySize*n], b[o+entrySize*n:]
-	if err := s.ent.build(s.keys, 8, s.n); err != nil {
+	if err := s.ent.build(s.keys, 8, s.n, entDir); err != nil {
 		return nil, fmt.Errorf("%w: entries: %w", ErrBadSnapshot, err)
 	}
-	if err := s.cut.build(s.cuts, cutoffSize, s.m); err != nil {
+	if err := s.cut.build(s.cuts, cutoffSize, s.m, cutDir); err != nil {
 		return nil, fmt.Errorf("%w: cutoffs: %w", ErrBadSnapshot, err)
 	}
 	return s, nil
@@ -381,6 +398,7 @@ func (s *Snapshot) Cutoffs() int { return s.m }
 // Callers pass now minus their clock leeway, so an entry counts for as long as its token
 // could still be accepted. Entries whose keys collide are all consulted: any live one revokes.
 func (s *Snapshot) Revoked(key uint64, notBefore uint32) bool {
+	s.mustBeCurrent()
 	if s.n == 0 {
 		return false
 	}
@@ -405,6 +423,7 @@ func (s *Snapshot) Revoked(key uint64, notBefore uint32) bool {
 // CutoffFor returns the subject cutoff for key if one is live after notBefore; when several
 // subjects' keys collide, the latest of their live cutoffs.
 func (s *Snapshot) CutoffFor(key uint64, notBefore uint32) (revokedBefore uint32, ok bool) {
+	s.mustBeCurrent()
 	if s.m == 0 {
 		return 0, false
 	}
@@ -442,6 +461,7 @@ func (s *Snapshot) cutoff(i int) Cutoff {
 // liveCount is how many entries and cutoffs still count at notBefore: what the shrink guard
 // compares, so that entries dropped because they expired are not a shrink.
 func (s *Snapshot) liveCount(notBefore uint32) int {
+	s.mustBeCurrent()
 	n := 0
 	for i := 0; i < s.n; i++ {
 		if live(binary.LittleEndian.Uint32(s.exps[4*i:]), notBefore) {
@@ -466,6 +486,7 @@ type withIDs struct {
 // attachIDs checks that raw is the ids record of snap (same build, same counts, and the
 // entries then strictly ascending by (key, ID)).
 func attachIDs(snap *Snapshot, raw []byte) (withIDs, error) {
+	snap.mustBeCurrent()
 	if len(raw) < idsHeader || string(raw[:4]) != idsMagic || binary.LittleEndian.Uint16(raw[4:]) != snapFormat {
 		return withIDs{}, fmt.Errorf("%w: bad header (%d bytes)", errBadIDs, len(raw))
 	}
@@ -500,6 +521,7 @@ func (w withIDs) entry(i int) Entry {
 
 // list copies the held list out, for rebuilding it.
 func (w withIDs) list() List {
+	w.snap.mustBeCurrent()
 	l := List{Entries: make([]Entry, w.snap.n), Cutoffs: make([]Cutoff, w.snap.m)}
 	for i := range l.Entries {
 		l.Entries[i] = w.entry(i)
@@ -528,12 +550,17 @@ type index struct {
 // build indexes n keys, the u64 at the start of each stride bytes of keys, which must be
 // non-zero and ascending. Equal keys (collisions) are allowed, but not a run longer than
 // maxCollisions: with keyed hashes that never happens by chance, so such a snapshot is
-// corrupt and would make lookups linear.
-func (x *index) build(keys []byte, stride, n int) error {
+// corrupt and would make lookups linear. The directory goes into reuse when it has room (every
+// word of it is written).
+func (x *index) build(keys []byte, stride, n int, reuse []uint32) error {
 	bucketBits := uint(bits.Len(uint(n / 4)))
 	x.shift = 64 - bucketBits
 	buckets := 1 << bucketBits
-	x.dir = make([]uint32, buckets+1)
+	if cap(reuse) >= buckets+1 {
+		x.dir = reuse[:buckets+1]
+	} else {
+		x.dir = make([]uint32, buckets+1)
+	}
 	var prev uint64
 	run, b := 0, 0
 	for i := 0; i < n; i++ {

@@ -19,6 +19,16 @@ type SharedData interface {
 	SetSharedData(key string, value []byte, cas uint32) error
 }
 
+// sharedDataInto is a SharedData that can write a value into a buffer the caller hands back
+// (internal/abi on wasip1): the Reader reads each new snapshot into the memory of the one before
+// the snapshot it holds, so taking a new generation allocates nothing once the list's size
+// settles, and the collector, which the filter runs only on ticks, has no snapshot garbage to
+// find however many generations come between two ticks. It returns the value with the
+// buffer's whole capacity (a new buffer when dst was too small).
+type sharedDataInto interface {
+	GetSharedDataInto(key string, dst []byte) ([]byte, uint32, error)
+}
+
 // UpdateShared changes one shared-data record under CAS, the way every record a VM rewrites
 // is changed (generation records, key sets): it reads key, asks change for the new value (cur
 // is nil and found false when the key is absent), and writes it with the CAS of that read,
@@ -63,6 +73,10 @@ type ReaderOptions struct {
 	RecheckEvery time.Duration
 	// Now is the clock of RecheckEvery; required when it is set.
 	Now func() time.Time
+	// OnGrow, if set, is told how many bytes a snapshot buffer that had to be allocated
+	// anew holds (the first two generations, and a list that outgrew its buffer): memory the
+	// filter's collection pacer did not plan for. See sharedDataInto.
+	OnGrow func(bytes int)
 }
 
 // Reader is one worker VM's view of the shared blocklist. Refresh costs one small shared-data
@@ -95,6 +109,22 @@ type Reader struct {
 	// answered then.
 	checkedAt time.Time
 	last      refreshResult
+
+	// slots are the two buffers snapshots are read into, when the store can (sharedDataInto):
+	// the one that holds snap, and the spare the next generation is read into.
+	slots [2]snapSlot
+}
+
+// snapSlot is memory a snapshot is read into and indexed in, reused from generation to
+// generation. epoch changes whenever the memory is about to be written again, and a Snapshot
+// remembers the epoch it was decoded at: one used after its memory was reused panics (in a
+// callback, a 500 for the request, never an answer from another list) instead of reading
+// another generation's bytes.
+type snapSlot struct {
+	buf    []byte // the whole buffer
+	entDir []uint32
+	cutDir []uint32
+	epoch  uint64
 }
 
 type refreshResult struct {
@@ -225,11 +255,20 @@ func keying(byIssuer bool) string {
 }
 
 func (r *Reader) load(gen Generation) (*Snapshot, uint32, error) {
-	raw, cas, err := r.store.GetSharedData(r.keys.Snapshot)
+	var snap *Snapshot
+	raw, cas, slot, err := r.readSnapshot()
 	if err != nil {
 		return nil, 0, fmt.Errorf("read snapshot of generation %d: %w", gen.Number, err)
 	}
-	snap, err := DecodeSnapshot(raw)
+	if slot != nil {
+		snap, err = decodeSnapshot(raw, slot.entDir, slot.cutDir)
+		if snap != nil {
+			snap.slot, snap.epoch = slot, slot.epoch
+			slot.entDir, slot.cutDir = snap.ent.dir, snap.cut.dir
+		}
+	} else {
+		snap, err = DecodeSnapshot(raw)
+	}
 	if err != nil {
 		return nil, cas, err
 	}
@@ -237,6 +276,40 @@ func (r *Reader) load(gen Generation) (*Snapshot, uint32, error) {
 		return nil, cas, fmt.Errorf("%w: snapshot %d, record %d", ErrSnapshotTooOld, snap.Generation, gen.Number)
 	}
 	return snap, cas, nil
+}
+
+// readSnapshot reads the snapshot record, into the spare slot when the store can: the slot
+// not holding the list in use. Whatever was decoded in that slot before is dropped first (its
+// epoch moves on), so that nothing reads it while it is overwritten.
+func (r *Reader) readSnapshot() (raw []byte, cas uint32, slot *snapSlot, err error) {
+	into, ok := r.store.(sharedDataInto)
+	if !ok {
+		raw, cas, err = r.store.GetSharedData(r.keys.Snapshot)
+		return raw, cas, nil, err
+	}
+	slot = &r.slots[0]
+	if r.snap != nil && r.snap.slot == slot {
+		slot = &r.slots[1]
+	}
+	slot.epoch++
+	if r.latest != nil && r.latest.slot == slot {
+		r.latest = nil
+	}
+	if r.last.snap != nil && r.last.snap.slot == slot {
+		r.last = refreshResult{}
+	}
+	had := cap(slot.buf)
+	raw, cas, err = into.GetSharedDataInto(r.keys.Snapshot, slot.buf)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if len(raw) > 0 && (had == 0 || &raw[:1][0] != &slot.buf[:1][0]) {
+		slot.buf = raw[:cap(raw)]
+		if r.o.OnGrow != nil {
+			r.o.OnGrow(cap(raw))
+		}
+	}
+	return raw, cas, slot, nil
 }
 
 // Snapshot returns the view as of the last Refresh (nil before a usable list was seen).

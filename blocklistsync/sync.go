@@ -46,6 +46,9 @@ type SyncOptions struct {
 	HolderID uint64
 	// Rand returns a float in [0,1) for jitter; nil uses math/rand/v2.
 	Rand func() float64
+	// OnGrow is the reader's (ReaderOptions.OnGrow): the lease holder reads every snapshot it
+	// publishes back.
+	OnGrow func(bytes int)
 }
 
 // compactEvery is how often an unchanged list is rebuilt to drop entries that expired.
@@ -125,7 +128,7 @@ func NewSyncer(cfg Config, o SyncOptions) *Syncer {
 	return &Syncer{
 		cfg:    cfg,
 		o:      o,
-		reader: NewReader(o.Store, o.Keys, ReaderOptions{KeyedByIssuer: o.KeyedByIssuer}),
+		reader: NewReader(o.Store, o.Keys, ReaderOptions{KeyedByIssuer: o.KeyedByIssuer, OnGrow: o.OnGrow}),
 		m: syncMetrics{
 			attempts: c("sync.attempts"), watches: c("sync.watches"), successes: c("sync.successes"), failures: c("sync.failures"),
 			notModified: c("sync.not_modified"), rejected: c("sync.rejected"), resyncs: c("sync.resyncs"),

@@ -14,6 +14,20 @@ import (
 // (a new snapshot, a sync, a cold verification) is paid for here instead: proportional
 // collection is off, the tick collects when enough was allocated since the last collection, and
 // a memory limit with ample headroom stays as the safety net for a burst between two ticks.
+//
+// What a collection on the tick costs does not grow with the list: a snapshot is a few
+// pointer-free buffers (the record as shared data holds it and its bucket directory), which
+// the mark phase takes as one object each and never scans; the cost is the fixed mark of the
+// runtime's and the filter's own objects (about 330 KB to scan) and the sweep of the spans
+// the small garbage since the last collection left, so it follows the budget below. What did grow
+// with the list was the garbage: every new generation was read into a new buffer, 13 MB for a
+// million entries, several times between two ticks, past the memory limit inside requests.
+// The list's reader now reads each generation into the buffer of the one before the list it
+// holds (blocklistsync.sharedDataInto), so a new generation allocates nothing once the list's
+// size settles; when a buffer must be allocated anew (the first two generations, or a list
+// that outgrew its room), grew raises the limit by as much, so that memory the list needs is
+// not taken for garbage, and the next tick collects and sets the limit again.
+//
 // GOGC or GOMEMLIMIT in the VM's environment (Envoy vm_config.environment_variables, Istio
 // vmConfig.env) leave the runtime's own pacing in place.
 
@@ -26,6 +40,7 @@ const gcHeadroom = 32 << 20
 type gcPacer struct {
 	enabled   bool
 	lastAlloc uint64 // TotalAlloc at the last collection
+	limit     int64  // the memory limit set
 }
 
 // vmPacer is the VM's one pacer: every plugin context of the VM shares the heap.
@@ -61,5 +76,17 @@ func (g *gcPacer) collect() {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	g.lastAlloc = ms.TotalAlloc
-	debug.SetMemoryLimit(int64(2*ms.HeapAlloc) + gcHeadroom)
+	g.limit = int64(2*ms.HeapAlloc) + gcHeadroom
+	debug.SetMemoryLimit(g.limit)
+}
+
+// grew is told that n bytes were allocated for the list (a snapshot buffer, see above): the
+// limit moves up by as much, which never starts a collection, and comes back down to twice
+// the live heap plus the headroom at the next tick's collection (n is far above its budget).
+func (g *gcPacer) grew(n int) {
+	if !g.enabled || n <= 0 {
+		return
+	}
+	g.limit += int64(n)
+	debug.SetMemoryLimit(g.limit)
 }

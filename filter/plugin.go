@@ -44,6 +44,9 @@ func (hostStore) GetSharedData(key string) ([]byte, uint32, error) { return abi.
 func (hostStore) GetSharedDataView(key string) ([]byte, uint32, error) {
 	return abi.GetSharedDataView(key)
 }
+func (hostStore) GetSharedDataInto(key string, dst []byte) ([]byte, uint32, error) {
+	return abi.GetSharedDataInto(key, dst)
+}
 func (hostStore) SetSharedData(key string, v []byte, cas uint32) error {
 	return abi.SetSharedData(key, v, cas)
 }
@@ -120,12 +123,12 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 	keys := blocklistsync.KeysFor(cfg.Prefix)
 	// The generation record is read at most every listRecheck by requests (always on ticks): a
 	// revocation reaches every worker within one sync interval plus listRecheck.
+	p.gc = newGCPacer()
 	p.reader = blocklistsync.NewReader(hostStore{}, keys, blocklistsync.ReaderOptions{
-		KeyedByIssuer: cfg.KeyedByIssuer(), RecheckEvery: listRecheck, Now: p.clock,
+		KeyedByIssuer: cfg.KeyedByIssuer(), RecheckEvery: listRecheck, Now: p.clock, OnGrow: p.gc.grew,
 	})
 	p.metrics = newMetrics(cfg.Prefix)
 	p.replies = newReplies(&cfg.Responses)
-	p.gc = newGCPacer()
 	tick := metricsFlushTick
 	if cfg.Sync.Cluster != "" {
 		p.syncer = blocklistsync.NewSyncer(cfg.Sync, blocklistsync.SyncOptions{
@@ -137,6 +140,7 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 			Grace:         cfg.JWT.Leeway.D(),
 			MaxStaleness:  cfg.MaxStaleness.D(),
 			MetricsPrefix: cfg.Prefix,
+			OnGrow:        p.gc.grew,
 		})
 		// No poll and no lease here: Envoy also runs this callback on a "configuration canary",
 		// a VM it kills right after, which would hold the lease for a whole lease_ttl. Worker VMs

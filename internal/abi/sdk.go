@@ -81,6 +81,11 @@ func GetSharedData(key string) ([]byte, uint32, error) { return proxywasm.GetSha
 // GetSharedDataView is GetSharedData for a value used only during the current callback.
 func GetSharedDataView(key string) ([]byte, uint32, error) { return proxywasm.GetSharedData(key) }
 
+// GetSharedDataInto is GetSharedData; the SDK always copies into a new slice.
+func GetSharedDataInto(key string, _ []byte) ([]byte, uint32, error) {
+	return proxywasm.GetSharedData(key)
+}
+
 // SetSharedData stores value under key if cas still matches (0: unconditionally, on Envoy).
 func SetSharedData(key string, value []byte, cas uint32) error {
 	return proxywasm.SetSharedData(key, value, cas)

@@ -72,6 +72,11 @@ var (
 	}
 	// owned pins the owned buffers handed out during one host call until it returns.
 	owned [][]byte
+	// into is the caller's buffer for the one host call GetSharedDataInto makes (intoMode):
+	// the host writes there when it fits; got is the buffer the host was given, at its full
+	// capacity.
+	intoMode  bool
+	into, got []byte
 )
 
 const (
@@ -83,6 +88,19 @@ const (
 
 func allocate(size uint32) unsafe.Pointer {
 	n := int(size) + 1 // never zero-sized: every allocation needs its own address
+	if intoMode {
+		buf := into
+		intoMode, into = false, nil
+		if n > cap(buf) {
+			// Room to grow by an eighth: a list that grows a little at every generation
+			// does not need a new buffer each time.
+			buf = make([]byte, n, n+n/8)
+		}
+		got = buf[:cap(buf)]
+		buf = buf[:n]
+		owned = append(owned, buf)
+		return unsafe.Pointer(&buf[0])
+	}
 	if viewMode && n <= maxArena {
 		if arena.off+n <= len(arena.buf) {
 			p := unsafe.Pointer(&arena.buf[arena.off])
@@ -305,6 +323,28 @@ func getSharedData(key string, view bool) ([]byte, uint32, error) {
 	buf := takeAllocation(addr, size)
 	if err := statusError(st); err != nil {
 		return nil, 0, err
+	}
+	return buf, cas, nil
+}
+
+// GetSharedDataInto is GetSharedData into the caller's buffer dst when the value fits its
+// capacity (the host's copy is written there, nothing is allocated), or else into a new one with
+// room to grow. The result has the value's length and the buffer's whole capacity, so the caller
+// can hand it back for the next read. It is for large values read again and again (a blocklist
+// snapshot): the caller must know that nothing still uses dst's contents.
+func GetSharedDataInto(key string, dst []byte) ([]byte, uint32, error) {
+	var addr, size, cas uint32
+	intoMode, into, got = true, dst, nil
+	st := proxyGetSharedData(stringPtr(key), uint32(len(key)), unsafe.Pointer(&addr), unsafe.Pointer(&size), unsafe.Pointer(&cas))
+	intoMode, into = false, nil
+	full := got
+	got = nil
+	buf := takeAllocation(addr, size)
+	if err := statusError(st); err != nil {
+		return nil, 0, err
+	}
+	if len(buf) > 0 && len(full) >= len(buf) && &full[0] == &buf[0] {
+		return full[:len(buf)], cas, nil
 	}
 	return buf, cas, nil
 }
