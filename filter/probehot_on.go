@@ -17,17 +17,21 @@ import (
 // hit) also times the pieces of its own path by repetition, hotReps times each, reading the
 // runtime's clock twice per piece: what a piece costs, without a clock call inside every
 // reading. Every hotBatch samples of a path, the medians (ns per repetition) are logged as a
-// warning ("reqprobe hot ..."), which e2e's BenchmarkFloor prints. The pieces run the real
-// code on the request's own headers: the repetitions find what the request itself found (the
-// same cache entry).
+// warning ("reqprobe hot ..."), which e2e's BenchmarkFloor writes under its table. The pieces
+// run the real code on the request's own headers: the repetitions find what the request
+// itself found (the same cache entry). A piece timed alone runs warm; the "lean-X" pieces
+// (the hit's calls in order, less X) say what X adds among the others. docs/benchmarks.md,
+// "The floor under a request", has the numbers.
 const (
 	hotEvery = 200
 	hotReps  = 100
 	hotBatch = 25
 )
 
-var hotNames = [...]string{"decide", "scan", "route", "clock", "list", "identity", "validate", "cache_verified", "decide+respond",
-	"discover", "select", "runs(token)", "scanRun(token)", "hash(payload)", "cache_get", "revoked", "verified", "decideRequest", "scan+route", "forgetLast", "lean", "scan2", "route2", "cold_decide", "cold_scan", "clock_pair"}
+var hotNames = [...]string{"decide", "scan", "route", "clock", "list", "identity", "validate", "cache_verified",
+	"decide+respond", "discover", "select", "runs(token)", "scanRun(token)", "hash(payload)", "cache_get", "revoked",
+	"verified", "decideRequest", "scan+route", "forgetLast", "lean", "scan2", "route2", "cold_decide", "cold_scan", "clock_pair",
+	"lean-clock", "lean-scan", "lean-identity", "lean-validate", "lean-list"}
 
 var hot struct {
 	seen    int
@@ -131,6 +135,35 @@ func probeHot(h *httpContext, headers [][2]string) {
 			p.validateSelected(res, now, pol, &p.val)
 			p.reqNow = time.Time{}
 		})
+		// lean less one piece each: what the piece adds among the others
+		for j := range 5 {
+			timed(26+j, func() {
+				p.cache.forgetLast()
+				if j != 1 {
+					res = p.scanner.Scan(headers, nil)
+				}
+				p.upstreamClaims(headers)
+				pol, _ = p.routePolicy(headers)
+				p.anySelected(res)
+				if j != 0 {
+					now = p.now()
+				}
+				p.reqNow = now
+				if j != 4 {
+					snap, ok = p.usableList(now)
+				}
+				notBefore := clampUnix(now.Unix() - p.leewaySeconds())
+				if j != 2 {
+					for _, c := range res.Candidates {
+						p.cache.identity(c, snap, p.scanner, p.cfg.KeyedByIssuer()).revoked(snap, notBefore)
+					}
+				}
+				if j != 3 {
+					p.validateSelected(res, now, pol, &p.val)
+				}
+				p.reqNow = time.Time{}
+			})
+		}
 	}
 	timed(9, func() { p.scanner.ProbeDiscover(headers) })
 	timed(10, func() { p.scanner.ProbeSelect(headers) })
