@@ -31,7 +31,7 @@ const (
 var hotNames = [...]string{"decide", "scan", "route", "clock", "list", "identity", "validate", "cache_verified",
 	"decide+respond", "discover", "select", "runs(token)", "scanRun(token)", "hash(payload)", "cache_get", "revoked",
 	"verified", "decideRequest", "scan+route", "forgetLast", "lean", "scan2", "route2", "cold_decide", "cold_scan", "clock_pair",
-	"lean-clock", "lean-scan", "lean-identity", "lean-validate", "lean-list"}
+	"lean-clock", "lean-scan", "lean-identity", "lean-validate", "lean-list", "time.Sub", "refresh"}
 
 var hot struct {
 	seen    int
@@ -85,6 +85,11 @@ func probeHot(h *httpContext, headers [][2]string) {
 	p.reqNow = now
 	snap, ok := p.usableList(now)
 	timed(4, func() { snap, ok = p.usableList(now) })
+	then := now.Add(-50 * time.Millisecond)
+	var sink time.Duration
+	timed(31, func() { sink += now.Sub(then) })
+	timed(32, func() { p.reader.Refresh() })
+	_ = sink
 	if ok && path == 1 {
 		notBefore := clampUnix(now.Unix() - p.leewaySeconds())
 		timed(5, func() {
