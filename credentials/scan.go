@@ -93,9 +93,20 @@ type Scanner struct {
 	// What each location holds, for the Scan under way.
 	header, query find
 	// The configured header's (last) value and its last run of token characters, as discovery
-	// saw it: fromHeader's common case needs no second pass over the token.
-	headerValue string
-	headerRun   run
+	// saw it: fromHeader's common case needs no second pass over the token. headerCount is
+	// how many headers of that name discovery saw, headerVariant whether it saw one that
+	// WSGI would read as that name: fromHeader needs no pass of its own over the headers.
+	headerValue   string
+	headerRun     run
+	headerCount   int
+	headerVariant bool
+	// wantsJSON: the json location is configured (WantsBody asks on every request).
+	wantsJSON bool
+	// The request being scanned, for reserve, which runs at the first decoded form (most
+	// requests make none, and skip its pass over the headers); reserved says it has run.
+	reqHeaders [][2]string
+	reqBody    []byte
+	reserved   bool
 	// discovered[n] is true if discovery reads some header whose name is n bytes long: the
 	// other headers (most of a request's) are passed over on their length alone.
 	discovered []bool
@@ -124,6 +135,7 @@ func NewScanner(cfg *Config, kinds [2]bool, payloadHeader string) *Scanner {
 		s.scanned = append(s.scanned, s.cfg.headerKey)
 	}
 	s.msgs = newMessages(&s.cfg)
+	s.wantsJSON = s.cfg.Has(LocationJSON)
 	s.res.Candidates = make([]string, 0, MaxCandidates)
 	for _, l := range s.cfg.Locations {
 		s.locs = append(s.locs, codeOf(l))
@@ -142,7 +154,7 @@ func NewScanner(cfg *Config, kinds [2]bool, payloadHeader string) *Scanner {
 // deciding: only with the json location, and only for bodies a framework would parse for a
 // token (JSON of any spelling, forms, or no content type at all).
 func (s *Scanner) WantsBody(headers [][2]string) bool {
-	if !s.cfg.Has(LocationJSON) {
+	if !s.wantsJSON {
 		return false
 	}
 	ct, n := "", 0
@@ -168,19 +180,32 @@ func (s *Scanner) Scan(headers [][2]string, body []byte) *Result {
 	r := &s.res
 	r.Candidates = r.Candidates[:0]
 	r.Ambiguous = ""
-	s.headerValue = ""
-	s.reserve(headers, body)
 	s.discoverAll(headers, body)
 	s.selectAll(headers, body)
+	s.reqHeaders, s.reqBody = nil, nil
 	return r
 }
 
-// discoverAll finds the candidates of every header discovery reads, and of the body.
+// discoverAll finds the candidates of every header discovery reads, and of the body, and
+// notes the configured header's values for fromHeader.
 func (s *Scanner) discoverAll(headers [][2]string, body []byte) {
+	s.headerValue, s.headerCount, s.headerVariant = "", 0, false
+	s.headerRun.start = -1 // no run: set where the header's value is searched
+	s.reqHeaders, s.reqBody, s.reserved = headers, body, false
+	s.scratch = s.scratch[:0]
 	for i := range headers {
 		name, value := headers[i][0], headers[i][1]
 		if len(name) >= len(s.discovered) || !s.discovered[len(name)] {
 			continue
+		}
+		if len(name) == len(s.cfg.headerKey) { // the configured header, or a variant of its name (wsgiName keeps the length)
+			switch {
+			case name == s.cfg.headerKey:
+				s.headerValue = value
+				s.headerCount++
+			case wsgiName(name) == s.normHeader:
+				s.headerVariant = true // WSGI servers map '-' and '_' alike: the app would read this one too
+			}
 		}
 		switch {
 		case name == ":path":
@@ -192,7 +217,6 @@ func (s *Scanner) discoverAll(headers [][2]string, body []byte) {
 			s.discover(value, 0)
 		case name == s.cfg.headerKey:
 			s.headerRun, _ = s.runs(value)
-			s.headerValue = value
 		case s.isScanned(name):
 			s.runs(value)
 		}
@@ -209,7 +233,7 @@ func (s *Scanner) selectAll(headers [][2]string, body []byte) {
 	for _, loc := range s.locs {
 		switch loc {
 		case codeHeaders:
-			s.fromHeader(headers, &s.header)
+			s.fromHeader(&s.header)
 		case codeCookies:
 			s.findCookies(headers)
 		case codeQueryString:
@@ -244,8 +268,10 @@ func (s *Scanner) ambiguous(msg string) {
 }
 
 // reserve grows the scratch buffer so that every decoded form of this request fits without
-// moving: candidates are views into it.
+// moving: candidates are views into it. It runs before the request's first form is written
+// (form calls it), when the buffer is still empty.
 func (s *Scanner) reserve(headers [][2]string, body []byte) {
+	s.reserved = true
 	n := len(body)
 	for i := range headers {
 		n += len(headers[i][1])
@@ -324,6 +350,9 @@ func (s *Scanner) percentForms(decode func([]byte, string) []byte, text string) 
 
 // form appends a decoded form of text to the scratch buffer and returns a view of it.
 func (s *Scanner) form(decode func([]byte, string) []byte, text string) string {
+	if !s.reserved {
+		s.reserve(s.reqHeaders, s.reqBody)
+	}
 	start := len(s.scratch)
 	s.scratch = decode(s.scratch, text)
 	if len(s.scratch) == start {
@@ -512,22 +541,12 @@ func (s *Scanner) jsonKey(k Kind) string {
 
 // fromHeader reads the configured header as flask-jwt-extended's _decode_jwt_from_headers
 // does.
-func (s *Scanner) fromHeader(headers [][2]string, f *find) {
-	var value string
-	found := 0
-	for i := range headers {
-		h := &headers[i]
-		if len(h[0]) != len(s.cfg.headerKey) {
-			continue // neither the header nor a variant of its name (wsgiName keeps the length)
-		}
-		switch {
-		case h[0] == s.cfg.headerKey:
-			value = h[1]
-			found++
-		case len(h[0]) == len(s.normHeader) && wsgiName(h[0]) == s.normHeader:
-			// WSGI servers map '-' and '_' alike: the app would read this one too.
-			s.ambiguous(s.msgs.headerVariant)
-		}
+// Which headers hold the name, or a variant of it, discovery counted (discoverAll): the value
+// is the last one's.
+func (s *Scanner) fromHeader(f *find) {
+	value, found := s.headerValue, s.headerCount
+	if s.headerVariant {
+		s.ambiguous(s.msgs.headerVariant)
 	}
 	if found > 1 {
 		s.ambiguous(s.msgs.manyHeaders)
@@ -535,19 +554,14 @@ func (s *Scanner) fromHeader(headers [][2]string, f *find) {
 		return
 	}
 	// The common case: exactly "<type> <token>", the token of token characters, which
-	// discovery already knows (or, for a value it did not see, one more pass).
+	// discovery already knows.
 	if ht := s.cfg.HeaderType; ht != "" && len(value) > len(ht)+1 && value[len(ht)] == ' ' && value[:len(ht)] == ht {
-		seen := unsafe.StringData(value) == unsafe.StringData(s.headerValue) && len(value) == len(s.headerValue)
-		if r := s.headerRun; seen && r.start == len(ht)+1 && r.end == len(value) {
+		if r := s.headerRun; r.start == len(ht)+1 && r.end == len(value) {
 			payload := ""
 			if r.first >= 0 && r.last > r.first {
 				payload = value[r.first+1 : r.last]
 			}
 			f.set(value[len(ht)+1:], "", 0, payload)
-			return
-		}
-		if !seen && allRunBytes(value[len(ht)+1:]) {
-			f.set(value[len(ht)+1:], "", 0, "")
 			return
 		}
 	}

@@ -39,7 +39,10 @@ func runWord(w uint64) (run, dot, plus uint64) {
 
 // scanRun reads the run of token characters that starts at text[i] and returns where it ends,
 // the indexes of its first and last dots (-1 if it has none), how many dots it has, and
-// whether it holds a '+'.
+// whether it holds a '+'. The last bytes of a text of eight or more are read as one word too:
+// the eight bytes that end the text, shifted so that text[i] is the word's first byte and
+// the bytes past the end are zeros, which end a run (a byte loop there cost about as much as
+// the rest of a token's scan in wasm).
 func scanRun(text string, i int) (end, first, last, dots int, plus bool) {
 	first, last = -1, -1
 	var plusBits uint64
@@ -65,6 +68,21 @@ func scanRun(text string, i int) (end, first, last, dots int, plus bool) {
 		}
 		plusBits |= p
 	}
+	if i == len(text) || len(text) < 8 {
+		return scanRunBytes(text, i, first, last, dots, plusBits != 0)
+	}
+	// The tail, in one word: the zeros shifted in end the run.
+	run, dot, p := runWord(words.Load64(text, len(text)-8) >> (8 * uint(8-(len(text)-i))))
+	k := bits.TrailingZeros64(^run&msb) >> 3
+	below := uint64(1)<<(8*uint(k)) - 1
+	if dot &= below; dot != 0 {
+		first, last, dots = addDots(first, last, dots, i, dot)
+	}
+	return i + k, first, last, dots, plusBits|p&below != 0
+}
+
+// scanRunBytes is scanRun a byte at a time, from i: for texts shorter than a word.
+func scanRunBytes(text string, i, first, last, dots int, plus bool) (int, int, int, int, bool) {
 	for ; i < len(text) && runBytes[text[i]]; i++ {
 		switch text[i] {
 		case '.':
@@ -74,10 +92,10 @@ func scanRun(text string, i int) (end, first, last, dots int, plus bool) {
 			last = i
 			dots++
 		case '+':
-			plusBits = 1
+			plus = true
 		}
 	}
-	return i, first, last, dots, plusBits != 0
+	return i, first, last, dots, plus
 }
 
 // addDots records the dots of a word read at i (dot as runWord returns it).

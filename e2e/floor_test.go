@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +27,8 @@ import (
 // requests, in both engines, in interleaved blocks so that the machine's load falls on every
 // row alike. JTIGUARD_BENCH_N sets the requests per block (default 30000), JTIGUARD_BENCH_BLOCKS
 // the blocks (default 10), JTIGUARD_BENCH_MD a file for the markdown; JTIGUARD_WASM_B names a
-// second module measured in the same blocks, for an A/B of a change.
+// second module measured in the same blocks, for an A/B of a change (or several, separated
+// as in $PATH, each row named by its file).
 func BenchmarkFloor(b *testing.B) {
 	o := floorOpts{n: 30_000, blocks: 10, b: os.Getenv("JTIGUARD_WASM_B")}
 	for name, dst := range map[string]*int{"JTIGUARD_BENCH_N": &o.n, "JTIGUARD_BENCH_BLOCKS": &o.blocks} {
@@ -65,7 +67,7 @@ func TestFloorTableRuns(t *testing.T) {
 
 type floorOpts struct {
 	n, blocks int
-	b         string // a second module's file ("": none)
+	b         string // more modules' files, separated as in $PATH ("": none)
 }
 
 // floorTarget is one row: a host, and the headers its requests carry.
@@ -112,15 +114,19 @@ func floorTable(tb testing.TB, o floorOpts) string {
 			name string
 			wasm []byte
 		}{{"jtiguard", module}}
-		if o.b != "" {
-			b, err := os.ReadFile(o.b)
+		for i, f := range filepath.SplitList(o.b) {
+			b, err := os.ReadFile(f)
 			if err != nil {
 				tb.Fatal(err)
+			}
+			name := "B"
+			if i > 0 || strings.Contains(o.b, string(filepath.ListSeparator)) {
+				name = strings.TrimSuffix(filepath.Base(f), ".wasm")
 			}
 			modules = append(modules, struct {
 				name string
 				wasm []byte
-			}{"B", b})
+			}{name, b})
 		}
 		for _, m := range modules {
 			h := start(m.wasm, cfg)
@@ -164,6 +170,30 @@ func floorTable(tb testing.TB, o floorOpts) string {
 	for i := 0; i < len(targets)/2; i++ {
 		w, v := targets[i], targets[i+len(targets)/2]
 		fmt.Fprintf(&b, "| %s | %.2f / %.2f | %.2f / %.2f |\n", w.row, median(w.p50s)/1000, median(w.p99s)/1000, median(v.p50s)/1000, median(v.p99s)/1000)
+	}
+	// A module built with -tags reqprobe logs where its request path's time goes
+	// (filter/probehot_on.go): the last reading of each path, per module and engine.
+	seen := map[hosttest.Host]bool{}
+	for _, t := range targets {
+		if seen[t.h] || strings.HasPrefix(t.row, "floor") {
+			continue
+		}
+		seen[t.h] = true
+		logs, err := t.h.Logs()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		last := map[string]string{}
+		for _, l := range logs {
+			if f := strings.Fields(l.Message); len(f) > 2 && f[0] == "reqprobe" && f[1] == "hot" {
+				last[f[2]] = l.Message
+			}
+		}
+		for _, path := range []string{"no_token", "cache_hit"} {
+			if m := last[path]; m != "" {
+				fmt.Fprintf(&b, "\n%s %s: %s", t.engine, strings.TrimSuffix(t.row, ": no token"), m)
+			}
+		}
 	}
 	return b.String()
 }

@@ -61,8 +61,16 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 	p.cache.forgetLast()
 	res := p.scanner.Scan(headers, body)
 	probe(ptScan)
-	upstream := p.upstreamClaims(headers)
-	pol, pathAmbiguous := p.routePolicy(headers)
+	// Without jwt.trust_upstream and rules (what a configuration says once), neither is called:
+	// a call costs more than its test in the module.
+	var upstream *identity
+	if cfg.JWT.TrustUpstream != nil {
+		upstream = p.upstreamClaims(headers)
+	}
+	pol, pathAmbiguous := &cfg.topPolicy, ""
+	if len(cfg.rules) > 0 {
+		pol, pathAmbiguous = p.routePolicy(headers)
+	}
 	if len(res.Candidates) == 0 && upstream == nil && res.Ambiguous == "" && pathAmbiguous == "" && !p.anySelected(res) &&
 		(!final || pol.missing == PolicyAllow || pol.skip) {
 		// No token anywhere: the common anonymous request, decided without a clock or the list

@@ -321,6 +321,7 @@ func (h *httpContext) OnHttpRequestHeaders(numHeaders int, endOfStream bool) typ
 	probe(ptDecided)
 	a := h.respondTo(d, headers)
 	probe(ptResponded)
+	probeHot(h, headers)
 	probeEnd()
 	return a
 }
