@@ -105,9 +105,10 @@ type Reader struct {
 	failedAt  Generation
 	failedErr error
 
-	// checkedAt and last are RecheckEvery's: when the record was last read, and what Refresh
-	// answered then.
-	checkedAt time.Time
+	// checkedAt and last are RecheckEvery's: when the record was last read (Unix nanoseconds,
+	// 0 for never: an integer compare per request, where time.Time.Sub of a clock without a
+	// monotonic reading took most of a cache hit's Refresh in wasm), and what Refresh answered then.
+	checkedAt int64
 	last      refreshResult
 
 	// slots are the two buffers snapshots are read into, when the store can (sharedDataInto):
@@ -154,8 +155,8 @@ func NewReader(store SharedData, keys Keys, o ReaderOptions) *Reader {
 // a list takes the first one as soon as it is published, not up to RecheckEvery later.
 func (r *Reader) Refresh() (*Snapshot, time.Time, error) {
 	if r.o.RecheckEvery > 0 && r.last.snap != nil {
-		now := r.o.Now()
-		if d := now.Sub(r.checkedAt); !r.checkedAt.IsZero() && d >= 0 && d < r.o.RecheckEvery {
+		now := r.o.Now().UnixNano()
+		if d := now - r.checkedAt; r.checkedAt != 0 && d >= 0 && d < int64(r.o.RecheckEvery) {
 			return r.last.snap, r.last.freshAt, r.last.err
 		}
 		r.checkedAt = now
@@ -169,7 +170,7 @@ func (r *Reader) Refresh() (*Snapshot, time.Time, error) {
 // lease holder, which must see what it is about to replace.
 func (r *Reader) Reload() (*Snapshot, time.Time, error) {
 	if r.o.RecheckEvery > 0 {
-		r.checkedAt = r.o.Now()
+		r.checkedAt = r.o.Now().UnixNano()
 	}
 	snap, freshAt, err := r.read()
 	r.last = refreshResult{snap, freshAt, err}
