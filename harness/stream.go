@@ -377,10 +377,20 @@ func (h *Harness) Do(ctx context.Context, r Request) (*Result, error) {
 	}, nil
 }
 
+// lowerKeys is p with lower-case names, as Envoy's header maps hold them.
 func lowerKeys(p Pairs) Pairs {
-	out := make(Pairs, len(p))
 	for i, kv := range p {
-		out[i] = [2]string{strings.ToLower(kv[0]), kv[1]}
+		if strings.ToLower(kv[0]) != kv[0] {
+			out := make(Pairs, len(p))
+			copy(out, p[:i])
+			for j := i; j < len(p); j++ {
+				out[j] = [2]string{strings.ToLower(p[j][0]), p[j][1]}
+			}
+			return out
+		}
 	}
-	return out
+	// Already lower case, as an HTTP/2 or Envoy header map is: the caller's pairs, capacity
+	// clipped so that a header the module adds goes into a new array, never into the caller's.
+	// Nothing writes a map's pairs in place (Pairs' add, replace and remove make new slices).
+	return p[:len(p):len(p)]
 }
