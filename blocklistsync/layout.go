@@ -290,8 +290,8 @@ func (s *Snapshot) mustBeCurrent() {
 }
 
 // DecodeSnapshot checks b and indexes it for lookups. It keeps b (no copy): the caller must
-// hand over a slice nothing else reuses. A worker VM then holds 12 bytes per entry plus the
-// bucket directory, about 13–14 bytes in all.
+// hand over a slice nothing else reuses. A decoded snapshot holds 12 bytes per entry plus the
+// bucket directory, about 13–14 bytes in all; a Reader keeps two (see sharedDataInto).
 func DecodeSnapshot(b []byte) (*Snapshot, error) { return decodeSnapshot(b, nil, nil) }
 
 // decodeSnapshot is DecodeSnapshot with bucket directories to reuse when large enough.
