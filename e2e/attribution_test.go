@@ -47,12 +47,7 @@ func BenchmarkPKAttribution(b *testing.B) {
 	}
 	for b.Loop() {
 		md := pkAttribution(b, n)
-		if p := os.Getenv("JTIGUARD_BENCH_MD"); p != "" {
-			if err := os.WriteFile(p, []byte(md), 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.Log("\n" + md)
+		reportTable(b, "JTIGUARD_BENCH_MD", md)
 	}
 }
 

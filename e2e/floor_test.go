@@ -42,12 +42,7 @@ func BenchmarkFloor(b *testing.B) {
 	}
 	for b.Loop() {
 		md := floorTable(b, o)
-		if p := os.Getenv("JTIGUARD_BENCH_MD"); p != "" {
-			if err := os.WriteFile(p, []byte(md), 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.Log("\n" + md)
+		reportTable(b, "JTIGUARD_BENCH_MD", md)
 	}
 }
 

@@ -341,3 +341,14 @@ func localproxyHS256(jti, sub string, ageSeconds int64) string {
 func revocationEntry(jti string) revocationsource.Entry {
 	return revocationsource.Entry{JTI: jti, Exp: time.Now().Add(2 * time.Hour).Unix()}
 }
+
+// reportTable logs a benchmark's markdown table and writes it to the file the environment
+// variable env names, if set (the make targets read it from there).
+func reportTable(b *testing.B, env, md string) {
+	if p := os.Getenv(env); p != "" {
+		if err := os.WriteFile(p, []byte(md), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Log("\n" + md)
+}

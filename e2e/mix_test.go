@@ -44,12 +44,7 @@ func BenchmarkModuleMix(b *testing.B) {
 	o := mixOptsFromEnv(b)
 	for b.Loop() {
 		md := mixTable(b, o)
-		if p := os.Getenv("JTIGUARD_MIX_MD"); p != "" {
-			if err := os.WriteFile(p, []byte(md), 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.Log("\n" + md)
+		reportTable(b, "JTIGUARD_MIX_MD", md)
 	}
 }
 

@@ -30,12 +30,7 @@ func BenchmarkRevokeToEveryVM(b *testing.B) {
 		workers:  envInt(b, "JTIGUARD_WATCH_WORKERS", 4), interval: 5 * time.Second, engines: hosttest.Engines}
 	for b.Loop() {
 		md := latencyTable(b, o)
-		if p := os.Getenv("JTIGUARD_WATCH_MD"); p != "" {
-			if err := os.WriteFile(p, []byte(md), 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.Log("\n" + md)
+		reportTable(b, "JTIGUARD_WATCH_MD", md)
 	}
 }
 
