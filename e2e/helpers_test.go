@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -351,4 +353,40 @@ func reportTable(b *testing.B, env, md string) {
 		}
 	}
 	b.Log("\n" + md)
+}
+
+// runDocSection runs, from the repository root and as a reader would, every line of the ```sh
+// blocks of docs/benchmarks.md's section titled title (up to the next "## " heading), with env
+// added to the environment, and returns what they printed. A line that fails fails the test.
+func runDocSection(t *testing.T, title string, env ...string) string {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/benchmarks.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## "+title+"\n")
+	if !ok {
+		t.Fatalf("docs/benchmarks.md has no section %q", title)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1)
+	if len(blocks) == 0 {
+		t.Fatalf("no shell block in the section %q of docs/benchmarks.md", title)
+	}
+	var out strings.Builder
+	for _, b := range blocks {
+		for _, line := range strings.Split(strings.TrimSpace(b[1]), "\n") {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			cmd := exec.CommandContext(ctx, "sh", "-c", line)
+			cmd.Dir = ".."
+			cmd.Env = append(os.Environ(), env...)
+			res, err := cmd.CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", line, err, res)
+			}
+			out.Write(res)
+		}
+	}
+	return out.String()
 }

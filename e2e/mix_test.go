@@ -8,8 +8,6 @@ import (
 	"log"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -45,23 +43,6 @@ func BenchmarkModuleMix(b *testing.B) {
 	for b.Loop() {
 		md := mixTable(b, o)
 		reportTable(b, "JTIGUARD_MIX_MD", md)
-	}
-}
-
-// TestModuleMixRuns runs the mix's code with a few thousand requests, so `make bench-mix` is
-// known to work without spending its minutes.
-func TestModuleMixRuns(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a V8 host; -short skips it")
-	}
-	o := defaultMixOpts()
-	o.n, o.every, o.warm = 3000, 1000, 500
-	md := mixTable(t, o)
-	t.Log("\n" + md)
-	for _, want := range []string{"| native | 3000 |", "| wazero | 3000 |", "| V8 | 3000 |", "inside request callbacks", "first refused"} {
-		if !strings.Contains(md, want) {
-			t.Errorf("table lacks %q:\n%s", want, md)
-		}
 	}
 }
 
@@ -1097,37 +1078,10 @@ func TestMixDocCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs make bench-mix (a V8 host); -short skips it")
 	}
-	doc, err := os.ReadFile("../docs/benchmarks.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(doc), "\n## The mix, with list updates\n")
-	if !ok {
-		t.Fatal("docs/benchmarks.md has no section \"The mix, with list updates\"")
-	}
-	section, _, _ = strings.Cut(section, "\n## ")
-	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1)
-	if len(blocks) == 0 {
-		t.Fatal("no shell block in the mix section of docs/benchmarks.md")
-	}
-	var out strings.Builder
-	for _, b := range blocks {
-		for _, line := range strings.Split(strings.TrimSpace(b[1]), "\n") {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			cmd := exec.CommandContext(ctx, "sh", "-c", line)
-			cmd.Dir = ".."
-			cmd.Env = append(os.Environ(), "JTIGUARD_MIX_N=2000", "JTIGUARD_MIX_EVERY=1000")
-			res, err := cmd.CombinedOutput()
-			cancel()
-			if err != nil {
-				t.Fatalf("%s: %v\n%s", line, err, res)
-			}
-			out.Write(res)
-		}
-	}
-	for _, want := range []string{"| native | 2000 |", "| wazero | 2000 |", "| V8 | 2000 |", "inside request callbacks"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("the mix section's commands printed no %q:\n%s", want, out.String())
+	out := runDocSection(t, "The mix, with list updates", "JTIGUARD_MIX_N=2000", "JTIGUARD_MIX_EVERY=1000")
+	for _, want := range []string{"| native | 2000 |", "| wazero | 2000 |", "| V8 | 2000 |", "inside request callbacks", "first refused"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the mix section's commands printed no %q:\n%s", want, out)
 		}
 	}
 }
