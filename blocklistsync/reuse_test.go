@@ -3,6 +3,7 @@ package blocklistsync
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -86,4 +87,40 @@ func TestReaderReusesSnapshotMemory(t *testing.T) {
 		}
 	}()
 	held[len(held)-3].Revoked(testHasher.TokenKey("", "gen-10"), 0)
+}
+
+// BenchmarkReaderHeld reports what a worker VM's Reader holds per entry once it has taken two
+// generations of a list through a store that reads into its buffers, as in the module: the
+// list in use and the spare the next generation is read into, each with its bucket directory
+// and an eighth of room to grow (README: the list's memory per worker VM).
+func BenchmarkReaderHeld(b *testing.B) {
+	const n = 100_000
+	jtis := make([]string, n)
+	for i := range jtis {
+		jtis[i] = benchJTI(i)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	for b.Loop() {
+		store := &intoStore{Store: sharedtest.New()}
+		r := NewReader(store, KeysFor("p."), ReaderOptions{})
+		// The store (shared data, the host's memory) holds one generation throughout, of the
+		// same size: measured from after the first is published, only the Reader grows.
+		publishTo(b, store, "p.", 1, now, false, jtis...)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for gen := uint64(1); gen <= 2; gen++ {
+			if gen > 1 {
+				publishTo(b, store, "p.", gen, now, false, jtis...)
+			}
+			if s, _, err := r.Refresh(); err != nil || s == nil || s.Generation != gen {
+				b.Fatalf("generation %d: %v, %v", gen, s, err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(r)
+		runtime.KeepAlive(store)
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n, "vm-B/entry")
+	}
 }
