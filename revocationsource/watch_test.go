@@ -502,6 +502,17 @@ func TestLongPollProperty(t *testing.T) {
 					want, _, _ := w.idx.Snapshot()
 					if err := m.equal(w.idx); err != nil || want != m.version {
 						errs <- fmt.Errorf("watcher %d at %s: %v", i, m.version, err)
+						return
+					}
+					// Nothing changes any more: a poll at the final version is a 304 naming it
+					// (its wait runs out, or it is over --max-watchers). Every run exercises
+					// 304s here, however slowly a loaded machine ran the polls above.
+					code, err := w.stepCode(ctx, m, gz, stats, &statsMu)
+					if err == nil && code != 304 {
+						err = fmt.Errorf("status %d at the final version, want 304", code)
+					}
+					if err != nil {
+						errs <- fmt.Errorf("watcher %d at %s: %w", i, m.version, err)
 					}
 					return
 				default:
@@ -556,13 +567,19 @@ func TestLongPollProperty(t *testing.T) {
 
 // step makes one long poll and applies its answer to m.
 func (w *watchServer) step(ctx context.Context, m *model, gz bool, stats map[int]int, mu *sync.Mutex) error {
+	_, err := w.stepCode(ctx, m, gz, stats, mu)
+	return err
+}
+
+// stepCode is step, which also returns the answer's status.
+func (w *watchServer) stepCode(ctx context.Context, m *model, gz bool, stats map[int]int, mu *sync.Mutex) (int, error) {
 	var hdr []string
 	if gz {
 		hdr = []string{"Accept-Encoding", "gzip"}
 	}
 	r := w.poll(ctx, m.version, m.etag, "10s", hdr...)
 	if r.err != nil {
-		return r.err
+		return r.code, r.err
 	}
 	mu.Lock()
 	stats[r.code]++
@@ -570,30 +587,30 @@ func (w *watchServer) step(ctx context.Context, m *model, gz bool, stats map[int
 	switch r.code {
 	case 304:
 		if m.version == "" || !etagMatches(r.etag, m.version) {
-			return fmt.Errorf("304 with ETag %s to a client at %q", r.etag, m.version)
+			return r.code, fmt.Errorf("304 with ETag %s to a client at %q", r.etag, m.version)
 		}
 		if r.took < 10*time.Millisecond {
 			time.Sleep(time.Millisecond) // over --max-watchers: answered at once; do not spin
 		}
-		return nil
+		return r.code, nil
 	case 200:
 		body := r.body
 		if gz {
 			var err error
 			if body, err = gunzip(body); err != nil {
-				return err
+				return r.code, err
 			}
 		}
 		if err := m.apply(body); err != nil {
-			return err
+			return r.code, err
 		}
 		if !etagMatches(r.etag, m.version) {
-			return fmt.Errorf("ETag %s for a body at %s", r.etag, m.version)
+			return r.code, fmt.Errorf("ETag %s for a body at %s", r.etag, m.version)
 		}
 		m.etag = r.etag
-		return nil
+		return r.code, nil
 	}
-	return fmt.Errorf("status %d: %s", r.code, r.body)
+	return r.code, fmt.Errorf("status %d: %s", r.code, r.body)
 }
 
 func (m *model) equal(x *Index) error {
