@@ -130,6 +130,17 @@ func watching(t testing.TB, h hosttest.Host) harness.HTTPCallRecord {
 	return open[0]
 }
 
+// nextPoll waits until the long poll after prev is open, and returns it: just opened.
+func nextPoll(t testing.TB, h hosttest.Host, prev harness.HTTPCallRecord) harness.HTTPCallRecord {
+	t.Helper()
+	var open []harness.HTTPCallRecord
+	waitFor(t, 2*watchWait+5*time.Second, "the next long poll open", func() bool {
+		open = openCalls(hostCalls(t, h))
+		return len(open) == 1 && callQuery(open[0], "wait") != "" && (open[0].VM != prev.VM || open[0].Token != prev.Token)
+	})
+	return open[0]
+}
+
 // TestWatchRevocationArrivesThroughTheHeldPoll: after the first list, the lease holder's next
 // poll is a long poll (since= and wait=, callout timeout wait + sync.timeout) that the source
 // holds. While it is held and reopened after each 304, the holder renews its lease on every
@@ -176,7 +187,11 @@ func TestWatchRevocationArrivesThroughTheHeldPoll(t *testing.T) {
 			if !decisionsAre(t, h, tok, allowed) {
 				t.Fatal("token not allowed before its revocation")
 			}
-			w = watching(t, h)
+			// Revoked as soon as a long poll opens: the revocation meets it with nearly a whole
+			// wait left. A poll open for most of its wait could end in 304 at the moment of the
+			// revocation on a loaded machine (a CI run beside another build did), and the
+			// revocation would come through the next poll instead.
+			w = nextPoll(t, h, watching(t, h))
 			before := len(hostCalls(t, h))
 			start := time.Now()
 			if err := src.revoke("e2e-watch-revoke-me"); err != nil {
