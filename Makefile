@@ -138,6 +138,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeHeaderMap -fuzztime=$(FUZZTIME) ./internal/abi
 	$(GO) test -run='^$$' -fuzz=FuzzDiscoveryFindsThePayload -fuzztime=$(FUZZTIME) ./credentials
 	$(GO) test -run='^$$' -fuzz=FuzzTextWithoutDotsHoldsNoPayload -fuzztime=$(FUZZTIME) ./credentials
+	$(GO) test -run='^$$' -fuzz=FuzzKnownValueIsDiscovery -fuzztime=$(FUZZTIME) ./credentials
 	$(GO) test -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter
 	$(GO) test -run='^$$' -fuzz=FuzzCanonicalPath -fuzztime=$(FUZZTIME) ./filter
 	$(GO) test -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify

@@ -49,6 +49,10 @@ type Selection struct {
 	// Bad is flask-jwt-extended's 422 message for a malformed credential that stops its
 	// search (InvalidHeaderError, InvalidQueryParamError, a JSON token that is not a string).
 	Bad string
+	// Known, when not 0, names Token's bytes: the Scanner found it in a header value it
+	// remembers (known.go). No other token is given the same number, by any Scanner; the
+	// same token is, while the Scanner remembers its value. 0 says nothing.
+	Known uint64
 	// misses says why each location searched held nothing, in order.
 	misses [4]miss
 	nMiss  int
@@ -56,7 +60,7 @@ type Selection struct {
 
 // reset makes sel the zero Selection, field by field (see find.set).
 func (sel *Selection) reset() {
-	sel.Token, sel.Location, sel.Payload, sel.Bad = "", "", "", ""
+	sel.Token, sel.Location, sel.Payload, sel.Bad, sel.Known = "", "", "", "", 0
 	sel.misses, sel.nMiss = [4]miss{}, 0
 }
 
@@ -98,6 +102,8 @@ type Scanner struct {
 	// WSGI would read as that name: fromHeader needs no pass of its own over the headers.
 	headerValue   string
 	headerRun     run
+	headerKnown   uint64 // the value's id among the known values, 0 if it is not one
+	known         knownValues
 	headerCount   int
 	headerVariant bool
 	// wantsJSON: the json location is configured (WantsBody asks on every request).
@@ -121,6 +127,7 @@ type find struct {
 	tok, bad string
 	m        miss
 	payload  string // tok's payload when discovery saw where its dots are (see Selection)
+	known    uint64 // see Selection.Known
 }
 
 // NewScanner returns a Scanner for a validated cfg, selecting for the given route kinds.
@@ -135,6 +142,7 @@ func NewScanner(cfg *Config, kinds [2]bool, payloadHeader string) *Scanner {
 		s.scanned = append(s.scanned, s.cfg.headerKey)
 	}
 	s.msgs = newMessages(&s.cfg)
+	s.known = newKnownValues()
 	s.wantsJSON = s.cfg.Has(LocationJSON)
 	s.res.Candidates = make([]string, 0, MaxCandidates)
 	for _, l := range s.cfg.Locations {
@@ -191,6 +199,7 @@ func (s *Scanner) Scan(headers [][2]string, body []byte) *Result {
 func (s *Scanner) discoverAll(headers [][2]string, body []byte) {
 	s.headerValue, s.headerCount, s.headerVariant = "", 0, false
 	s.headerRun.start = -1 // no run: set where the header's value is searched
+	s.headerKnown = 0
 	s.reqHeaders, s.reqBody, s.reserved = headers, body, false
 	s.scratch = s.scratch[:0]
 	for i := range headers {
@@ -216,7 +225,7 @@ func (s *Scanner) discoverAll(headers [][2]string, body []byte) {
 			s.addCandidate(trimBlank(value))
 			s.discover(value, 0)
 		case name == s.cfg.headerKey:
-			s.headerRun, _ = s.runs(value)
+			s.headerRun = s.discoverHeader(value)
 		case s.isScanned(name):
 			s.runs(value)
 		}
@@ -456,7 +465,7 @@ func (s *Scanner) selectFor(sel *Selection, k Kind) {
 			return
 		}
 		if f.tok != "" {
-			sel.Token, sel.Location, sel.Payload = f.tok, s.cfg.Locations[i], f.payload
+			sel.Token, sel.Location, sel.Payload, sel.Known = f.tok, s.cfg.Locations[i], f.payload, f.known
 			return
 		}
 		sel.misses[sel.nMiss] = f.m
@@ -492,7 +501,7 @@ func codeOf(l Location) locationCode {
 // set sets every field of f. Field by field: in wasm, Go zeroes or moves a struct of this
 // size with memory.fill or memory.copy, which the engines run as a call (docs/benchmarks.md).
 func (f *find) set(tok, bad string, m miss, payload string) {
-	f.tok, f.bad, f.m, f.payload = tok, bad, m, payload
+	f.tok, f.bad, f.m, f.payload, f.known = tok, bad, m, payload, 0
 }
 
 // noFind is what a location that is none of the four holds (the configuration rules it out).
@@ -562,6 +571,7 @@ func (s *Scanner) fromHeader(f *find) {
 				payload = value[r.first+1 : r.last]
 			}
 			f.set(value[len(ht)+1:], "", 0, payload)
+			f.known = s.headerKnown // the token is a fixed part of the value: the value's id names it
 			return
 		}
 	}

@@ -210,11 +210,15 @@ func (id *identity) revoked(snap *blocklistsync.Snapshot, notBefore uint32) bool
 // verified (tokens differ from it only in their signature).
 type entry struct {
 	payload string // the key, compared in full on every lookup
+	key     uint64 // the payload's hash, its key in the table
 	used    bool   // found since the eviction hand last passed (entryTable.evictOne)
 	id      identity
 	token   string
 	at      int // where payload lies in token: token[at:at+len(payload)] == payload
 	info    tokenInfo
+	// tokenKnown is the credentials.Selection.Known id of token, when it verified from a
+	// value the Scanner remembers; 0 otherwise.
+	tokenKnown uint64
 }
 
 // newEntry makes the entry of a payload discovery has read for the claim names names: the
@@ -255,6 +259,32 @@ type tokenCache struct {
 	// validation then looks up is usually that same payload, at the same address.
 	lastKey   string
 	lastEntry *entry
+	// links find the entry of a payload the Scanner found in a value it remembers, by the
+	// value's id (credentials.Selection.Known), without hashing and comparing the payload:
+	// the id names the payload's bytes, and an entry is linked to it only once found for
+	// that payload. A link is followed only while its entry is still the table's.
+	links [cacheLinks]link
+}
+
+// cacheLinks is the size of the links table, direct-mapped by id (ids are sequential).
+const cacheLinks = 256
+
+type link struct {
+	id uint64
+	e  *entry
+}
+
+// linked returns the entry linked to id, if it is still in the table.
+func (c *tokenCache) linked(id uint64) *entry {
+	if id == 0 {
+		return nil
+	}
+	l := &c.links[id%cacheLinks]
+	if l.id != id || c.entries.get(l.e.key) != l.e {
+		return nil
+	}
+	l.e.used = true
+	return l.e
 }
 
 func newTokenCache(max int) *tokenCache {
@@ -273,9 +303,14 @@ func (c *tokenCache) get(payload string) *entry {
 
 // identity returns the identity of a candidate payload, with keys for snap: its hasher, and
 // the claims its claim entries name.
-func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *credentials.Scanner, byIssuer bool) *identity {
+//
+// known is the payload's credentials.Selection.Known id (Result.KnownOf), or 0.
+func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *credentials.Scanner, byIssuer bool, known uint64) *identity {
 	h, names := hasherOf(snap), snap.Claims()
-	e := c.get(payload)
+	e := c.linked(known)
+	if e == nil {
+		e = c.get(payload)
+	}
 	probe(ptCacheGet)
 	if e == nil {
 		pk := sc.PeekClaims(payload, names)
@@ -291,6 +326,9 @@ func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *
 	}
 	e.id.claimNames = names // the reader's slice, so that the next check is by identity
 	c.lastKey, c.lastEntry = payload, e
+	if known != 0 {
+		c.links[known%cacheLinks] = link{known, e}
+	}
 	probe(ptPut)
 	e.id.computeKeys(h, byIssuer)
 	probe(ptKeys)
@@ -310,14 +348,15 @@ func (c *tokenCache) lookup(payload string) *entry {
 
 // verified returns the info of token, whose payload is given, if it verified before and is
 // not expired at now (Unix nanoseconds): dropped at its expiry exactly, it must be judged
-// again.
-func (c *tokenCache) verified(token, payload string, now int64) (tokenInfo, bool) {
+// again. known is the token's credentials.Selection.Known id, or 0: the same non-zero id as
+// the verified token's is the same token, without comparing it.
+func (c *tokenCache) verified(token, payload string, now int64, known uint64) (tokenInfo, bool) {
 	e := c.lookup(payload)
-	if e == nil || !e.sameToken(token, payload) {
+	if e == nil || (known == 0 || e.tokenKnown != known) && !e.sameToken(token, payload) {
 		return tokenInfo{}, false
 	}
 	if e.info.expiresAt != 0 && now >= e.info.expiresAt {
-		e.token = ""
+		e.token, e.tokenKnown = "", 0
 		return tokenInfo{}, false
 	}
 	return e.info, true
@@ -340,7 +379,7 @@ func (e *entry) sameToken(token, payload string) bool {
 }
 
 // putVerified remembers that token verified.
-func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *credentials.Scanner, byIssuer bool) {
+func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *credentials.Scanner, byIssuer bool, known uint64) {
 	payload := payloadOf(token)
 	e := c.lookup(payload) // usually the entry identity() just made: found without hashing
 	if e == nil {
@@ -349,7 +388,7 @@ func (c *tokenCache) putVerified(token string, info tokenInfo, now int64, sc *cr
 			return
 		}
 	}
-	e.token, e.info = strings.Clone(token), info
+	e.token, e.info, e.tokenKnown = strings.Clone(token), info, known
 	e.at = strings.IndexByte(token, '.') + 1 // payloadOf(token) starts there
 }
 
@@ -360,6 +399,7 @@ func (c *tokenCache) put(e *entry) bool {
 		return false
 	}
 	key := words.Hash(e.payload, c.seed)
+	e.key = key
 	if !c.entries.has(key) && c.entries.len() >= c.max {
 		c.lastKey, c.lastEntry = "", nil
 		c.entries.evictOne()

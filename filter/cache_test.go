@@ -15,26 +15,26 @@ func TestTokenCacheIsBoundedAndDropsExpired(t *testing.T) {
 	sc := credentials.NewScanner(&cfg.Token, [2]bool{true, true}, "")
 	c := newTokenCache(16)
 	for i := 0; i < 1000; i++ {
-		c.putVerified(fmt.Sprintf("h.payload-%d.s", i), tokenInfo{expiresAt: 2000}, 1000, sc, false)
+		c.putVerified(fmt.Sprintf("h.payload-%d.s", i), tokenInfo{expiresAt: 2000}, 1000, sc, false, 0)
 		if c.entries.len() > 16 {
 			t.Fatalf("cache holds %d entries after %d puts; bound is 16", c.entries.len(), i+1)
 		}
 	}
-	c.putVerified("h.fresh.s", tokenInfo{expiresAt: 2000}, 1000, sc, false)
-	if _, ok := c.verified("h.fresh.s", "fresh", 1999); !ok {
+	c.putVerified("h.fresh.s", tokenInfo{expiresAt: 2000}, 1000, sc, false, 0)
+	if _, ok := c.verified("h.fresh.s", "fresh", 1999, 0); !ok {
 		t.Fatal("entry missing before its expiry")
 	}
-	if _, ok := c.verified("h.fresh.other-signature", "fresh", 1999); ok {
+	if _, ok := c.verified("h.fresh.other-signature", "fresh", 1999, 0); ok {
 		t.Fatal("a token that differs in its signature was taken as verified")
 	}
-	if _, ok := c.verified("h.fresh.s", "fresh", 2000); ok {
+	if _, ok := c.verified("h.fresh.s", "fresh", 2000, 0); ok {
 		t.Fatal("entry returned at its expiry")
 	}
-	if _, ok := c.verified("h.fresh.s", "fresh", 1999); ok {
+	if _, ok := c.verified("h.fresh.s", "fresh", 1999, 0); ok {
 		t.Fatal("expired verification kept after it was found expired")
 	}
 	off := newTokenCache(0)
-	off.putVerified("h.x.s", tokenInfo{}, 0, sc, false)
+	off.putVerified("h.x.s", tokenInfo{}, 0, sc, false, 0)
 	if off.entries.len() != 0 {
 		t.Fatal("max_entries 0 still caches")
 	}
@@ -48,10 +48,10 @@ func TestTokenCacheCollisionIsAMiss(t *testing.T) {
 	c := newTokenCache(16)
 	other := &entry{payload: "b3RoZXI", token: "h.mine.s"}
 	c.entries.set(words.Hash("bWluZQ", c.seed), other)
-	if _, ok := c.verified("h.mine.s", "bWluZQ", 0); ok {
+	if _, ok := c.verified("h.mine.s", "bWluZQ", 0, 0); ok {
 		t.Fatal("a colliding entry was taken as the token's verification")
 	}
-	if id := c.identity("bWluZQ", listOf(t, nil), sc, false); id == &other.id {
+	if id := c.identity("bWluZQ", listOf(t, nil), sc, false, 0); id == &other.id {
 		t.Fatal("a colliding entry was taken as the payload's identity")
 	}
 	if e := c.get("bWluZQ"); e == nil || e.payload != "bWluZQ" {

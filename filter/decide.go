@@ -97,7 +97,7 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 		if ok {
 			notBefore := clampUnix(now.Unix() - p.leewaySeconds())
 			for _, c := range res.Candidates {
-				e := p.cache.identity(c, snap, p.scanner, cfg.KeyedByIssuer())
+				e := p.cache.identity(c, snap, p.scanner, cfg.KeyedByIssuer(), res.KnownOf(c))
 				if e.revoked(snap, notBefore) {
 					return p.revokedReply(e)
 				}
@@ -235,7 +235,7 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time,
 		case sel.Token == "":
 			continue
 		default:
-			info, rej := p.verified(sel.Token, sel.Payload, now)
+			info, rej := p.verified(sel, now)
 			switch {
 			case rej != nil:
 				v.failWith(p.rejectionReply(rej))
@@ -258,9 +258,9 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time,
 	v.missingKind = credentials.Kind(max(first, 0))
 }
 
-// verified validates a token, through the cache of tokens verified before. payload is the
-// token's (credentials.Selection.Payload), or "" to work it out here.
-func (p *pluginContext) verified(token, payload string, now time.Time) (tokenInfo, *rejection) {
+// verified validates the selected token, through the cache of tokens verified before.
+func (p *pluginContext) verified(sel *credentials.Selection, now time.Time) (tokenInfo, *rejection) {
+	token, payload := sel.Token, sel.Payload // payload "" when discovery did not work it out
 	if len(token) > p.cfg.Token.MaxBytes {
 		return tokenInfo{}, &rejection{rejectInvalid, "Token is too large"}
 	}
@@ -268,7 +268,7 @@ func (p *pluginContext) verified(token, payload string, now time.Time) (tokenInf
 		payload = payloadOf(token)
 	}
 	nowNano := now.UnixNano()
-	if info, ok := p.cache.verified(token, payload, nowNano); ok {
+	if info, ok := p.cache.verified(token, payload, nowNano, sel.Known); ok {
 		p.metrics.cacheHits++
 		return info, nil
 	}
@@ -276,7 +276,7 @@ func (p *pluginContext) verified(token, payload string, now time.Time) (tokenInf
 	info, rej := p.verifier.verify(token)
 	probe(ptVerify)
 	if rej == nil {
-		p.cache.putVerified(token, info, nowNano, p.scanner, p.cfg.KeyedByIssuer())
+		p.cache.putVerified(token, info, nowNano, p.scanner, p.cfg.KeyedByIssuer(), sel.Known)
 	}
 	probe(ptPutVerified)
 	return info, rej

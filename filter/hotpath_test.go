@@ -28,14 +28,14 @@ func FuzzSameTokenIsEqual(f *testing.F) {
 			token = string(b)
 		}
 		c := newTokenCache(4)
-		c.putVerified(cached, tokenInfo{}, 0, sc, false)
+		c.putVerified(cached, tokenInfo{}, 0, sc, false, 0)
 		payload := payloadOf(token)
 		if !view {
 			payload = strings.Clone(payload)
 		}
 		e := c.lookup(payload)
 		want := e != nil && e.token == token
-		_, got := c.verified(token, payload, 0)
+		_, got := c.verified(token, payload, 0, 0)
 		if got != want {
 			t.Fatalf("verified(%q) after %q verified = %v; want %v", token, cached, got, want)
 		}

@@ -94,12 +94,12 @@ func probeHot(h *httpContext, headers [][2]string) {
 		notBefore := clampUnix(now.Unix() - p.leewaySeconds())
 		timed(5, func() {
 			for _, c := range res.Candidates {
-				p.cache.identity(c, snap, p.scanner, p.cfg.KeyedByIssuer()).revoked(snap, notBefore)
+				p.cache.identity(c, snap, p.scanner, p.cfg.KeyedByIssuer(), res.KnownOf(c)).revoked(snap, notBefore)
 			}
 		})
 		timed(6, func() { p.validateSelected(res, now, pol, &p.val) })
 		sel := &res.Selected[0]
-		timed(7, func() { p.cache.verified(sel.Token, sel.Payload, now.UnixNano()) })
+		timed(7, func() { p.cache.verified(sel.Token, sel.Payload, now.UnixNano(), sel.Known) })
 		timed(11, func() { p.scanner.ProbeRuns(sel.Token) })
 		timed(12, func() { credentials.ProbeScanRun(sel.Token) })
 		c := res.Candidates[0]
@@ -107,7 +107,7 @@ func probeHot(h *httpContext, headers [][2]string) {
 		timed(14, func() { p.cache.get(c) })
 		e := p.cache.get(c)
 		timed(15, func() { e.id.revoked(snap, notBefore) })
-		timed(16, func() { p.verified(sel.Token, sel.Payload, now) })
+		timed(16, func() { p.verified(sel, now) })
 	}
 	timed(17, func() { p.decideRequest(headers, nil, true) })
 	timed(18, func() {
@@ -135,7 +135,7 @@ func probeHot(h *httpContext, headers [][2]string) {
 			snap, ok = p.usableList(now)
 			notBefore := clampUnix(now.Unix() - p.leewaySeconds())
 			for _, c := range res.Candidates {
-				p.cache.identity(c, snap, p.scanner, p.cfg.KeyedByIssuer()).revoked(snap, notBefore)
+				p.cache.identity(c, snap, p.scanner, p.cfg.KeyedByIssuer(), res.KnownOf(c)).revoked(snap, notBefore)
 			}
 			p.validateSelected(res, now, pol, &p.val)
 			p.reqNow = time.Time{}
@@ -160,7 +160,7 @@ func probeHot(h *httpContext, headers [][2]string) {
 				notBefore := clampUnix(now.Unix() - p.leewaySeconds())
 				if j != 2 {
 					for _, c := range res.Candidates {
-						p.cache.identity(c, snap, p.scanner, p.cfg.KeyedByIssuer()).revoked(snap, notBefore)
+						p.cache.identity(c, snap, p.scanner, p.cfg.KeyedByIssuer(), res.KnownOf(c)).revoked(snap, notBefore)
 					}
 				}
 				if j != 3 {

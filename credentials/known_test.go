@@ -1,0 +1,114 @@
+package credentials
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// FuzzKnownValueIsDiscovery: a Scanner that remembers the header values it read gives, for
+// every request of a sequence, the result a new Scanner (which remembers nothing) gives for
+// that request alone: the same candidates in the same order, the same selections, the same
+// ambiguity. The sequence repeats values, as clients do, among requests whose other headers
+// carry candidates of their own (before the value or after it), the same token twice, or a
+// variant of the header's name. Known ids name tokens: one id is always the same token, and
+// the filter finds the id from the candidate that is the selected token's payload.
+func FuzzKnownValueIsDiscovery(f *testing.F) {
+	f.Add(uint64(1), "eyJhbGciOiJIUzI1NiJ9", "eyJqdGkiOiJ4In0", "c2lnbmF0dXJlLXNpZ25hdHVyZQ", "x.y.z")
+	f.Add(uint64(2), "h", "p", "s", "a.b.c.d.e")
+	f.Add(uint64(3), "h.i", "p", "sssssssssssssssssssss", "")
+	f.Add(uint64(4), "aaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa.aaaa.a")
+	f.Add(uint64(5), "eyJ", "e30", strings.Repeat("A", 40), "%2E.%2e")
+	cfg := DefaultConfig()
+	cfg.Locations = []Location{LocationHeaders, LocationCookies, LocationQueryString}
+	kinds := [2]bool{true, true}
+	f.Fuzz(func(t *testing.T, seed uint64, header, payload, sig, other string) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		tok := header + "." + payload + "." + sig
+		values := []string{
+			"Bearer " + tok,
+			"Bearer " + header + "." + payload + "." + strings.ToUpper(sig), // another signature
+			"Bearer " + tok + "." + other,
+			"Bearer " + other,
+			other,
+			"Bearer  " + tok,
+			"bearer " + tok,
+			"Bearer " + tok + ", Basic " + other,
+		}
+		paths := []string{"/", "/p?jwt=" + tok, "/p?x=" + other, "/" + header + "." + payload + ".x"}
+		remembering := NewScanner(&cfg, kinds, "")
+		tokens := map[uint64]string{}
+		for range 12 {
+			headers := [][2]string{{":path", pick(r, paths...)}, {":method", "GET"}}
+			for range r.IntN(3) {
+				headers = append(headers, [2]string{pick(r, "authorization", "authorization", "cookie", "x_authorization"), pick(r, values...)})
+			}
+			if r.IntN(4) == 0 {
+				headers = append(headers, [2]string{"cookie", "access_token_cookie=" + pick(r, values...)})
+			}
+			got := remembering.Scan(headers, nil)
+			want := NewScanner(&cfg, kinds, "").Scan(headers, nil)
+			if !slices.Equal(got.Candidates, want.Candidates) || got.Ambiguous != want.Ambiguous {
+				t.Fatalf("%q: candidates %q, ambiguous %q; discovery alone: %q, %q", headers, got.Candidates, got.Ambiguous, want.Candidates, want.Ambiguous)
+			}
+			for k := range got.Selected {
+				g, w := got.Selected[k], want.Selected[k]
+				g.Known, w.Known = 0, 0
+				if g != w {
+					t.Fatalf("%q: selection %d %+v; discovery alone: %+v", headers, k, g, w)
+				}
+				sel := &got.Selected[k]
+				if sel.Known == 0 {
+					continue
+				}
+				if prev, ok := tokens[sel.Known]; ok && prev != sel.Token {
+					t.Fatalf("id %d names %q and %q", sel.Known, prev, sel.Token)
+				}
+				tokens[sel.Known] = sel.Token
+				// The candidate that is the payload's own view (not one an earlier header gave
+				// with the same bytes) leads to the id.
+				for _, c := range got.Candidates {
+					if len(c) == len(sel.Payload) && unsafe.StringData(c) == unsafe.StringData(sel.Payload) && got.KnownOf(c) != sel.Known {
+						t.Fatalf("%q: the payload's candidate leads to id %d, not %d", headers, got.KnownOf(c), sel.Known)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestKnownValueIDs: a value read again keeps its id; another value, even one that takes its
+// slot, gets a new one; values too short or too long to remember get none.
+func TestKnownValueIDs(t *testing.T) {
+	cfg := DefaultConfig()
+	s := NewScanner(&cfg, [2]bool{true, false}, "")
+	known := func(v string) uint64 {
+		res := s.Scan([][2]string{{":path", "/"}, {"authorization", v}}, nil)
+		return res.Selected[Access].Known
+	}
+	a := "Bearer eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJhIn0.c2lnbmF0dXJl"
+	b := "Bearer eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJiIn0.c2lnbmF0dXJl"
+	idA := known(a)
+	if idA == 0 || known(strings.Clone(a)) != idA {
+		t.Fatalf("a: ids %d then %d; want the same, not 0", idA, known(a))
+	}
+	idB := known(b)
+	if idB == 0 || idB == idA {
+		t.Fatalf("b: id %d; a's is %d", idB, idA)
+	}
+	// Fill every slot with other values: a, read again, is a new value to the table.
+	for i := range 4 * knownSlots {
+		known("Bearer eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4In0." + strings.Repeat("s", 20) + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676)))
+	}
+	if id := known(a); id == idA || id == 0 {
+		t.Fatalf("a after its slot was taken: id %d; want a new one (was %d)", id, idA)
+	}
+	if id := known("Bearer a.b.c"); id != 0 {
+		t.Fatalf("a value under %d bytes: id %d", knownMinLen, id)
+	}
+	if id := known("Bearer a." + strings.Repeat("p", knownMaxLen) + ".c"); id != 0 {
+		t.Fatalf("a value over %d bytes: id %d", knownMaxLen, id)
+	}
+}
