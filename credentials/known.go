@@ -23,12 +23,19 @@ import (
 // so the filter's token cache can find its entry for that token without hashing and
 // comparing the payload again.
 //
+// Only values of the common form are remembered, "<header_type> <token>" with the token one
+// run of token characters holding a candidate: those whose token selection takes from the
+// value without reading it again (fromHeader's first case). Other values (Basic credentials,
+// a signature scheme's, a client's junk) are neither copied nor kept.
+//
 // What is remembered is exactly what runs added for the value when nothing came before it
 // in the request (the request target, read first, usually holds no candidate): replaying
 // those candidates with addCandidate, after whatever came before, adds what runs would add,
 // since addCandidate ignores a payload it already has and refuses the same new ones at the
-// MaxCandidates bound. Values whose reading depended on what came before are not
-// remembered. FuzzKnownValueIsDiscovery holds a scan with known values equal to one without.
+// MaxCandidates bound. A value read after other candidates is not remembered (remember
+// refuses a candidate that is not a view into the value; discoverHeader does not even ask),
+// nor one that reached the bound (more than knownSpans candidates).
+// FuzzKnownValueIsDiscovery holds a scan with known values equal to one without.
 
 const (
 	// knownSlots is how many values are remembered: a direct-mapped table, a value's slot
@@ -123,10 +130,18 @@ func (s *Scanner) discoverHeader(value string) run {
 	amb := s.res.Ambiguous
 	fresh := len(s.res.Candidates) == 0
 	r, _ := s.runs(value)
-	if fresh && s.res.Ambiguous == amb {
+	if fresh && s.res.Ambiguous == amb && len(s.res.Candidates) > 0 && s.commonForm(value, r) {
 		s.headerKnown = s.known.remember(value, r, s.res.Candidates)
 	}
 	return r
+}
+
+// commonForm reports whether value is "<header_type> <token>" with r, its last run, the
+// whole token: fromHeader's first case, the only one that gives Selection.Known.
+func (s *Scanner) commonForm(value string, r run) bool {
+	ht := s.cfg.HeaderType
+	return ht != "" && len(value) > len(ht)+1 && value[len(ht)] == ' ' && value[:len(ht)] == ht &&
+		r.start == len(ht)+1 && r.end == len(value)
 }
 
 // KnownOf returns the Known id of the selected token whose payload is the candidate c (the

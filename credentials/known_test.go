@@ -1,6 +1,7 @@
 package credentials
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -110,5 +111,99 @@ func TestKnownValueIDs(t *testing.T) {
 	}
 	if id := known("Bearer a." + strings.Repeat("p", knownMaxLen) + ".c"); id != 0 {
 		t.Fatalf("a value over %d bytes: id %d", knownMaxLen, id)
+	}
+}
+
+// TestKnownValuesCollideAndReplayAtTheBound: two values that share a slot, read in turn
+// and together (two Authorization headers), and known values replayed after a request
+// target holding 30 candidates (the bound is 32), scan as discovery alone does.
+func TestKnownValuesCollideAndReplayAtTheBound(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Locations = []Location{LocationHeaders, LocationCookies, LocationQueryString}
+	s := NewScanner(&cfg, [2]bool{true, true}, "")
+	a := "Bearer h.cGF5bG9hZA.c2lnbmF0dXJlLWE"
+	var b string
+	for i := 0; ; i++ {
+		if b = fmt.Sprintf("Bearer h.cGF5bG9hZA.sig-%08d-xyz", i); s.known.slot(b) == s.known.slot(a) {
+			break
+		}
+	}
+	many := "/p?"
+	for i := range 30 {
+		many += fmt.Sprintf("x%d=a.p%d.c&", i, i)
+	}
+	paths := []string{"/", many, "/q?jwt=h.cGF5bG9hZA.zzz"}
+	ids := map[uint64]string{}
+	replayed := 0
+	for i := range 300 {
+		headers := [][2]string{{":path", paths[i%3]}, {"authorization", []string{a, b, a + ".d.e", "Bearer x.1.2.3.4.5.6.y"}[i*7%4]}}
+		if i%5 == 0 {
+			headers = append(headers, [2]string{"authorization", []string{a, b}[i%2]})
+		}
+		got := s.Scan(headers, nil)
+		want := NewScanner(&cfg, [2]bool{true, true}, "").Scan(headers, nil)
+		if !slices.Equal(got.Candidates, want.Candidates) || got.Ambiguous != want.Ambiguous {
+			t.Fatalf("%q: %q %q; discovery alone %q %q", headers, got.Candidates, got.Ambiguous, want.Candidates, want.Ambiguous)
+		}
+		for k := range got.Selected {
+			g, w := got.Selected[k], want.Selected[k]
+			g.Known, w.Known = 0, 0
+			if g != w {
+				t.Fatalf("%q: selection %d %+v; discovery alone %+v", headers, k, g, w)
+			}
+			if id := got.Selected[k].Known; id != 0 {
+				if prev, ok := ids[id]; ok && prev != got.Selected[k].Token {
+					t.Fatalf("id %d names %q and %q", id, prev, got.Selected[k].Token)
+				}
+				ids[id] = got.Selected[k].Token
+				if paths[i%3] == many {
+					replayed++
+				}
+			}
+		}
+	}
+	if replayed == 0 {
+		t.Fatal("no known value was replayed after the 30 candidates")
+	}
+}
+
+// TestOnlyTokenValuesAreRemembered: values that are not "<header_type> <token>" with a
+// candidate (Basic credentials, a signature scheme's value, a bare token when header_type is
+// empty) are neither kept nor copied: a request carrying one allocates nothing.
+func TestOnlyTokenValuesAreRemembered(t *testing.T) {
+	cfg := DefaultConfig()
+	s := NewScanner(&cfg, [2]bool{true, true}, "")
+	sigv4 := make([]string, 300)
+	for i := range sigv4 {
+		sigv4[i] = fmt.Sprintf("AWS4-HMAC-SHA256 Credential=AKIA/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=%064x", i)
+	}
+	headers := [][2]string{{":path", "/"}, {"authorization", ""}}
+	i := 0
+	if n := testing.AllocsPerRun(300, func() {
+		headers[1][1] = sigv4[i%len(sigv4)]
+		i++
+		s.Scan(headers, nil)
+	}); n != 0 {
+		t.Errorf("a request with a new SigV4 value: %.1f allocations", n)
+	}
+	for _, v := range []string{"Basic dXNlcjpwYXNzd29yZA==", "Bearer no-dots-in-this-one", "Bearer a.b.c trailing", sigv4[0]} {
+		headers[1][1] = v
+		s.Scan(headers, nil)
+		if res := s.Scan(headers, nil); res.Selected[Access].Known != 0 {
+			t.Errorf("%q is remembered", v)
+		}
+	}
+	for _, sl := range s.known.slots {
+		if sl.text != "" {
+			t.Errorf("remembered %q", sl.text)
+		}
+	}
+	bare := cfg
+	bare.HeaderType = ""
+	s = NewScanner(&bare, [2]bool{true, true}, "")
+	headers[1][1] = "eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4In0.c2lnbmF0dXJl"
+	s.Scan(headers, nil)
+	if res := s.Scan(headers, nil); res.Selected[Access].Known != 0 {
+		t.Error("a bare token (header_type empty) is remembered")
 	}
 }

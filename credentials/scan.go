@@ -564,16 +564,14 @@ func (s *Scanner) fromHeader(f *find) {
 	}
 	// The common case: exactly "<type> <token>", the token of token characters, which
 	// discovery already knows.
-	if ht := s.cfg.HeaderType; ht != "" && len(value) > len(ht)+1 && value[len(ht)] == ' ' && value[:len(ht)] == ht {
-		if r := s.headerRun; r.start == len(ht)+1 && r.end == len(value) {
-			payload := ""
-			if r.first >= 0 && r.last > r.first {
-				payload = value[r.first+1 : r.last]
-			}
-			f.set(value[len(ht)+1:], "", 0, payload)
-			f.known = s.headerKnown // the token is a fixed part of the value: the value's id names it
-			return
+	if r := s.headerRun; s.commonForm(value, r) {
+		payload := ""
+		if r.first >= 0 && r.last > r.first {
+			payload = value[r.first+1 : r.last]
 		}
+		f.set(value[r.start:], "", 0, payload)
+		f.known = s.headerKnown // the token is a fixed part of the value: the value's id names it
+		return
 	}
 	if value == "" {
 		f.set("", "", missHeader, "") // no header (or an empty one): what the lines below find

@@ -219,6 +219,9 @@ type entry struct {
 	// tokenKnown is the credentials.Selection.Known id of token, when it verified from a
 	// value the Scanner remembers; 0 otherwise.
 	tokenKnown uint64
+	// linkID is the id of the last link made to this entry (tokenCache.links), undone when
+	// the entry leaves the table.
+	linkID uint64
 }
 
 // newEntry makes the entry of a payload discovery has read for the claim names names: the
@@ -262,7 +265,10 @@ type tokenCache struct {
 	// links find the entry of a payload the Scanner found in a value it remembers, by the
 	// value's id (credentials.Selection.Known), without hashing and comparing the payload:
 	// the id names the payload's bytes, and an entry is linked to it only once found for
-	// that payload. A link is followed only while its entry is still the table's.
+	// that payload. A link is followed only while its entry is still the table's; the last
+	// link to an entry is undone when the entry leaves it, and a stale one when it is met, so
+	// links keep no entry the table dropped, beyond those linked under several ids (the same
+	// payload under several signatures) and not met since: at most cacheLinks.
 	links [cacheLinks]link
 }
 
@@ -280,11 +286,31 @@ func (c *tokenCache) linked(id uint64) *entry {
 		return nil
 	}
 	l := &c.links[id%cacheLinks]
-	if l.id != id || c.entries.get(l.e.key) != l.e {
+	if l.id != id {
+		return nil
+	}
+	if c.entries.get(l.e.key) != l.e {
+		*l = link{}
 		return nil
 	}
 	l.e.used = true
 	return l.e
+}
+
+// link links id to e, which the cache holds for the payload id names.
+func (c *tokenCache) link(id uint64, e *entry) {
+	c.links[id%cacheLinks] = link{id, e}
+	e.linkID = id
+}
+
+// unlink undoes the last link to e, which left the table.
+func (c *tokenCache) unlink(e *entry) {
+	if e == nil || e.linkID == 0 {
+		return
+	}
+	if l := &c.links[e.linkID%cacheLinks]; l.e == e {
+		*l = link{}
+	}
 }
 
 func newTokenCache(max int) *tokenCache {
@@ -327,7 +353,7 @@ func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *
 	e.id.claimNames = names // the reader's slice, so that the next check is by identity
 	c.lastKey, c.lastEntry = payload, e
 	if known != 0 {
-		c.links[known%cacheLinks] = link{known, e}
+		c.link(known, e)
 	}
 	probe(ptPut)
 	e.id.computeKeys(h, byIssuer)
@@ -402,9 +428,9 @@ func (c *tokenCache) put(e *entry) bool {
 	e.key = key
 	if !c.entries.has(key) && c.entries.len() >= c.max {
 		c.lastKey, c.lastEntry = "", nil
-		c.entries.evictOne()
+		c.unlink(c.entries.evictOne())
 	}
-	c.entries.set(key, e)
+	c.unlink(c.entries.set(key, e))
 	return true
 }
 

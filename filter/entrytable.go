@@ -58,8 +58,8 @@ func (t *entryTable) get(key uint64) *entry {
 // has reports whether an entry is stored under key.
 func (t *entryTable) has(key uint64) bool { return t.get(key) != nil }
 
-// set stores e under key, replacing the entry stored under it if any.
-func (t *entryTable) set(key uint64, e *entry) {
+// set stores e under key, replacing the entry stored under it if any, which it returns.
+func (t *entryTable) set(key uint64, e *entry) (replaced *entry) {
 	if 2*(t.n+1) > len(t.keys) && len(t.keys) < t.max {
 		t.grow()
 	}
@@ -67,12 +67,12 @@ func (t *entryTable) set(key uint64, e *entry) {
 	for i := home(k, mask); ; i = (i + 1) & mask {
 		switch t.keys[i] {
 		case k:
-			t.vals[i] = e
-			return
+			replaced, t.vals[i] = t.vals[i], e
+			return replaced
 		case 0:
 			t.keys[i], t.vals[i] = k, e
 			t.n++
-			return
+			return nil
 		}
 	}
 }
@@ -102,9 +102,10 @@ func (t *entryTable) grow() {
 // random eviction did about once in a hundred requests of a mixed load, paying a second
 // verification each time (docs/benchmarks.md, the mix). Each pass over an entry clears a bit a
 // hit set, so an eviction costs O(1) amortised; one full turn at most clears every bit.
-func (t *entryTable) evictOne() {
+// It returns the entry removed.
+func (t *entryTable) evictOne() *entry {
 	if t.n == 0 {
-		return
+		return nil
 	}
 	mask := len(t.keys) - 1
 	for {
@@ -113,12 +114,13 @@ func (t *entryTable) evictOne() {
 		if t.keys[i] == 0 {
 			continue
 		}
-		if e := t.vals[i]; e.used {
+		e := t.vals[i]
+		if e.used {
 			e.used = false
 			continue
 		}
 		t.remove(i)
-		return
+		return e
 	}
 }
 

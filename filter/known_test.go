@@ -32,12 +32,14 @@ func TestKnownValuesDecideAsDiscovery(t *testing.T) {
 	defer reset()
 	f.host = host
 	host.StartPlugin()
+	revokedGood := false
 	revoke := func(good bool) {
 		entries := []revokedEntry{{jti: "revoked-jti"}}
 		if good {
 			entries = append(entries, revokedEntry{jti: "good-jti"})
 		}
 		f.publish("jtiguard.", f.now, entries, nil)
+		revokedGood = good
 	}
 	revoke(false)
 
@@ -98,6 +100,14 @@ func TestKnownValuesDecideAsDiscovery(t *testing.T) {
 		if mem.allow && mem.details == "jtiguard_allowed" {
 			allowed++
 		}
+		// And what both must say, whatever else the request holds: a revoked token is never
+		// let through, on any route; a forged signature never passes as valid.
+		if mem.allow && (tok == tokens[3] || revokedGood && tok == good) {
+			t.Fatalf("request %d %q: a revoked token allowed (%s)", i, headers, mem.details)
+		}
+		if mem.details == "jtiguard_allowed" && (tok == tokens[1] || tok == tokens[2]) {
+			t.Fatalf("request %d %q: a forged signature allowed as valid", i, headers)
+		}
 		if res := remembering.Scan(headers, nil); res.Selected[credentials.Access].Known != 0 {
 			known++
 		}
@@ -134,5 +144,64 @@ func TestCacheLinkFollowsOnlyLiveEntries(t *testing.T) {
 	}
 	if got := c.linked(5); got != nil {
 		t.Fatalf("an evicted entry's link is followed: %q", got.payload)
+	}
+}
+
+// TestCacheLinkUndoneWhenItsEntryLeaves: an entry replaced by a colliding payload's, or
+// evicted, takes its link with it (nothing keeps it alive), and a link met stale is dropped.
+func TestCacheLinkUndoneWhenItsEntryLeaves(t *testing.T) {
+	c := newTokenCache(8)
+	e := &entry{payload: "linked"}
+	c.put(e)
+	c.link(7, e)
+	other := &entry{payload: "other"}
+	other.key = e.key
+	c.unlink(c.entries.set(e.key, other)) // what put does for a colliding payload
+	if c.links[7].e != nil || c.linked(7) != nil {
+		t.Fatal("a replaced entry's link is kept")
+	}
+	c = newTokenCache(8)
+	e = &entry{payload: "linked"}
+	c.put(e)
+	c.link(9, e)
+	for i := range 64 {
+		c.put(&entry{payload: fmt.Sprintf("other-%d", i)})
+	}
+	if c.links[9].e != nil {
+		t.Fatal("an evicted entry's link is kept")
+	}
+	// Linked under two ids (two signatures of one payload): the first link, met stale, goes.
+	c = newTokenCache(8)
+	e = &entry{payload: "twice"}
+	c.put(e)
+	c.link(3, e)
+	c.link(4, e)
+	for i := range 64 {
+		c.put(&entry{payload: fmt.Sprintf("other-%d", i)})
+	}
+	if c.linked(3) != nil || c.links[3].e != nil {
+		t.Fatal("a stale link is followed or kept")
+	}
+}
+
+// TestVerifiedUnderAnotherIDIsCompared: a token verified under an id, then another token of
+// the same payload verified without one (or under another), leaves nothing that lets the
+// first id skip the comparison: the entry's token is the second one now.
+func TestVerifiedUnderAnotherIDIsCompared(t *testing.T) {
+	cfg, _ := ParseConfig([]byte(`{"jwt":{"hmac_secrets":[{"secret":"s"}]}}`), nil)
+	sc := credentials.NewScanner(&cfg.Token, [2]bool{true, true}, "")
+	for _, second := range []uint64{0, 2} {
+		c := newTokenCache(8)
+		c.putVerified("h.payload.first", tokenInfo{}, 0, sc, false, 1)
+		if _, ok := c.verified("h.payload.first", "payload", 0, 1); !ok {
+			t.Fatal("the first token, under its id, is not verified")
+		}
+		c.putVerified("h.payload.second", tokenInfo{}, 0, sc, false, second)
+		if _, ok := c.verified("h.payload.first", "payload", 0, 1); ok {
+			t.Fatalf("second under id %d: the first token passes under its old id without a comparison", second)
+		}
+		if _, ok := c.verified("h.payload.second", "payload", 0, second); !ok {
+			t.Fatalf("second under id %d: not verified", second)
+		}
 	}
 }
