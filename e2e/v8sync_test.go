@@ -59,8 +59,17 @@ func TestRevokeReachesEveryVMInV8(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls = calls[before:]
-	if len(calls) != 1 || calls[0].ResponseStatus != 200 || !calls[0].Delivered {
-		t.Fatalf("callouts in the tick round after one interval: %v; want exactly one delivered 200 (the lease holder's)", calls)
+	// One poll, the lease holder's; on a loaded machine a poll that timed out before this round
+	// is retried in it, by the same VM (a CI run beside another build saw two).
+	delivered := false
+	for _, c := range calls {
+		if c.VM != calls[0].VM {
+			t.Fatalf("callouts in the tick round after one interval: %v; want the lease holder's only", calls)
+		}
+		delivered = delivered || c.Delivered && c.ResponseStatus == 200
+	}
+	if !delivered || len(calls) > 2 {
+		t.Fatalf("callouts in the tick round after one interval: %v; want one delivered 200 (the lease holder's), at most one retry", calls)
 	}
 	all(tok, revoked, "after one interval")
 	all(token("e2e-v8-other"), allowed, "another token")

@@ -123,7 +123,8 @@ func decisionsAre(t testing.TB, h hosttest.Host, tok string, want outcome) bool 
 func watching(t testing.TB, h hosttest.Host) harness.HTTPCallRecord {
 	t.Helper()
 	var open []harness.HTTPCallRecord
-	waitFor(t, 10*time.Second, "a long poll open", func() bool {
+	// Generous: on a loaded machine a poll can time out, and the next comes after a retry.
+	waitFor(t, 30*time.Second, "a long poll open", func() bool {
 		open = openCalls(hostCalls(t, h))
 		return len(open) == 1 && callQuery(open[0], "wait") != ""
 	})
