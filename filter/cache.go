@@ -251,7 +251,8 @@ func (e *entry) readClaims(sc *credentials.Scanner, names []string) {
 // collision is a miss, never another token's entry: the colliding payloads take turns in the
 // slot, and each costs a decode and a verification when it comes back.
 //
-// Bounded by entry count; keys and tokens are bounded by the request size limits. Eviction is
+// Bounded by entry count (the links keep at most cacheLinks more entries alive); keys and
+// tokens are bounded by the request size limits. Eviction is
 // by the clock algorithm (entryTable.evictOne): O(1) amortised, and the tokens requests keep
 // coming back with stay while tokens seen once come and go.
 type tokenCache struct {
