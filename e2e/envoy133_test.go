@@ -54,9 +54,11 @@ func TestEnvoy133LargeListUpdatesKeepVMsAlive(t *testing.T) {
 
 // testEnvoy133FeedUpdates drives the same growth through the syncer: the lease holder parses
 // each feed response (deltas and 100k snapshots), publishes the new snapshot and reads it back
-// from shared data in the callout's callback, which is where the soak first trapped.
+// from shared data in the callout's callback, which is where the soak first trapped. On the
+// current surface only: on envoy-1.33 the soak (TestSoakEnvoy133, make test-long) drives this
+// very growth through the same syncer, with a million requests beside it.
 func testEnvoy133FeedUpdates(t *testing.T) {
-	for _, g := range []harness.WASIGeneration{harness.WASICurrent, harness.WASIEnvoy133} {
+	for _, g := range []harness.WASIGeneration{harness.WASICurrent} {
 		t.Run(g.String(), func(t *testing.T) {
 			feed := newGrowingFeed(t)
 			h := startHarness(t, harness.NewConfig().WithWorkers(2).WithWASI(g).
