@@ -54,6 +54,7 @@ func BenchmarkPKAttribution(b *testing.B) {
 // TestPKAttributionRuns runs the attribution's code with a few tokens, so that the docs'
 // command is known to work.
 func TestPKAttributionRuns(t *testing.T) {
+	t.Parallel() // no timing asserted, heavy on the CPU (doc.go)
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds filter's tests with -tags purego and starts a V8 host")
 	}

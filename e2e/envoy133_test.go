@@ -20,6 +20,7 @@ import (
 // trapped and its worker answered 503 wasm_fail_stream from then on. `make build` now answers
 // poll_oneoff inside the module (wasmstub.EnvoyStubs); a module without that stub fails here.
 func TestEnvoy133LargeListUpdatesKeepVMsAlive(t *testing.T) {
+	t.Parallel() // no timing asserted, heavy on the CPU (doc.go)
 	t.Run("feed", testEnvoy133FeedUpdates)
 	for _, g := range []harness.WASIGeneration{harness.WASICurrent, harness.WASIEnvoy133} {
 		t.Run(g.String(), func(t *testing.T) {

@@ -49,6 +49,7 @@ func BenchmarkFloor(b *testing.B) {
 // TestFloorTableRuns runs BenchmarkFloor's code with a few requests, so its command is known
 // to work.
 func TestFloorTableRuns(t *testing.T) {
+	t.Parallel() // no timing asserted, heavy on the CPU (doc.go)
 	if testing.Short() {
 		t.Skip("starts a V8 host; -short skips it")
 	}

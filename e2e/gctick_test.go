@@ -166,6 +166,7 @@ func BenchmarkTickCollection(b *testing.B) {
 // exactly when it should be) and that the VM's memory stays within three snapshots' size plus
 // 16 MiB.
 func TestNoCollectionInRequestsWithMillionEntryUpdates(t *testing.T) {
+	t.Parallel() // no timing asserted, heavy on the CPU (doc.go)
 	if testing.Short() {
 		t.Skip("publishes a million-entry list in wazero and V8; -short skips it")
 	}
