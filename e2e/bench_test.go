@@ -54,6 +54,7 @@ func BenchmarkModule(b *testing.B) {
 // TestModuleTableRuns runs the benchmark's code with a few requests, so `make bench-module`
 // is known to work without spending its ten minutes.
 func TestModuleTableRuns(t *testing.T) {
+	t.Parallel() // no timing asserted, heavy on the CPU (doc.go); the only parallel one with the native emulator
 	if testing.Short() {
 		t.Skip("starts a V8 host; -short skips it")
 	}
