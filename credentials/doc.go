@@ -29,7 +29,7 @@
 // Ambiguous, and the filter answers 422.
 //
 // A Scanner is reused by one VM for every request and allocates nothing once its buffers
-// have grown to the largest request seen, except to remember a new token's header value
-// (known.go: a value seen again is found by comparing it, which gives what reading it gave);
-// the strings it returns are valid until the next Scan.
+// have grown to the largest request seen (known.go's copies of token header values included:
+// a value seen again is found by comparing it, which gives what reading it gave); the strings
+// it returns are valid until the next Scan.
 package credentials

@@ -2,7 +2,6 @@ package credentials
 
 import (
 	"math/rand/v2"
-	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -52,7 +51,11 @@ const (
 
 // knownValue is one remembered value.
 type knownValue struct {
-	text  string // a copy of the value; "" for an empty slot
+	// text is a copy of the value (empty for an empty slot), in the slot's own buffer: the
+	// next value to take the slot is copied over it, so remembering allocates nothing once
+	// the buffer has grown (a working set larger than the table makes values take turns in
+	// their slots; each turn must cost little more than the reading it replaces).
+	text  []byte
 	id    uint64 // unique in the process (lastKnownID)
 	run   run    // the value's last run, as runs returns it
 	spans [knownSpans]struct{ from, to int32 }
@@ -90,7 +93,7 @@ func (k *knownValues) find(value string) *knownValue {
 		return nil
 	}
 	v := k.slot(value)
-	if !words.Equal(v.text, value) {
+	if !words.Equal(unsafe.String(unsafe.SliceData(v.text), len(v.text)), value) {
 		return nil
 	}
 	return v
@@ -107,12 +110,13 @@ func (k *knownValues) remember(value string, r run, cands []string) uint64 {
 	for i, c := range cands {
 		from := int(uintptr(unsafe.Pointer(unsafe.StringData(c))) - base)
 		if from < 0 || from+len(c) > len(value) {
-			v.text, v.id = "", 0
+			v.text, v.id = v.text[:0], 0
 			return 0 // not a view into value: nothing to remember
 		}
 		v.spans[i].from, v.spans[i].to = int32(from), int32(from+len(c))
 	}
-	v.text, v.id, v.run, v.n = strings.Clone(value), lastKnownID.Add(1), r, len(cands)
+	v.text = append(v.text[:0], value...)
+	v.id, v.run, v.n = lastKnownID.Add(1), r, len(cands)
 	return v.id
 }
 

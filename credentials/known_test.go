@@ -194,7 +194,7 @@ func TestOnlyTokenValuesAreRemembered(t *testing.T) {
 		}
 	}
 	for _, sl := range s.known.slots {
-		if sl.text != "" {
+		if len(sl.text) != 0 {
 			t.Errorf("remembered %q", sl.text)
 		}
 	}
@@ -205,5 +205,33 @@ func TestOnlyTokenValuesAreRemembered(t *testing.T) {
 	s.Scan(headers, nil)
 	if res := s.Scan(headers, nil); res.Selected[Access].Known != 0 {
 		t.Error("a bare token (header_type empty) is remembered")
+	}
+}
+
+// TestValuesTakingTurnsAllocateNothing: a working set of tokens larger than the table makes
+// values take turns in their slots; once each slot's buffer has grown, that allocates
+// nothing (a turn costs a copy, not an allocation and the collection it brings).
+func TestValuesTakingTurnsAllocateNothing(t *testing.T) {
+	cfg := DefaultConfig()
+	s := NewScanner(&cfg, [2]bool{true, true}, "")
+	values := make([]string, 4*knownSlots)
+	for i := range values {
+		values[i] = fmt.Sprintf("Bearer eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ%06d.c2lnbmF0dXJl%06d", i, i)
+	}
+	headers := [][2]string{{":path", "/"}, {"authorization", ""}}
+	for _, v := range values { // warm: every slot's buffer grown
+		headers[1][1] = v
+		s.Scan(headers, nil)
+	}
+	i, remembered := 0, uint64(0)
+	if n := testing.AllocsPerRun(2000, func() {
+		headers[1][1] = values[(i*7)%len(values)]
+		i++
+		remembered = s.Scan(headers, nil).Selected[Access].Known
+	}); n != 0 {
+		t.Fatalf("%.1f allocations per request", n)
+	}
+	if remembered == 0 {
+		t.Fatal("the values are not remembered")
 	}
 }
