@@ -33,7 +33,7 @@ import (
 // since addCandidate ignores a payload it already has and refuses the same new ones at the
 // MaxCandidates bound. A value read after other candidates is not remembered (remember
 // refuses a candidate that is not a view into the value; discoverHeader does not even ask),
-// nor one that reached the bound (more than knownSpans candidates).
+// nor one with more than knownSpans candidates (so none that reached the bound).
 // FuzzKnownValueIsDiscovery holds a scan with known values equal to one without.
 
 const (
@@ -105,18 +105,18 @@ func (k *knownValues) remember(value string, r run, cands []string) uint64 {
 	if len(value) < knownMinLen || len(value) > knownMaxLen || len(cands) > knownSpans {
 		return 0
 	}
-	v := k.slot(value)
+	var spans [knownSpans]struct{ from, to int32 }
 	base := uintptr(unsafe.Pointer(unsafe.StringData(value)))
 	for i, c := range cands {
 		from := int(uintptr(unsafe.Pointer(unsafe.StringData(c))) - base)
 		if from < 0 || from+len(c) > len(value) {
-			v.text, v.id = v.text[:0], 0
 			return 0 // not a view into value: nothing to remember
 		}
-		v.spans[i].from, v.spans[i].to = int32(from), int32(from+len(c))
+		spans[i].from, spans[i].to = int32(from), int32(from+len(c))
 	}
+	v := k.slot(value)
 	v.text = append(v.text[:0], value...)
-	v.id, v.run, v.n = lastKnownID.Add(1), r, len(cands)
+	v.id, v.run, v.spans, v.n = lastKnownID.Add(1), r, spans, len(cands)
 	return v.id
 }
 
@@ -131,10 +131,9 @@ func (s *Scanner) discoverHeader(value string) run {
 		return v.run
 	}
 	s.headerKnown = 0
-	amb := s.res.Ambiguous
 	fresh := len(s.res.Candidates) == 0
 	r, _ := s.runs(value)
-	if fresh && s.res.Ambiguous == amb && len(s.res.Candidates) > 0 && s.commonForm(value, r) {
+	if fresh && len(s.res.Candidates) > 0 && s.commonForm(value, r) {
 		s.headerKnown = s.known.remember(value, r, s.res.Candidates)
 	}
 	return r

@@ -105,9 +105,3 @@ func addDots(first, last, dots, i int, dot uint64) (int, int, int) {
 	}
 	return first, i + (63-bits.LeadingZeros64(dot))>>3, dots + bits.OnesCount64(dot)
 }
-
-// allRunBytes reports whether s is made of token characters only.
-func allRunBytes(s string) bool {
-	end, _, _, _, _ := scanRun(s, 0)
-	return end == len(s)
-}

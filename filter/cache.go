@@ -335,7 +335,8 @@ func (c *tokenCache) get(payload string) *entry {
 func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *credentials.Scanner, byIssuer bool, known uint64) *identity {
 	h, names := hasherOf(snap), snap.Claims()
 	e := c.linked(known)
-	if e == nil {
+	viaLink := e != nil
+	if !viaLink {
 		e = c.get(payload)
 	}
 	probe(ptCacheGet)
@@ -353,7 +354,7 @@ func (c *tokenCache) identity(payload string, snap *blocklistsync.Snapshot, sc *
 	}
 	e.id.claimNames = names // the reader's slice, so that the next check is by identity
 	c.lastKey, c.lastEntry = payload, e
-	if known != 0 {
+	if known != 0 && !viaLink {
 		c.link(known, e)
 	}
 	probe(ptPut)
