@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // Harness is a running proxy-wasm host: one compiled module, N worker VMs,
@@ -137,7 +138,7 @@ func New(ctx context.Context, wasm []byte, cfg Config) (*Harness, error) {
 		}
 		v := newVM(h, i, envKeys)
 		t0 := time.Now()
-		mod, err := rt.InstantiateModule(ctx, compiled, mc)
+		mod, err := rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator), compiled, mc)
 		v.startTimes.Instantiate = time.Since(t0)
 		if err != nil {
 			return fail(fmt.Errorf("%w: instantiate vm %d: %v", ErrStartFailed, i, err))

@@ -1,0 +1,101 @@
+package harness
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"unsafe"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// growModule exports memory.grow, a 32-bit store and a load over its 2-page memory (no
+// maximum: the runtime's limit is the maximum, as for Go's modules).
+func growModule() []byte {
+	i32 := api.ValueTypeI32
+	m := wModule{funcs: []wFunc{
+		{export: "grow", params: ts(1), results: ts(1), body: cat(localGet(0), []byte{0x40, 0x00})},
+		{export: "store", params: []api.ValueType{i32, i32}, body: cat(localGet(0), localGet(1), []byte{0x36, 0x02, 0x00})},
+		{export: "load", params: ts(1), results: ts(1), body: cat(localGet(0), []byte{0x28, 0x02, 0x00})},
+	}}
+	return m.bytes()
+}
+
+// TestLinearMemoryGrowsInPlace runs memory.grow in wazero with the harness's allocator and
+// with the fallback it uses where it cannot reserve: what was written stays, new pages read
+// zero, a grow past the limit fails without touching the memory, and the reserved memory
+// never moves (on linux, where the harness reserves).
+func TestLinearMemoryGrowsInPlace(t *testing.T) {
+	const limit = 64 // pages
+	for _, c := range []struct {
+		name     string
+		alloc    experimental.MemoryAllocator
+		reserved bool
+	}{
+		{"harness", memoryAllocator, runtime.GOOS == "linux"},
+		{"growing", experimental.MemoryAllocatorFunc(func(capBytes, _ uint64) experimental.LinearMemory {
+			return &growingMemory{buf: make([]byte, 0, capBytes)}
+		}), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithMemoryLimitPages(limit))
+			defer rt.Close(ctx)
+			mod, err := rt.InstantiateWithConfig(experimental.WithMemoryAllocator(ctx, c.alloc), growModule(), wazero.NewModuleConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			call := func(name string, args ...uint64) uint64 {
+				t.Helper()
+				r, err := mod.ExportedFunction(name).Call(ctx, args...)
+				if err != nil {
+					t.Fatalf("%s%v: %v", name, args, err)
+				}
+				if len(r) == 0 {
+					return 0
+				}
+				return r[0]
+			}
+			base := func() uintptr {
+				b, _ := mod.Memory().Read(0, 1)
+				return uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+			}
+			if c.reserved {
+				m := c.alloc.Allocate(0, 1<<20)
+				m.Free()
+				if _, ok := m.(*reservedMemory); !ok {
+					t.Fatal("the harness did not reserve a memory on linux")
+				}
+			}
+			at0 := base()
+			call("store", 8, 0x01020304)
+			call("store", 65536+12, 0x0a0b0c0d)
+			for _, grow := range []uint64{1, 5, 20} {
+				before := uint64(mod.Memory().Size() / 65536)
+				if got := uint32(call("grow", grow)); uint64(got) != before {
+					t.Fatalf("grow(%d) = %d; want the old size %d", grow, got, before)
+				}
+				if got := call("load", (before+grow)*65536-4); got != 0 {
+					t.Fatalf("the last word of the new pages is %#x; want 0", got)
+				}
+			}
+			if got := mod.Memory().Size() / 65536; got != 28 {
+				t.Fatalf("memory is %d pages; want 28", got)
+			}
+			if got := int32(call("grow", limit)); got != -1 {
+				t.Fatalf("grow past the limit = %d; want -1", got)
+			}
+			if got := mod.Memory().Size() / 65536; got != 28 {
+				t.Fatalf("memory is %d pages after a failed grow; want 28", got)
+			}
+			if a, b := call("load", 8), call("load", 65536+12); a != 0x01020304 || b != 0x0a0b0c0d {
+				t.Fatalf("values after the grows: %#x %#x", a, b)
+			}
+			if c.reserved && base() != at0 {
+				t.Fatal("the reserved memory moved on a grow")
+			}
+		})
+	}
+}
