@@ -23,7 +23,9 @@
 // tables (SurfaceOf returns them as data), which the V8 host (package v8host)
 // receives too, so the two hosts answer alike. A call into a VM ignores its
 // context unless WithDeadlines is set: wazero's close-on-context-done checks
-// the context in every guest loop and costs a goroutine per call.
+// the context in every guest loop and costs a goroutine per call. A VM's
+// linear memory is reserved whole and grows in place, as in V8 (see
+// memoryAllocator), not copied on every memory.grow.
 //
 // A test compiles and starts a module with New, runs requests through it
 // with Harness.Do or Harness.NewStream, drives timers with Harness.Tick and

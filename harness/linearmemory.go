@@ -10,11 +10,10 @@ import "github.com/tetratelabs/wazero/experimental"
 // wazero's default backs a memory with a Go slice: a grow past its capacity allocates a new
 // slice and copies the whole memory into it, and the old one becomes garbage of the host's
 // heap. Go's runtime in the module grows its heap 4 MiB at a time, so a module growing to
-// 50 MiB copied about its size several times over; on this project's machine single
-// requests of the benchmarks stalled 0.2–0.9 s on such grows, and the garbage started the
-// host's collections, whose attempts to stop the goroutine running the module's code
-// (signals it cannot act on while in compiled wasm) slowed the requests around them two-fold.
-// Neither happens under Envoy, so the numbers of the wazero rows were the harness's.
+// 50 MiB copied about its size several times over: on this project's machine, single
+// requests of the benchmarks stalled 0.1–0.9 s on such grows, and the host's collections
+// of the copies spent seconds trying to stop the goroutine running the module's code.
+// Neither happens under Envoy (docs/benchmarks.md, "The harness's memory and the ticks").
 //
 // memoryAllocator reserves with reserveMemory where the platform has it (linux) and falls
 // back to growingMemory, wazero's own behaviour, where it does not or the reservation fails.
