@@ -9,7 +9,7 @@ import "github.com/tetratelabs/wazero/experimental"
 //
 // wazero's default backs a memory with a Go slice: a grow past its capacity allocates a new
 // slice and copies the whole memory into it, and the old one becomes garbage of the host's
-// heap. Go's runtime in the module grows its heap 4 MiB at a time, so a module growing to
+// heap. Go's runtime in the module grows its heap step by step, so a module growing to
 // 50 MiB copied about its size several times over: on this project's machine, single
 // requests of the benchmarks stalled 0.1–0.9 s on such grows, and the host's collections
 // of the copies spent seconds trying to stop the goroutine running the module's code.
