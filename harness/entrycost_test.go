@@ -29,3 +29,32 @@ func BenchmarkGuestEntry(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStreamWithoutToken runs what the harness does for one request without a token
+// on the real module, as the benchmarks' wazero host does: a stream (proxy_on_context_create),
+// its request headers (the seven of RequestHeadersFor), and its end (proxy_on_done, _log,
+// _delete). What it adds to the module's own work is the harness's, which the wazero rows of
+// docs/benchmarks.md carry and Envoy does not.
+func BenchmarkStreamWithoutToken(b *testing.B) {
+	ctx := context.Background()
+	h, err := New(ctx, moduletest.Module(b), NewConfig().WithWorkers(1).WithWASI(WASICurrent).
+		WithPluginConfig([]byte(`{"jwt":{"hmac_secrets":[{"secret":"s"}]},"sync":{"cluster":""}}`)).WithTimers(false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(ctx)
+	headers := RequestHeadersFor(Request{Path: "/bench"})
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := h.NewStream(ctx, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if act, err := s.RequestHeaders(ctx, headers, true); err != nil || act != ActionContinue {
+			b.Fatalf("request headers: %v %v", act, err)
+		}
+		if err := s.End(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -28,8 +28,11 @@ type VM struct {
 
 	mu  sync.Mutex // serialises every call into the guest and guards the fields below
 	mod api.Module
-	fns map[string]api.Function // cached exports, nil entry = not exported
-	mal api.Function            // malloc or proxy_on_memory_allocate
+	fns map[string]export // cached exports; a missing name is not exported
+	// recent holds the exports last called, by name (see export); the caller holds mu.
+	recent     [8]recentExport
+	nextRecent int
+	mal        api.Function // malloc or proxy_on_memory_allocate
 	// malStack is mal's parameter and result (CallWithStack): no slice per allocation.
 	malStack [1]uint64
 	// callStack holds a callback's parameters and result (CallWithStack), and callCtx the
@@ -70,15 +73,42 @@ func newVM(h *Harness, index int, envKeys []string) *VM {
 
 func (v *VM) bind(mod api.Module) {
 	v.mod = mod
-	v.fns = map[string]api.Function{}
-	for name := range mod.ExportedFunctionDefinitions() {
-		v.fns[name] = mod.ExportedFunction(name)
+	v.fns = map[string]export{}
+	for name, def := range mod.ExportedFunctionDefinitions() {
+		v.fns[name] = export{mod.ExportedFunction(name), len(def.ResultTypes())}
 	}
-	if f := v.fns[exportMalloc]; f != nil {
+	if f := v.fns[exportMalloc].fn; f != nil {
 		v.mal = f
 	} else {
-		v.mal = v.fns[exportAllocate]
+		v.mal = v.fns[exportAllocate].fn
 	}
+}
+
+// export is an exported function with its result count, read once: a callback's call then
+// asks wazero for nothing but the call.
+type export struct {
+	fn      api.Function
+	results int
+}
+
+// export returns the export name. The callbacks of a request are called by the same few
+// names, constants whose bytes are compared in place (the same pointer), which costs less than
+// hashing them for the map: the recent names are looked up first.
+func (v *VM) export(name string) export {
+	for i := range v.recent {
+		if v.recent[i].name == name {
+			return v.recent[i].ex
+		}
+	}
+	ex := v.fns[name]
+	v.recent[v.nextRecent] = recentExport{name, ex}
+	v.nextRecent = (v.nextRecent + 1) % len(v.recent)
+	return ex
+}
+
+type recentExport struct {
+	name string
+	ex   export
 }
 
 // Index returns the VM's worker index.
@@ -176,8 +206,8 @@ func (v *VM) call(ctx context.Context, name string, ctxID uint32, args ...uint64
 	if v.failed != nil {
 		return 0, fmt.Errorf("%w: %v", ErrVMFailed, v.failed)
 	}
-	fn := v.fns[name]
-	if fn == nil {
+	ex := v.export(name)
+	if ex.fn == nil {
 		return 0, errNotExported
 	}
 	if ctx != v.callParent {
@@ -185,7 +215,7 @@ func (v *VM) call(ctx context.Context, name string, ctxID uint32, args ...uint64
 	}
 	// A call made while another is running (a host function calling back into the module)
 	// gets a stack of its own.
-	results := len(fn.Definition().ResultTypes())
+	results := ex.results
 	var stack []uint64
 	if n := max(len(args), results); n <= len(v.callStack) && !v.inCall {
 		stack = v.callStack[:n]
@@ -197,7 +227,7 @@ func (v *VM) call(ctx context.Context, name string, ctxID uint32, args ...uint64
 	copy(stack, args)
 	prevCur, prevEff := v.cur, v.effective
 	v.cur, v.effective = ctxID, 0
-	err := fn.CallWithStack(v.callCtx, stack)
+	err := ex.fn.CallWithStack(v.callCtx, stack)
 	v.cur, v.effective = prevCur, prevEff
 	if err != nil {
 		v.fail(fmt.Errorf("%s: %w", name, err))
@@ -273,16 +303,16 @@ func (v *VM) start(ctx context.Context) error {
 // _initialize followed by main or __main_void if exported, else a command's
 // _start.
 func (v *VM) initFunctions() []string {
-	if v.fns["_initialize"] != nil {
+	if v.fns["_initialize"].fn != nil {
 		out := []string{"_initialize"}
-		if v.fns["main"] != nil {
+		if v.fns["main"].fn != nil {
 			out = append(out, "main")
-		} else if v.fns["__main_void"] != nil {
+		} else if v.fns["__main_void"].fn != nil {
 			out = append(out, "__main_void")
 		}
 		return out
 	}
-	if v.fns["_start"] != nil {
+	if v.fns["_start"].fn != nil {
 		return []string{"_start"}
 	}
 	return nil
