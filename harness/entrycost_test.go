@@ -12,12 +12,7 @@ import (
 // makes one shared-data read that finds nothing. It is the floor under every host→module call.
 func BenchmarkGuestEntry(b *testing.B) {
 	ctx := context.Background()
-	h, err := New(ctx, moduletest.Module(b), NewConfig().WithWorkers(1).WithWASI(WASICurrent).
-		WithPluginConfig([]byte(`{"jwt":{"hmac_secrets":[{"secret":"s"}]},"sync":{"cluster":""}}`)).WithTimers(false))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close(ctx)
+	h := benchHarness(b)
 	v := h.VM(0)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -37,12 +32,7 @@ func BenchmarkGuestEntry(b *testing.B) {
 // docs/benchmarks.md carry and Envoy does not.
 func BenchmarkStreamWithoutToken(b *testing.B) {
 	ctx := context.Background()
-	h, err := New(ctx, moduletest.Module(b), NewConfig().WithWorkers(1).WithWASI(WASICurrent).
-		WithPluginConfig([]byte(`{"jwt":{"hmac_secrets":[{"secret":"s"}]},"sync":{"cluster":""}}`)).WithTimers(false))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close(ctx)
+	h := benchHarness(b)
 	headers := RequestHeadersFor(Request{Path: "/bench"})
 	b.ReportAllocs()
 	for b.Loop() {
@@ -57,4 +47,16 @@ func BenchmarkStreamWithoutToken(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchHarness starts the real module on one VM with syncing off, closed when b ends.
+func benchHarness(b *testing.B) *Harness {
+	ctx := context.Background()
+	h, err := New(ctx, moduletest.Module(b), NewConfig().WithWorkers(1).WithWASI(WASICurrent).
+		WithPluginConfig([]byte(`{"jwt":{"hmac_secrets":[{"secret":"s"}]},"sync":{"cluster":""}}`)).WithTimers(false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close(ctx) })
+	return h
 }
