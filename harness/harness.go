@@ -153,7 +153,10 @@ func New(ctx context.Context, wasm []byte, cfg Config) (*Harness, error) {
 }
 
 // Close stops timers, cancels callouts in flight, waits for their goroutines
-// and releases the runtime. It is safe to call more than once.
+// and for a callback in flight on each VM, and releases the runtime. A VM's
+// memory is unmapped with it, so every call made afterwards (a stream ended
+// late, a tick) returns ErrClosed instead of running. It is safe to call more
+// than once.
 func (h *Harness) Close(ctx context.Context) error {
 	h.closeOnce.Do(func() {
 		h.closed.Store(true)
@@ -162,6 +165,11 @@ func (h *Harness) Close(ctx context.Context) error {
 			v.stopTimer()
 		}
 		h.bg.Wait()
+		for _, v := range h.vms {
+			v.mu.Lock()
+			v.closed = true
+			v.mu.Unlock()
+		}
 		h.closeError = h.rt.Close(ctx)
 	})
 	return h.closeError

@@ -3,6 +3,7 @@
 package harness
 
 import (
+	"runtime"
 	"syscall"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -12,8 +13,19 @@ import (
 // committed for it) and made readable and writable up to the size the module has grown to.
 // Its address never changes, and pages the module has not touched cost nothing.
 type reservedMemory struct {
-	mem        []byte // the whole reservation
+	*mapping
 	accessible uint64 // bytes of mem made readable and writable, from its start
+}
+
+// mapping is the reservation itself, apart from reservedMemory so that a cleanup can unmap it
+// when a harness that was never closed is collected (wazero calls Free only on close).
+type mapping struct{ mem []byte }
+
+func (m *mapping) unmap() {
+	if m.mem != nil {
+		_ = syscall.Munmap(m.mem)
+		m.mem = nil
+	}
 }
 
 // reserveMemory reserves maxBytes, or returns nil if it cannot.
@@ -26,7 +38,9 @@ func reserveMemory(maxBytes uint64) experimental.LinearMemory {
 	if err != nil {
 		return nil
 	}
-	return &reservedMemory{mem: mem}
+	m := &reservedMemory{mapping: &mapping{mem: mem}}
+	runtime.AddCleanup(m, (*mapping).unmap, m.mapping)
+	return m
 }
 
 // Reallocate makes the memory size bytes long. wazero asks only for whole wasm pages
@@ -45,10 +59,9 @@ func (m *reservedMemory) Reallocate(size uint64) []byte {
 	return m.mem[:size:size]
 }
 
-// Free unmaps the memory; wazero calls it when the module is closed, after its last call.
+// Free unmaps the memory; wazero calls it when the module is closed (Harness.Close makes sure
+// no call runs then or later).
 func (m *reservedMemory) Free() {
-	if m.mem != nil {
-		_ = syscall.Munmap(m.mem)
-		m.mem, m.accessible = nil, 0
-	}
+	m.unmap()
+	m.accessible = 0
 }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"testing"
 	"unsafe"
@@ -97,5 +98,50 @@ func TestLinearMemoryGrowsInPlace(t *testing.T) {
 				t.Fatal("the reserved memory moved on a grow")
 			}
 		})
+	}
+}
+
+// TestCallsAfterCloseAreRefused: Close unmaps each VM's memory, so a stream ended late, a tick
+// or a call made after it must not run the module (it would fault on the unmapped memory and
+// take the whole process down). Every callback here writes to memory.
+func TestCallsAfterCloseAreRefused(t *testing.T) {
+	store := cat(i32c(4096), i32c(7), []byte{0x36, 0x02, 0x00})
+	m := &wModule{funcs: proxyFuncs(map[string][]byte{
+		"proxy_on_request_headers": cat(store, i32c(0)),
+		"proxy_on_done":            cat(store, i32c(1)),
+		"proxy_on_tick":            store,
+	})}
+	ctx := context.Background()
+	h := newHarness(t, m, testConfig().WithWorkers(1))
+	open, err := h.NewStream(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.RequestHeaders(ctx, Pairs{{":path", "/"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.VM(0).Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.RequestHeaders(ctx, Pairs{{":path", "/"}}, true); !errors.Is(err, ErrClosed) {
+		t.Errorf("request headers after Close: %v; want ErrClosed", err)
+	}
+	if err := open.End(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("End after Close: %v; want ErrClosed", err)
+	}
+	if err := h.VM(0).Tick(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Tick after Close: %v; want ErrClosed", err)
+	}
+	if _, err := h.VM(0).CallExport(ctx, "proxy_on_tick", 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("CallExport after Close: %v; want ErrClosed", err)
+	}
+	if _, err := h.NewStream(ctx, 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewStream after Close: %v; want ErrClosed", err)
+	}
+	if _, err := h.Do(ctx, Request{Path: "/"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Do after Close: %v; want ErrClosed", err)
 	}
 }

@@ -91,6 +91,9 @@ func (s *Stream) run(ctx context.Context, name string, args ...uint64) (Action, 
 	if s.ended {
 		return 0, fmt.Errorf("%w: %s after end of stream", ErrStreamState, name)
 	}
+	if v.closed {
+		return 0, fmt.Errorf("%w: %s", ErrClosed, name)
+	}
 	if s.vmFailure != nil || v.failed != nil {
 		if s.vmFailure == nil {
 			s.failVM(v.failed)
@@ -189,7 +192,8 @@ func (s *Stream) ResponseBody(ctx context.Context, body []byte, endOfStream bool
 }
 
 // End finishes the stream as Envoy does: proxy_on_done, proxy_on_log, then
-// proxy_on_delete. It is a no-op on a stream whose VM failed.
+// proxy_on_delete. It is a no-op on a stream whose VM failed, and returns
+// ErrClosed after the harness was closed.
 func (s *Stream) End(ctx context.Context) error {
 	v := s.vm
 	v.mu.Lock()
@@ -198,6 +202,9 @@ func (s *Stream) End(ctx context.Context) error {
 		return nil
 	}
 	s.ended = true
+	if v.closed {
+		return ErrClosed
+	}
 	if s.vmFailure != nil || v.failed != nil {
 		if s.vmFailure == nil {
 			s.failVM(v.failed)

@@ -29,6 +29,8 @@ type VM struct {
 	mu  sync.Mutex // serialises every call into the guest and guards the fields below
 	mod api.Module
 	fns map[string]export // cached exports; a missing name is not exported
+	// closed is set by Harness.Close, under mu: the module and its memory are gone.
+	closed bool
 	// recent holds the exports last called, by name (see export); the caller holds mu.
 	recent     [8]recentExport
 	nextRecent int
@@ -203,6 +205,9 @@ func vmFrom(ctx context.Context) *VM {
 // call invokes export name on context ctxID. The caller holds v.mu. A missing
 // optional export returns (0, errNotExported). A trap fails the VM.
 func (v *VM) call(ctx context.Context, name string, ctxID uint32, args ...uint64) (uint64, error) {
+	if v.closed {
+		return 0, fmt.Errorf("%w: %s", ErrClosed, name)
+	}
 	if v.failed != nil {
 		return 0, fmt.Errorf("%w: %v", ErrVMFailed, v.failed)
 	}
