@@ -114,7 +114,8 @@ func BenchmarkColdAB(b *testing.B) {
 		for r := range rounds {
 			tokens := pool("round"+strconv.Itoa(r), per)
 			for _, t := range targets {
-				// A tick before each round, as BenchmarkModule's every benchTickEvery requests.
+				// A tick before each round (JTIGUARD_AB_PER tokens), so that the module collects
+				// between rounds as it does on Envoy's timer (see benchTickEvery).
 				if err := t.t.h.TickVM(context.Background(), 0); err != nil {
 					b.Fatal(err)
 				}
