@@ -485,14 +485,14 @@ func wazeroVersion() string {
 	return "(unknown version)"
 }
 
-// TestHarnessDocCommand runs the command of docs/benchmarks.md's section on the harness's
-// memory and ticks: the harness's own cost per request, as a reader would run it.
+// TestHarnessDocCommand runs the commands of docs/benchmarks.md's section on the harness's
+// memory and ticks (a memory's grows, the harness's own cost per request), as a reader would.
 func TestHarnessDocCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a benchmark of the harness on the real module; -short skips it")
 	}
 	out := runDocSection(t, "The harness's memory and the ticks")
-	for _, want := range []string{"BenchmarkStreamWithoutToken", "allocs/op"} {
+	for _, want := range []string{"BenchmarkMemoryGrow/harness", "max-grow-ms", "BenchmarkStreamWithoutToken", "allocs/op"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the section's command printed no %q:\n%s", want, out)
 		}

@@ -22,8 +22,13 @@ var memoryAllocator experimental.MemoryAllocator = experimental.MemoryAllocatorF
 		if m := reserveMemory(maxBytes); m != nil {
 			return m
 		}
-		return &growingMemory{buf: make([]byte, 0, capBytes)}
+		return growingAllocator(capBytes, maxBytes)
 	})
+
+// growingAllocator makes growingMemory: wazero's own behaviour, as an allocator.
+func growingAllocator(capBytes, _ uint64) experimental.LinearMemory {
+	return &growingMemory{buf: make([]byte, 0, capBytes)}
+}
 
 // growingMemory is a memory backed by a Go slice that grows by append, as wazero's default.
 type growingMemory struct{ buf []byte }
