@@ -8,9 +8,9 @@ type messages struct {
 	badHeader   string // flask-jwt-extended's InvalidHeaderError
 	queryPrefix string // flask-jwt-extended's InvalidQueryParamError
 
-	tooMany, manyHeaders, headerVariant, headerChars, schemeCase, severalSchemes string
-	cookieHeaders, queryName, queryValue, queryDup                               string
-	cookieName, cookieValue, cookieDup, jsonDup, jsonValue                       [2]string
+	tooMany, manyHeaders, headerVariant, bodyVariant, headerChars, schemeCase, severalSchemes string
+	cookieHeaders, queryName, queryValue, queryDup                                            string
+	cookieName, cookieValue, cookieDup, jsonDup, jsonValue                                    [2]string
 }
 
 func newMessages(c *Config) messages {
@@ -18,6 +18,7 @@ func newMessages(c *Config) messages {
 		tooMany:       fmt.Sprintf("Ambiguous request: more than %d tokens", MaxCandidates),
 		manyHeaders:   fmt.Sprintf("Ambiguous request: more than one %s header", c.HeaderName),
 		headerVariant: fmt.Sprintf("Ambiguous request: a header name that matches %s only when '_' is read as '-'", c.HeaderName),
+		bodyVariant:   "Ambiguous request: a Content-Type, Content-Length or Transfer-Encoding header named with '_' for '-'",
 		headerChars:   fmt.Sprintf("Ambiguous request: control or non-ASCII characters in the %s header", c.HeaderName),
 		schemeCase:    fmt.Sprintf("Ambiguous request: a %s scheme that matches '%s' only in another letter case", c.HeaderName, c.HeaderType),
 		severalSchemes: fmt.Sprintf("Ambiguous request: more than one '%s' credential in the %s header",

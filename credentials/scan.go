@@ -106,6 +106,9 @@ type Scanner struct {
 	known         knownValues
 	headerCount   int
 	headerVariant bool
+	// bodyVariant: discovery saw a header that WSGI reads as Content-Type, Content-Length or
+	// Transfer-Encoding under another spelling (bodyHeaderVariant); only with the json location.
+	bodyVariant bool
 	// wantsJSON: the json location is configured (WantsBody asks on every request).
 	wantsJSON bool
 	// The request being scanned, for reserve, which runs at the first decoded form (most
@@ -197,13 +200,16 @@ func (s *Scanner) Scan(headers [][2]string, body []byte) *Result {
 // discoverAll finds the candidates of every header discovery reads, and of the body, and
 // notes the configured header's values for fromHeader.
 func (s *Scanner) discoverAll(headers [][2]string, body []byte) {
-	s.headerValue, s.headerCount, s.headerVariant = "", 0, false
+	s.headerValue, s.headerCount, s.headerVariant, s.bodyVariant = "", 0, false, false
 	s.headerRun.start = -1 // no run: set where the header's value is searched
 	s.headerKnown = 0
 	s.reqHeaders, s.reqBody, s.reserved = headers, body, false
 	s.scratch = s.scratch[:0]
 	for i := range headers {
 		name, value := headers[i][0], headers[i][1]
+		if s.wantsJSON && bodyHeaderVariant(name) {
+			s.bodyVariant = true
+		}
 		if len(name) >= len(s.discovered) || !s.discovered[len(name)] {
 			continue
 		}
@@ -248,6 +254,9 @@ func (s *Scanner) selectAll(headers [][2]string, body []byte) {
 		case codeQueryString:
 			s.query = s.fromQuery(headers)
 		case codeJSON:
+			if s.bodyVariant {
+				s.ambiguous(s.msgs.bodyVariant)
+			}
 			s.fromJSON(headers, body)
 		}
 	}
@@ -872,6 +881,39 @@ func isFlaskJSON(ct string) bool {
 	mt, _, _ := strings.Cut(ct, ";")
 	mt = strings.ToLower(strings.TrimSpace(mt))
 	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
+// bodyHeaderVariant reports a header name that WSGI servers read as Content-Type,
+// Content-Length or Transfer-Encoding though it is not spelled so: with '_' for '-'. Envoy
+// forwards such names by default (headers_with_underscores_action: ALLOW), and werkzeug then
+// takes the body's type, length or framing from it: content_type: application/json beside
+// content-type: text/plain makes the app parse a body the filter never reads, and
+// transfer_encoding: chunked makes the app de-chunk a body whose framing cuts a token in two
+// for the filter's reading. Neither reading can be the app's for every server (gunicorn drops
+// such headers), so a request with one is ambiguous when the body may hold the token.
+func bodyHeaderVariant(name string) bool {
+	var want string
+	switch len(name) {
+	case len("content-type"):
+		want = "content-type"
+	case len("content-length"):
+		want = "content-length"
+	case len("transfer-encoding"):
+		want = "transfer-encoding"
+	default:
+		return false
+	}
+	variant := false
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == want[i]:
+		case c == '_' && want[i] == '-':
+			variant = true
+		default:
+			return false
+		}
+	}
+	return variant
 }
 
 // wsgiName is a header name as WSGI servers key it: '-' and '_' are the same.
