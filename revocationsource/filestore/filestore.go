@@ -2,6 +2,15 @@
 // feed's snapshot shape (jti and claim entries, cutoffs), or plain text with one jti per line and an optional
 // Unix expiry. The file is re-read when its modification time or size
 // changes, so an operator (or a ConfigMap update) can replace it in place.
+//
+// A list served is a list the filter enforces: a jti missing from it is a token let through. So
+// a file that is not plainly a whole list is refused, and the source keeps the last good one:
+// an empty file or one of blank lines (what a writer that truncates and then writes leaves for
+// a moment; an empty list is written as a comment line, or as {"entries":[]}), a text file
+// whose last line has no newline (a line still being written: its jti would be served cut
+// short), a file that changed while it was read, a JSON object without "entries" (an error
+// object, {}), and a JSON array or markup (neither format: read as text they would be one
+// junk jti each).
 package filestore
 
 import (
@@ -26,6 +35,10 @@ var ErrTooLarge = errors.New("file too large")
 
 // ErrSyntax is returned for a malformed file.
 var ErrSyntax = errors.New("malformed revocation file")
+
+// ErrIncomplete is returned for a file that looks caught while being written: empty, its last
+// line without a newline, or changed during the read. The next poll reads it again.
+var ErrIncomplete = errors.New("revocation file incomplete")
 
 // DefaultMaxBytes matches the filter's default sync.max_body_bytes.
 const DefaultMaxBytes = 128 << 20
@@ -66,21 +79,9 @@ func (s *Store) Load(_ context.Context) (rs.State, error) {
 	if err != nil {
 		return rs.State{}, err
 	}
-	f, err := os.Open(s.Path)
+	data, err := s.read(before)
 	if err != nil {
 		return rs.State{}, err
-	}
-	defer f.Close()
-	max := s.MaxBytes
-	if max <= 0 {
-		max = DefaultMaxBytes
-	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return rs.State{}, err
-	}
-	if int64(len(data)) > max {
-		return rs.State{}, fmt.Errorf("%w: %s is over %d bytes", ErrTooLarge, s.Path, max)
 	}
 	st, err := Parse(data)
 	if err != nil {
@@ -98,6 +99,36 @@ func (s *Store) Load(_ context.Context) (rs.State, error) {
 	s.loaded = before
 	s.mu.Unlock()
 	return st, nil
+}
+
+// read reads the file whole, and refuses it unless it is still the file stated as before: a
+// writer at work between the two stats, or one that replaced the file under its name while it
+// was open, shows as a size or time that is not the file's as it was read.
+func (s *Store) read(before stamp) ([]byte, error) {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	max := s.MaxBytes
+	if max <= 0 {
+		max = DefaultMaxBytes
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%w: %s is over %d bytes", ErrTooLarge, s.Path, max)
+	}
+	after, err := s.stat()
+	if err != nil {
+		return nil, err
+	}
+	if after != before || int64(len(data)) != before.size {
+		return nil, fmt.Errorf("%w: %s changed while it was read", ErrIncomplete, s.Path)
+	}
+	return data, nil
 }
 
 // live drops the items past exp + grace.
@@ -127,16 +158,27 @@ func (s *Store) live(st rs.State) rs.State {
 	return rs.State{Entries: entries, Cutoffs: cutoffs}
 }
 
-// Parse reads either format: JSON when the first non-space byte is '{'.
+// Parse reads either format: JSON when the first non-space byte is '{'. It refuses what is not
+// plainly a whole list (see the package's doc).
 func Parse(data []byte) (rs.State, error) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
-	if len(trimmed) > 0 && trimmed[0] == '{' {
+	if len(trimmed) == 0 {
+		return rs.State{}, fmt.Errorf("%w: the file is empty (an empty list is a comment line, or {\"entries\":[]})", ErrIncomplete)
+	}
+	switch trimmed[0] {
+	case '[', '<':
+		return rs.State{}, fmt.Errorf("%w: a JSON array or markup, neither format (JSON is an object in the feed's snapshot shape)", ErrSyntax)
+	}
+	if trimmed[0] == '{' {
 		var snap rs.Snapshot
 		if err := json.Unmarshal(trimmed, &snap); err != nil {
 			return rs.State{}, fmt.Errorf("%w: %v", ErrSyntax, err)
 		}
 		if snap.Kind != "" && snap.Kind != "snapshot" {
 			return rs.State{}, fmt.Errorf("%w: kind %q, want snapshot", ErrSyntax, snap.Kind)
+		}
+		if snap.Entries == nil {
+			return rs.State{}, fmt.Errorf("%w: no \"entries\" array (an empty list is {\"entries\":[]})", ErrSyntax)
 		}
 		st := rs.State{Entries: make([]rs.Entry, 0, len(snap.Entries))}
 		for i, w := range snap.Entries {
@@ -156,6 +198,9 @@ func Parse(data []byte) (rs.State, error) {
 			st.Cutoffs = append(st.Cutoffs, rs.Cutoff{Sub: c.Sub, Iss: c.Iss, RevokedBefore: c.RevokedBefore, Exp: c.Exp})
 		}
 		return st, nil
+	}
+	if data[len(data)-1] != '\n' {
+		return rs.State{}, fmt.Errorf("%w: the last line has no newline", ErrIncomplete)
 	}
 	var st rs.State
 	sc := bufio.NewScanner(bytes.NewReader(data))
