@@ -94,6 +94,7 @@ test: build
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzTextWithoutDotsHoldsNoPayload -fuzztime=$(FUZZTIME) ./credentials && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzCanonicalPath -fuzztime=$(FUZZTIME) ./filter && \
+	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzPeekReadsWhatVerifierAccepts -fuzztime=$(FUZZTIME) ./filter && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify && \
 	$(GO) test -timeout 5m -run='^$$' -fuzz=FuzzParseToken -fuzztime=$(FUZZTIME) ./statuslist
 	$(MAKE) test-long
@@ -141,6 +142,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzKnownValueIsDiscovery -fuzztime=$(FUZZTIME) ./credentials
 	$(GO) test -run='^$$' -fuzz=FuzzRevokedNeverAllowed -fuzztime=$(FUZZTIME) ./filter
 	$(GO) test -run='^$$' -fuzz=FuzzCanonicalPath -fuzztime=$(FUZZTIME) ./filter
+	$(GO) test -run='^$$' -fuzz=FuzzPeekReadsWhatVerifierAccepts -fuzztime=$(FUZZTIME) ./filter
 	$(GO) test -run='^$$' -fuzz=FuzzVerifyMatchesGolangJWT -fuzztime=$(FUZZTIME) ./jwtverify
 	$(GO) test -run='^$$' -fuzz=FuzzPKIXMatchesX509 -fuzztime=$(FUZZTIME) ./jwtverify
 	$(GO) test -run='^$$' -fuzz=FuzzRefs -fuzztime=$(FUZZTIME) ./statuslist

@@ -806,7 +806,7 @@ func (s *Scanner) fromJSON(headers [][2]string, body []byte) {
 			}
 		}
 		if k < 0 {
-			if !j.skip(0) {
+			if !j.skip() {
 				return
 			}
 		} else {
@@ -818,7 +818,7 @@ func (s *Scanner) fromJSON(headers [][2]string, body []byte) {
 				}
 			} else {
 				start := j.i
-				if !j.skip(0) {
+				if !j.skip() {
 					return
 				}
 				v = string(j.b[start:j.i])
