@@ -33,6 +33,9 @@ type Update struct {
 	Add List
 	// Remove and RemoveCutoffs name what a delta removes.
 	Remove, RemoveCutoffs []Ref
+	// Issuers reports an item that named an issuer, kept in its key only when keyed by issuer:
+	// otherwise items that differ only in iss were merged (see Syncer.apply).
+	Issuers bool
 }
 
 // FeedLimits bounds what one response may hold, and says how to key it.

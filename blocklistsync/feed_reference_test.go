@@ -138,6 +138,9 @@ func (p *feedParser) issuer(iss string) (string, error) {
 	if len(iss) > MaxIssuerLen {
 		return "", fmt.Errorf("iss longer than %d bytes", MaxIssuerLen)
 	}
+	if iss != "" {
+		p.u.Issuers = true
+	}
 	if !p.lim.KeyedByIssuer {
 		return "", nil // the deployment ignores issuers: every entry matches by jti alone
 	}

@@ -219,7 +219,12 @@ func TestKeyingMismatchIsNeverUsed(t *testing.T) {
 			if _, _, err := o.reader.Refresh(); !errors.Is(err, ErrKeyingMismatch) {
 				t.Fatalf("a delta was merged into a mismatched list: %v", err)
 			}
-			o.sync.Tick() // the resync is due at once
+			// That is the source's fault: counted as a failure, and asked again after the backoff.
+			if r.metrics.get("sync.failures") != 1 {
+				t.Fatalf("failures %d; want the delta to a full poll counted as one", r.metrics.get("sync.failures"))
+			}
+			r.advance(r.cfg.MaxBackoff.D())
+			o.sync.Tick()
 			o.host.answer(200, jsonHeaders, snapshotBody("v2", "a", "b"))
 			if !o.has(t, "a", r.now) || !o.has(t, "b", r.now) {
 				t.Fatal("the full snapshot did not replace the mismatched list")

@@ -105,6 +105,12 @@ type Reader struct {
 	failedAt  Generation
 	failedErr error
 
+	// rereadSnapshot makes the next read load the snapshot record even though the generation
+	// record names the generation held (Invalidate): two VMs that both held the lease for a
+	// tick can both write generation 1, the second over the first, and a reader that keeps
+	// the first (and its CAS) would have its every write refused.
+	rereadSnapshot bool
+
 	// checkedAt and last are RecheckEvery's: when the record was last read (Unix nanoseconds,
 	// 0 for never: an integer compare per request, where time.Time.Sub of a clock without a
 	// monotonic reading took most of a cache hit's Refresh in wasm), and what Refresh answered then.
@@ -203,13 +209,15 @@ func (r *Reader) read() (*Snapshot, time.Time, error) {
 		return r.snap, r.freshAt, err
 	}
 	r.gen = gen
-	if r.snap != nil && r.snap.Generation >= gen.Number {
+	reread := r.rereadSnapshot
+	r.rereadSnapshot = false
+	if r.snap != nil && r.snap.Generation >= gen.Number && !reread {
 		if r.snap.Generation == gen.Number && gen.LastSuccess.After(r.freshAt) {
 			r.freshAt = gen.LastSuccess
 		}
 		return r.snap, r.freshAt, nil
 	}
-	if r.failedErr != nil && gen == r.failedAt {
+	if r.failedErr != nil && gen == r.failedAt && !reread {
 		return r.snap, r.freshAt, r.failedErr
 	}
 	snap, cas, err := r.load(gen)
@@ -311,6 +319,14 @@ func (r *Reader) readSnapshot() (raw []byte, cas uint32, slot *snapSlot, err err
 		}
 	}
 	return raw, cas, slot, nil
+}
+
+// Invalidate makes the next Refresh or Reload read the snapshot record whatever the
+// generation record says: for a writer whose CAS on it was refused, so that it learns what is
+// there now and the CAS to write over it with.
+func (r *Reader) Invalidate() {
+	r.rereadSnapshot = true
+	r.checkedAt = 0
 }
 
 // Snapshot returns the view as of the last Refresh (nil before a usable list was seen).

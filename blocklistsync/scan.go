@@ -445,6 +445,9 @@ func (s *scanner) issuer(iss []byte) ([]byte, error) {
 	if len(iss) > MaxIssuerLen {
 		return nil, fmt.Errorf("iss longer than %d bytes", MaxIssuerLen)
 	}
+	if len(iss) > 0 {
+		s.u.Issuers = true
+	}
 	if !s.lim.KeyedByIssuer {
 		return nil, nil // the deployment ignores issuers: every entry matches by jti alone
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tetratelabs/proxy-wasm-go-sdk/proxywasm/types"
+
 	"github.com/jtiguard/jtiguard/internal/abi"
 )
 
@@ -99,6 +101,17 @@ type Syncer struct {
 	conditional bool
 	// resync asks the next poll for a full snapshot (no since, no if-none-match).
 	resync bool
+	// askedFull is whether the poll in flight asked for a full snapshot: a delta in answer to
+	// it is the source's fault, counted and backed off like any bad answer, not a reason to ask
+	// again at once (a source answering every poll so would be polled as fast as it answers).
+	askedFull bool
+	// issuersClear is whether every update this VM applied since its last full snapshot named
+	// no issuer. A filter not keyed by issuer merges the source's entries and cutoffs that
+	// differ only in iss into one: a delta removing one of them, or moving one cutoff earlier,
+	// would take the merged item away or lower it while the others still stand at the source.
+	// Such a delta is applied only while this holds (see apply); otherwise a full snapshot
+	// replaces the list.
+	issuersClear bool
 	// resyncFor is the generation record whose unusable snapshot was last reported, so each
 	// is logged and counted once.
 	resyncFor Generation
@@ -248,6 +261,7 @@ func (s *Syncer) poll(now time.Time, failures uint32, mergeable bool) {
 		}
 	}
 	headers = append(headers, [2]string{":path", path})
+	s.askedFull = !mergeable
 	names := make([]string, 0, len(s.cfg.Headers))
 	for name := range s.cfg.Headers {
 		names = append(names, name)
@@ -350,10 +364,15 @@ func (s *Syncer) handleResponse(numHeaders, bodySize, _ int) {
 		}
 		changed := snap == nil || readErr != nil || upd.Version != snap.Version || etag != snap.ETag
 		if err := s.apply(now, upd, h, etag); err != nil {
-			if errors.Is(err, errResync) {
+			if errors.Is(err, errResync) && !s.askedFull {
 				s.m.resyncs.Increment(1)
 				s.log(abi.LogLevelInfo, "sync: "+err.Error()+"; asking for a full snapshot")
-				s.scheduleAt(now, failures) // resync at once, without counting a failure
+				// At once, without counting a failure, but within the burst limit.
+				s.scheduleAt(s.burstLimit(now), failures)
+				return
+			}
+			if errors.Is(err, errResync) {
+				s.fail(now, failures, err.Error()+", in answer to a poll that asked for a full snapshot", true)
 				return
 			}
 			s.fail(now, failures, err.Error(), errors.Is(err, ErrBadFeed))
@@ -409,6 +428,11 @@ func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error 
 			s.resync = true
 			return fmt.Errorf("%w (base %q)", errResync, upd.Base)
 		}
+		if !s.o.KeyedByIssuer && (!s.issuersClear || upd.Issuers) &&
+			(len(upd.Remove) > 0 || len(upd.RemoveCutoffs) > 0 || len(upd.Add.Cutoffs) > 0) {
+			s.resync = true
+			return fmt.Errorf("%w: it removes entries or changes cutoffs, and the list merges the source's items across issuers (or may: no full snapshot was read here since the lease was taken)", errResync)
+		}
 		held, err := s.loadIDs(snap)
 		if err != nil {
 			s.resync = true
@@ -437,6 +461,11 @@ func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error 
 		return err
 	}
 	s.resync = false
+	if upd.Kind == KindSnapshot {
+		s.issuersClear = !upd.Issuers
+	} else {
+		s.issuersClear = s.issuersClear && !upd.Issuers
+	}
 	if !hadList && !s.firstLogged {
 		s.firstLogged = true
 		s.log(abi.LogLevelInfo, fmt.Sprintf("sync: first list received: %d entries, %d cutoffs, version %q",
@@ -483,6 +512,12 @@ func (s *Syncer) publish(now time.Time, list *List, version, etag string, h Hash
 		return err
 	}
 	if err := s.o.Store.SetSharedData(s.o.Keys.Snapshot, enc.Snapshot, s.reader.latestCAS); err != nil {
+		if errors.Is(err, types.ErrorStatusCasMismatch) {
+			// Another VM wrote the snapshot since this one read it, possibly under the same
+			// generation number (two holders for one tick at start-up): read what is there, so
+			// that the next poll applies to it and writes over it with its CAS.
+			s.reader.Invalidate()
+		}
 		return fmt.Errorf("write snapshot: %w", err)
 	}
 	// The IDs go second, only once the snapshot's CAS succeeded, so a writer that lost the
