@@ -91,11 +91,101 @@ func (h Hasher) SubjectKey(iss, sub string) uint64 { return h.key(domainSubject,
 // the domain keeps any claim key apart from jti keys, so a claim entry never revokes a
 // token by its jti. A revocation source sends these as {"claim": …, "value": …} entries.
 func (h Hasher) ClaimKey(iss, claim, value string) uint64 {
+	var u [uuidLen]byte
+	if canonicalUUID(value, &u) {
+		return primary(hashClaim(h, domainClaim, iss, claim, u[:]))
+	}
 	return primary(hashClaim(h, domainClaim, iss, claim, value))
 }
 
 func (h Hasher) key(domain byte, iss, value string) uint64 {
+	var u [uuidLen]byte
+	if canonicalUUID(value, &u) {
+		return primary(hashIn(h, domain, iss, u[:]))
+	}
 	return primary(hashIn(h, domain, iss, value))
+}
+
+// uuidLen is the length of a UUID's canonical text.
+const uuidLen = 36
+
+// canonicalUUID writes value's canonical text (lower-case hex, hyphens after the 8th, 12th,
+// 16th and 20th digit) into u when value spells a UUID, and reports whether it did. Every key
+// and ID is computed from that text, on the list's side and on the token's alike, so a jti,
+// sub or claim value that is a UUID matches in any spelling: what a uuid column gives the
+// source (PostgreSQL's canonical text, or SQLAlchemy's 32 hex digits on a database without the
+// type) and what the app compares by (PostgreSQL reads upper case, braces and missing hyphens
+// as the same uuid, Python's uuid.UUID too) are then the same key as the token's own spelling.
+// Spelled: an optional "urn:uuid:" prefix (any case), an optional pair of braces around the
+// rest, and exactly 32 hex digits in any case with hyphens anywhere between them. Values that
+// are not UUIDs are hashed as they are. Two distinct jtis that are one UUID in two spellings
+// are one key: the more revoked of the two readings, never the less.
+func canonicalUUID[T string | []byte](value T, u *[uuidLen]byte) bool {
+	start, end := 0, len(value)
+	if end < 32 || end > 80 {
+		return false
+	}
+	if asciiLowerIs(value, "urn:uuid:") {
+		start = 9
+	}
+	if start < end && value[start] == '{' {
+		if value[end-1] != '}' {
+			return false
+		}
+		start, end = start+1, end-1
+	}
+	d := 0 // hex digits so far
+	for i := start; i < end; i++ {
+		c := value[i]
+		switch {
+		case c == '-':
+			continue
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		case c >= 'A' && c <= 'F':
+			c += 'a' - 'A'
+		default:
+			return false
+		}
+		if d == 32 {
+			return false
+		}
+		// Digit d goes after the hyphens the canonical text puts before it: at 8, 13, 18, 23.
+		pos := d
+		switch {
+		case d >= 20:
+			pos += 4
+		case d >= 16:
+			pos += 3
+		case d >= 12:
+			pos += 2
+		case d >= 8:
+			pos++
+		}
+		u[pos] = c
+		d++
+	}
+	if d != 32 {
+		return false
+	}
+	u[8], u[13], u[18], u[23] = '-', '-', '-', '-'
+	return true
+}
+
+// asciiLowerIs reports whether s begins with lower, compared in ASCII lower case.
+func asciiLowerIs[T string | []byte](s T, lower string) bool {
+	if len(s) < len(lower) {
+		return false
+	}
+	for i := 0; i < len(lower); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func primary(k uint64) uint64 {
@@ -107,7 +197,7 @@ func primary(k uint64) uint64 {
 
 // hashIn hashes domain ‖ len(iss) as u32 ‖ iss ‖ value: the length makes the split between
 // issuer and value unambiguous for any bytes. 0 is never returned, so it can mean "no key".
-func hashIn[T string | []byte](h Hasher, domain byte, iss, value T) uint64 {
+func hashIn[T, V string | []byte](h Hasher, domain byte, iss T, value V) uint64 {
 	if 5+len(iss)+len(value) <= shortMessage {
 		var buf [shortMessage]byte
 		return nonZero(sipHash24(h.k0, h.k1, message(&buf, domain, iss, value)))
@@ -124,7 +214,7 @@ func hashIn[T string | []byte](h Hasher, domain byte, iss, value T) uint64 {
 // of up to 256 bytes with a typical issuer); longer ones are hashed in pieces.
 const shortMessage = 384
 
-func message[T string | []byte](buf *[shortMessage]byte, domain byte, iss, value T) []byte {
+func message[T, V string | []byte](buf *[shortMessage]byte, domain byte, iss T, value V) []byte {
 	buf[0] = domain
 	binary.LittleEndian.PutUint32(buf[1:], uint32(len(iss)))
 	n := 5 + copy(buf[5:], iss)
@@ -142,6 +232,14 @@ func nonZero(k uint64) uint64 {
 // keyAndID returns an input's key (what workers look up) and its ID (the second hash, which
 // together with the key identifies an entry).
 func keyAndID[T string | []byte](h Hasher, domain byte, iss, value T) (key, id uint64) {
+	var u [uuidLen]byte
+	if canonicalUUID(value, &u) {
+		return keyAndIDOf(h, domain, iss, u[:])
+	}
+	return keyAndIDOf(h, domain, iss, value)
+}
+
+func keyAndIDOf[T, V string | []byte](h Hasher, domain byte, iss T, value V) (key, id uint64) {
 	if 5+len(iss)+len(value) <= shortMessage {
 		var buf [shortMessage]byte
 		msg := message(&buf, domain, iss, value)
@@ -157,7 +255,7 @@ const claimHeader = 9
 
 // claimMessage is domain ‖ len(iss) as u32 ‖ iss ‖ len(claim) as u32 ‖ claim ‖ value: both
 // lengths make the three-way split unambiguous for any bytes.
-func claimMessage[T string | []byte](buf *[shortMessage]byte, domain byte, iss, claim, value T) []byte {
+func claimMessage[T, V string | []byte](buf *[shortMessage]byte, domain byte, iss, claim T, value V) []byte {
 	buf[0] = domain
 	binary.LittleEndian.PutUint32(buf[1:], uint32(len(iss)))
 	n := 5 + copy(buf[5:], iss)
@@ -170,7 +268,7 @@ func claimMessage[T string | []byte](buf *[shortMessage]byte, domain byte, iss, 
 
 // hashClaim hashes a claim message, on the stack when it fits and in pieces when not, never
 // returning 0.
-func hashClaim[T string | []byte](h Hasher, domain byte, iss, claim, value T) uint64 {
+func hashClaim[T, V string | []byte](h Hasher, domain byte, iss, claim T, value V) uint64 {
 	if claimHeader+len(iss)+len(claim)+len(value) <= shortMessage {
 		var buf [shortMessage]byte
 		return nonZero(sipHash24(h.k0, h.k1, claimMessage(&buf, domain, iss, claim, value)))
@@ -189,6 +287,14 @@ func hashClaim[T string | []byte](h Hasher, domain byte, iss, claim, value T) ui
 
 // claimKeyAndID is keyAndID for a claim entry.
 func claimKeyAndID[T string | []byte](h Hasher, iss, claim, value T) (key, id uint64) {
+	var u [uuidLen]byte
+	if canonicalUUID(value, &u) {
+		return claimKeyAndIDOf(h, iss, claim, u[:])
+	}
+	return claimKeyAndIDOf(h, iss, claim, value)
+}
+
+func claimKeyAndIDOf[T, V string | []byte](h Hasher, iss, claim T, value V) (key, id uint64) {
 	if claimHeader+len(iss)+len(claim)+len(value) <= shortMessage {
 		var buf [shortMessage]byte
 		msg := claimMessage(&buf, domainClaim, iss, claim, value)

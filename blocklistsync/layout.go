@@ -28,7 +28,7 @@ import (
 //
 //	<prefix>snapshot  64 + len(version) + len(etag) + claim names + 12n + 16m bytes
 //	    0  "JTIS"   magic
-//	    4  u16      format (3)
+//	    4  u16      format (4)
 //	    6  u16      flags: bit 0 = keys include the issuer
 //	    8  u64      generation number (equal to or newer than the gen record that names it)
 //	   16  i64      built at, Unix milliseconds
@@ -46,7 +46,7 @@ import (
 //
 //	<prefix>ids       24 + 8n + 8m bytes
 //	    0  "JTII"   magic
-//	    4  u16      format (3)
+//	    4  u16      format (4)
 //	    6  u16      reserved
 //	    8  u64      build ID of the snapshot these IDs belong to
 //	   16  u32      n, u32 m (as in that snapshot)
@@ -59,8 +59,9 @@ import (
 // last. A reader that sees generation g therefore finds a snapshot of generation g or newer,
 // and takes either; the lease holder uses IDs only when their build ID is the
 // snapshot's. Snapshots of other formats (1: unkeyed FNV keys, merged entries; 2: no claim
-// names, so a worker would not know which claims its claim entries need) are not read: a
-// worker treats one as no list, and the lease holder replaces it with a full resync.
+// names, so a worker would not know which claims its claim entries need; 3: a UUID's keys
+// from its spelling, not its canonical text, see canonicalUUID) are not read: a worker treats
+// one as no list, and the lease holder replaces it with a full resync.
 
 // Sentinel errors of the layout. Every decode failure wraps one of them.
 var (
@@ -85,7 +86,7 @@ const (
 	snapMagic     = "JTIS"
 	idsMagic      = "JTII"
 	genFormat     = 1
-	snapFormat    = 3
+	snapFormat    = 4
 	genSize       = 32
 	snapHeader    = 64
 	idsHeader     = 24
