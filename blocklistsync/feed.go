@@ -33,9 +33,6 @@ type Update struct {
 	Add List
 	// Remove and RemoveCutoffs name what a delta removes.
 	Remove, RemoveCutoffs []Ref
-	// Issuers reports an item that named an issuer, kept in its key only when keyed by issuer:
-	// otherwise items that differ only in iss were merged (see Syncer.apply).
-	Issuers bool
 }
 
 // FeedLimits bounds what one response may hold, and says how to key it.
@@ -129,7 +126,7 @@ func parsePlainFeed(body []byte, lim FeedLimits) (*Update, error) {
 		if len(u.Add.Entries) >= lim.MaxEntries {
 			return nil, fmt.Errorf("%w: more than %d entries", ErrBadFeed, lim.MaxEntries)
 		}
-		k, id := keyAndID(lim.Hasher, domainToken, []byte(nil), jti)
+		k, id := keyAndID(lim.Hasher, domainToken, []byte(nil), []byte(nil), jti)
 		u.Add.Entries = append(u.Add.Entries, Entry{Key: k, ID: id, Exp: exp})
 	}
 	if err := sc.Err(); err != nil {

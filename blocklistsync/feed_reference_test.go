@@ -138,9 +138,6 @@ func (p *feedParser) issuer(iss string) (string, error) {
 	if len(iss) > MaxIssuerLen {
 		return "", fmt.Errorf("iss longer than %d bytes", MaxIssuerLen)
 	}
-	if iss != "" {
-		p.u.Issuers = true
-	}
 	if !p.lim.KeyedByIssuer {
 		return "", nil // the deployment ignores issuers: every entry matches by jti alone
 	}
@@ -162,15 +159,15 @@ func (p *feedParser) entries(field string, add func(key, id uint64, exp uint32, 
 		if err := referenceEntryForm(e); err != nil {
 			return fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
-		iss, err := p.issuer(e.Iss)
+		keyIss, err := p.issuer(e.Iss)
 		if err != nil {
 			return fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
 		var k, id uint64
 		if e.Claim != nil {
-			k, id = claimKeyAndID(p.lim.Hasher, iss, *e.Claim, *e.Value)
+			k, id = claimKeyAndID(p.lim.Hasher, keyIss, e.Iss, *e.Claim, *e.Value)
 		} else {
-			k, id = keyAndID(p.lim.Hasher, domainToken, iss, *e.JTI)
+			k, id = keyAndID(p.lim.Hasher, domainToken, keyIss, e.Iss, *e.JTI)
 		}
 		if err := add(k, id, e.Exp, e.Claim); err != nil {
 			return fmt.Errorf("%s[%d]: %w", field, i, err)
@@ -200,11 +197,11 @@ func (p *feedParser) cutoffs(field string, needTime bool, add func(Cutoff)) erro
 		if needTime && c.RevokedBefore == nil {
 			return fmt.Errorf("%s[%d]: revoked_before is required", field, i)
 		}
-		iss, err := p.issuer(c.Iss)
+		keyIss, err := p.issuer(c.Iss)
 		if err != nil {
 			return fmt.Errorf("%s[%d]: %w", field, i, err)
 		}
-		k, id := keyAndID(p.lim.Hasher, domainSubject, iss, *c.Sub)
+		k, id := keyAndID(p.lim.Hasher, domainSubject, keyIss, c.Iss, *c.Sub)
 		cut := Cutoff{Key: k, ID: id, Exp: c.Exp}
 		if c.RevokedBefore != nil {
 			cut.RevokedBefore = *c.RevokedBefore

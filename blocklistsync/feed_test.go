@@ -32,7 +32,7 @@ func TestParseFeed(t *testing.T) {
 		{
 			name: "sniffed as JSON without a content type; iss ignored when not keyed by issuer",
 			body: ` {"kind":"snapshot","entries":[{"jti":"a","iss":"https://i"}]}`, wantKind: KindSnapshot,
-			wantAdd: []Entry{tokenEntry("", "a", 0)},
+			wantAdd: []Entry{unkeyedEntry("https://i", "a", 0)},
 		},
 		{
 			name: "issuer kept when keyed", ctype: "application/json", byIssuer: true,
@@ -62,7 +62,7 @@ func TestParseFeed(t *testing.T) {
 			name: "claim entries in a delta; iss ignored when not keyed by issuer", ctype: "application/json",
 			body:     `{"kind":"delta","base":"v1","version":"v2","added":[{"claim":"sid","value":"a","iss":"https://i","exp":9}],"removed":[{"claim":"sid","value":"b"},{"jti":"b"}]}`,
 			wantKind: KindDelta, wantVersion: "v2",
-			wantAdd:    []Entry{claimEntry("", "sid", "a", 9)},
+			wantAdd:    []Entry{unkeyedClaimEntry("https://i", "sid", "a", 9)},
 			wantRemove: []Ref{ref(claimEntry("", "sid", "b", 0)), ref(tokenEntry("", "b", 0))},
 		},
 		{
@@ -307,4 +307,17 @@ func FuzzParseFeed(f *testing.F) {
 			t.Fatalf("ids: %v", err)
 		}
 	})
+}
+
+// unkeyedEntry is the entry a filter not keyed by issuer makes of (iss, jti): looked up by the
+// jti alone, and told apart from the same jti under another issuer by its ID.
+func unkeyedEntry(iss, jti string, exp uint32) Entry {
+	k, id := keyAndID(testHasher, domainToken, "", iss, jti)
+	return Entry{Key: k, ID: id, Exp: exp}
+}
+
+// unkeyedClaimEntry is unkeyedEntry for a claim entry.
+func unkeyedClaimEntry(iss, claim, value string, exp uint32) Entry {
+	k, id := claimKeyAndID(testHasher, "", iss, claim, value)
+	return Entry{Key: k, ID: id, Exp: exp}
 }

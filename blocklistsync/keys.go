@@ -116,8 +116,9 @@ const uuidLen = 36
 // source (PostgreSQL's canonical text, or SQLAlchemy's 32 hex digits on a database without the
 // type) and what the app compares by (PostgreSQL reads upper case, braces and missing hyphens
 // as the same uuid, Python's uuid.UUID too) are then the same key as the token's own spelling.
-// Spelled: an optional "urn:uuid:" prefix (any case), an optional pair of braces around the
-// rest, and exactly 32 hex digits in any case with hyphens anywhere between them. Values that
+// Spelled: "urn:" and "uuid:" prefixes (any case), braces at either end, and exactly 32 hex
+// digits in any case with hyphens anywhere among them: PostgreSQL's spellings, and Python's short
+// of what its int() adds (underscores, a sign, white space, "0x"). Values that
 // are not UUIDs are hashed as they are. Two distinct jtis that are one UUID in two spellings
 // are one key: the more revoked of the two readings, never the less.
 func canonicalUUID[T string | []byte](value T, u *[uuidLen]byte) bool {
@@ -125,14 +126,20 @@ func canonicalUUID[T string | []byte](value T, u *[uuidLen]byte) bool {
 	if end < 32 || end > 80 {
 		return false
 	}
-	if asciiLowerIs(value, "urn:uuid:") {
-		start = 9
-	}
-	if start < end && value[start] == '{' {
-		if value[end-1] != '}' {
-			return false
+	for { // Python's uuid.UUID drops "urn:" and "uuid:" (there anywhere; here in front, in any case)
+		if asciiLowerIs(value[start:], "urn:") {
+			start += 4
+		} else if asciiLowerIs(value[start:], "uuid:") {
+			start += 5
+		} else {
+			break
 		}
-		start, end = start+1, end-1
+	}
+	for start < end && (value[start] == '{' || value[start] == '}') { // and braces at either end
+		start++
+	}
+	for end > start && (value[end-1] == '{' || value[end-1] == '}') {
+		end--
 	}
 	d := 0 // hex digits so far
 	for i := start; i < end; i++ {
@@ -230,24 +237,21 @@ func nonZero(k uint64) uint64 {
 }
 
 // keyAndID returns an input's key (what workers look up) and its ID (the second hash, which
-// together with the key identifies an entry).
-func keyAndID[T string | []byte](h Hasher, domain byte, iss, value T) (key, id uint64) {
+// together with the key identifies an entry). The key is of keyIss and the value's canonical
+// text (canonicalUUID): what a token is looked up by. The ID is of iss and the value as the
+// source spelled it: what the source names an item by when it adds or removes it. So items
+// that the filter cannot tell apart (the same jti under two issuers, when keyIss is empty
+// because the deployment does not key by issuer; two spellings of one UUID) share a key but
+// stay distinct entries, as colliding keys do: removing one leaves the other revoking, and a
+// subject's cutoffs under one key are read as the latest of them (Snapshot.CutoffFor).
+func keyAndID[T string | []byte](h Hasher, domain byte, keyIss, iss, value T) (key, id uint64) {
 	var u [uuidLen]byte
 	if canonicalUUID(value, &u) {
-		return keyAndIDOf(h, domain, iss, u[:])
+		key = primary(hashIn(h, domain, keyIss, u[:]))
+	} else {
+		key = primary(hashIn(h, domain, keyIss, value))
 	}
-	return keyAndIDOf(h, domain, iss, value)
-}
-
-func keyAndIDOf[T, V string | []byte](h Hasher, domain byte, iss T, value V) (key, id uint64) {
-	if 5+len(iss)+len(value) <= shortMessage {
-		var buf [shortMessage]byte
-		msg := message(&buf, domain, iss, value)
-		key = primary(nonZero(sipHash24(h.k0, h.k1, msg)))
-		msg[0] |= domainID
-		return key, nonZero(sipHash24(h.k0, h.k1, msg))
-	}
-	return primary(hashIn(h, domain, iss, value)), hashIn(h, domain|domainID, iss, value)
+	return key, hashIn(h, domain|domainID, iss, value)
 }
 
 // claimHeader is a claim message's fixed part: the domain, u32 len(iss) and u32 len(claim).
@@ -286,21 +290,12 @@ func hashClaim[T, V string | []byte](h Hasher, domain byte, iss, claim T, value 
 }
 
 // claimKeyAndID is keyAndID for a claim entry.
-func claimKeyAndID[T string | []byte](h Hasher, iss, claim, value T) (key, id uint64) {
+func claimKeyAndID[T string | []byte](h Hasher, keyIss, iss, claim, value T) (key, id uint64) {
 	var u [uuidLen]byte
 	if canonicalUUID(value, &u) {
-		return claimKeyAndIDOf(h, iss, claim, u[:])
+		key = primary(hashClaim(h, domainClaim, keyIss, claim, u[:]))
+	} else {
+		key = primary(hashClaim(h, domainClaim, keyIss, claim, value))
 	}
-	return claimKeyAndIDOf(h, iss, claim, value)
-}
-
-func claimKeyAndIDOf[T, V string | []byte](h Hasher, iss, claim T, value V) (key, id uint64) {
-	if claimHeader+len(iss)+len(claim)+len(value) <= shortMessage {
-		var buf [shortMessage]byte
-		msg := claimMessage(&buf, domainClaim, iss, claim, value)
-		key = primary(nonZero(sipHash24(h.k0, h.k1, msg)))
-		msg[0] |= domainID
-		return key, nonZero(sipHash24(h.k0, h.k1, msg))
-	}
-	return primary(hashClaim(h, domainClaim, iss, claim, value)), hashClaim(h, domainClaim|domainID, iss, claim, value)
+	return key, hashClaim(h, domainClaim|domainID, iss, claim, value)
 }

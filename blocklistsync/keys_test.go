@@ -23,12 +23,12 @@ func TestClaimKeyIsTheDocumentedHash(t *testing.T) {
 	if got, want := h.ClaimKey("https://i", "sid", "s-1"), sipHash24(h.k0, h.k1, msg); got != want {
 		t.Fatalf("ClaimKey = %#x; want SipHash of the documented message %#x", got, want)
 	}
-	k, id := claimKeyAndID(h, "https://i", "sid", "s-1")
+	k, id := claimKeyAndID(h, "https://i", "https://i", "sid", "s-1")
 	msg[0] |= domainID
 	if k != h.ClaimKey("https://i", "sid", "s-1") || id != sipHash24(h.k0, h.k1, msg) || id == k {
 		t.Fatalf("claimKeyAndID = %#x, %#x", k, id)
 	}
-	if kb, idb := claimKeyAndID(h, []byte("https://i"), []byte("sid"), []byte("s-1")); kb != k || idb != id {
+	if kb, idb := claimKeyAndID(h, []byte("https://i"), []byte("https://i"), []byte("sid"), []byte("s-1")); kb != k || idb != id {
 		t.Fatal("[]byte and string inputs hash differently")
 	}
 }
@@ -76,7 +76,7 @@ func TestClaimKeyLongInputs(t *testing.T) {
 			t.Fatalf("len(iss)=%d len(claim)=%d len(value)=%d: ClaimKey %#x; whole message %#x", len(iss), len(claim), len(value), got, want)
 		}
 		msg[0] |= domainID
-		if _, id := claimKeyAndID(h, iss, claim, value); id != nonZero(sipHash24(h.k0, h.k1, msg)) {
+		if _, id := claimKeyAndID(h, iss, iss, claim, value); id != nonZero(sipHash24(h.k0, h.k1, msg)) {
 			t.Fatalf("len(iss)=%d: claim ID differs from the whole message's hash", len(iss))
 		}
 	}
@@ -102,7 +102,7 @@ func BenchmarkClaimKey(b *testing.B) {
 
 // claimEntry is the entry a feed's {"claim", "value", "exp", "iss"} parses into.
 func claimEntry(iss, claim, value string, exp uint32) Entry {
-	k, id := claimKeyAndID(testHasher, iss, claim, value)
+	k, id := claimKeyAndID(testHasher, iss, iss, claim, value)
 	return Entry{Key: k, ID: id, Exp: exp}
 }
 
@@ -115,7 +115,7 @@ func FuzzClaimKey(f *testing.F) {
 	f.Fuzz(func(t *testing.T, iss, claim, value string) {
 		h := testHasher
 		msg := claimMessageOf(domainClaim, iss, claim, value)
-		k, id := claimKeyAndID(h, iss, claim, value)
+		k, id := claimKeyAndID(h, iss, iss, claim, value)
 		if want := primary(nonZero(sipHash24(h.k0, h.k1, msg))); k != want || h.ClaimKey(iss, claim, value) != want {
 			t.Fatalf("key %#x; the documented message hashes to %#x", k, want)
 		}
@@ -123,7 +123,7 @@ func FuzzClaimKey(f *testing.F) {
 		if want := nonZero(sipHash24(h.k0, h.k1, msg)); id != want {
 			t.Fatalf("ID %#x; want %#x", id, want)
 		}
-		if kb, idb := claimKeyAndID(h, []byte(iss), []byte(claim), []byte(value)); kb != k || idb != id {
+		if kb, idb := claimKeyAndID(h, []byte(iss), []byte(iss), []byte(claim), []byte(value)); kb != k || idb != id {
 			t.Fatal("[]byte and string inputs differ")
 		}
 	})

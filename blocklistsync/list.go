@@ -48,7 +48,7 @@ func (l *List) AddClaim(h Hasher, iss, claim, value string, exp uint32) error {
 	if err := l.addClaimName([]byte(claim)); err != nil {
 		return err
 	}
-	k, id := claimKeyAndID(h, iss, claim, value)
+	k, id := claimKeyAndID(h, iss, iss, claim, value)
 	l.Entries = append(l.Entries, Entry{Key: k, ID: id, Exp: exp})
 	return nil
 }
@@ -57,13 +57,13 @@ func (l *List) AddClaim(h Hasher, iss, claim, value string, exp uint32) error {
 // iss is empty for an entry that matches the jti from any issuer, and always when the
 // deployment does not key by issuer.
 func (l *List) AddToken(h Hasher, iss, jti string, exp uint32) {
-	k, id := keyAndID(h, domainToken, iss, jti)
+	k, id := keyAndID(h, domainToken, iss, iss, jti)
 	l.Entries = append(l.Entries, Entry{Key: k, ID: id, Exp: exp})
 }
 
 // AddCutoff adds a subject cutoff for (iss, sub), keyed by h; iss empty as for AddToken.
 func (l *List) AddCutoff(h Hasher, iss, sub string, revokedBefore, exp uint32) {
-	k, id := keyAndID(h, domainSubject, iss, sub)
+	k, id := keyAndID(h, domainSubject, iss, iss, sub)
 	l.Cutoffs = append(l.Cutoffs, Cutoff{Key: k, ID: id, RevokedBefore: revokedBefore, Exp: exp})
 }
 
@@ -131,4 +131,32 @@ func normalizeCutoffs(cutoffs []Cutoff, notBefore uint32) []Cutoff {
 func (l *List) Encode(meta Meta) (Encoded, error) {
 	meta.Claims = l.Claims
 	return EncodeSnapshot(meta, l.Entries, l.Cutoffs)
+}
+
+// MaxSharedKey bounds the entries (and the cutoffs) of one list that share a key: items the
+// filter cannot tell apart but the source names apart (one jti under several issuers when
+// the deployment does not key by issuer, spellings of one UUID; see keyAndID). Keys are
+// keyed hashes, so unrelated items share one about never; a list past the bound is refused,
+// as a lookup walks every entry of its key.
+const MaxSharedKey = 64
+
+// checkSharedKeys refuses a normalized list in which more than MaxSharedKey entries, or
+// cutoffs, share a key.
+func (l *List) checkSharedKeys() error {
+	run := func(n int, key func(int) uint64, what string) error {
+		for i, same := 1, 1; i < n; i++ {
+			if key(i) != key(i-1) {
+				same = 1
+				continue
+			}
+			if same++; same > MaxSharedKey {
+				return fmt.Errorf("more than %d %s share one key (one jti or subject under that many issuers or spellings)", MaxSharedKey, what)
+			}
+		}
+		return nil
+	}
+	if err := run(len(l.Entries), func(i int) uint64 { return l.Entries[i].Key }, "entries"); err != nil {
+		return err
+	}
+	return run(len(l.Cutoffs), func(i int) uint64 { return l.Cutoffs[i].Key }, "cutoffs")
 }

@@ -58,7 +58,7 @@ func TestCollidingJTIsStayDistinct(t *testing.T) {
 	r.pollNow(a)
 	a.host.answer(200, jsonHeaders, `{"kind":"delta","base":"v1","version":"v2","added":[],"removed":[{"jti":"alice"}],"cutoffs_removed":[{"sub":"u2"}]}`)
 	snap, l = heldList(t, r, "jtiguard.")
-	_, bobID := keyAndID(h, domainToken, "", "bob")
+	_, bobID := keyAndID(h, domainToken, "", "", "bob")
 	if snap.Len() != 1 || l.Entries[0].ID != bobID || !snap.Revoked(h.TokenKey("", "bob"), 0) {
 		t.Fatalf("removing alice: %d entries left (%v); want bob alone, still revoked", snap.Len(), l.Entries)
 	}
@@ -194,7 +194,7 @@ func (s *source) check(t *testing.T, r *rig, universe []string, step int) {
 		want.AddToken(h, "", j, exp)
 	}
 	for c, exp := range s.claims {
-		k, id := claimKeyAndID(h, "", c[0], c[1])
+		k, id := claimKeyAndID(h, "", "", c[0], c[1])
 		want.Entries = append(want.Entries, Entry{Key: k, ID: id, Exp: exp})
 	}
 	for sub, before := range s.cutoffs {

@@ -445,9 +445,6 @@ func (s *scanner) issuer(iss []byte) ([]byte, error) {
 	if len(iss) > MaxIssuerLen {
 		return nil, fmt.Errorf("iss longer than %d bytes", MaxIssuerLen)
 	}
-	if len(iss) > 0 {
-		s.u.Issuers = true
-	}
 	if !s.lim.KeyedByIssuer {
 		return nil, nil // the deployment ignores issuers: every entry matches by jti alone
 	}
@@ -500,14 +497,15 @@ func (s *scanner) entry() (key, id uint64, exp uint32, claim []byte, err error) 
 	if err := checkEntryForm(haveJTI, haveClaim, haveValue, jti, claim, value); err != nil {
 		return 0, 0, 0, nil, err
 	}
-	if iss, err = s.issuer(iss); err != nil {
+	keyIss, err := s.issuer(iss)
+	if err != nil {
 		return 0, 0, 0, nil, err
 	}
 	if haveClaim {
-		key, id = claimKeyAndID(s.lim.Hasher, iss, claim, value)
+		key, id = claimKeyAndID(s.lim.Hasher, keyIss, iss, claim, value)
 		return key, id, exp, claim, nil
 	}
-	key, id = keyAndID(s.lim.Hasher, domainToken, iss, jti)
+	key, id = keyAndID(s.lim.Hasher, domainToken, keyIss, iss, jti)
 	return key, id, exp, nil, nil
 }
 
@@ -611,10 +609,10 @@ func (s *scanner) cutoff(needTime bool) (Cutoff, error) {
 	if needTime && !haveBefore {
 		return Cutoff{}, errors.New("revoked_before is required")
 	}
-	iss, err = s.issuer(iss)
+	keyIss, err := s.issuer(iss)
 	if err != nil {
 		return Cutoff{}, err
 	}
-	c.Key, c.ID = keyAndID(s.lim.Hasher, domainSubject, iss, sub)
+	c.Key, c.ID = keyAndID(s.lim.Hasher, domainSubject, keyIss, iss, sub)
 	return c, nil
 }

@@ -90,12 +90,12 @@ func TestKeysAreKeyedAndDomainSeparated(t *testing.T) {
 	if got, want := h.TokenKey("is", "jti"), sipHash24(h.k0, h.k1, msg); got != want {
 		t.Fatalf("TokenKey = %#x; want SipHash of the documented message %#x", got, want)
 	}
-	k, id := keyAndID(h, domainToken, "is", "jti")
+	k, id := keyAndID(h, domainToken, "is", "is", "jti")
 	msg[0] |= domainID
 	if k != h.TokenKey("is", "jti") || id != sipHash24(h.k0, h.k1, msg) || id == k {
 		t.Fatalf("keyAndID = %#x, %#x", k, id)
 	}
-	if kb, idb := keyAndID(h, domainToken, []byte("is"), []byte("jti")); kb != k || idb != id {
+	if kb, idb := keyAndID(h, domainToken, []byte("is"), []byte("is"), []byte("jti")); kb != k || idb != id {
 		t.Fatal("[]byte and string inputs hash differently")
 	}
 }

@@ -1,8 +1,10 @@
 package blocklistsync
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDeltaToEveryPollIsPacedAndCounted: a broken or hostile source that answers every
@@ -49,13 +51,12 @@ func TestDeltaToEveryPollIsPacedAndCounted(t *testing.T) {
 }
 
 // TestDeltaRemovalOfOneIssuerKeepsTheOther: the source holds jti "a" revoked for two
-// issuers (an iss column, admin revocations with iss, back-channel entries); a filter without
-// jwt.issuers keys entries by jti alone, so its snapshot merges the two into one entry. The
-// source then unrevokes ("a", X) and sends the delta that says exactly that. The filter
-// removes its one entry: "a" is no longer revoked at all, although ("a", Y) still is at the
-// source, and a snapshot of the very same version would hold it. Versions match from then on
-// (304s and empty deltas), so the token stayed allowed until something forced a full resync.
-// Now such a delta asks for a full snapshot instead, which holds ("a", y) and its cutoff.
+// issuers (an iss column, admin revocations with iss, back-channel entries), and cutoffs of "u"
+// under both; a filter without jwt.issuers looks them up by jti (and sub) alone. The source then
+// unrevokes ("a", x) and removes ("u", x)'s cutoff, and sends the delta that says exactly that.
+// The filter once merged the two into one entry and one cutoff, and the delta took them away
+// although ("a", y) and ("u", y) still stand at the source. Now the two stay two entries (one
+// key, two IDs: keyAndID), and the delta removes only the one it names.
 func TestDeltaRemovalOfOneIssuerKeepsTheOther(t *testing.T) {
 	r := newRig(t) // byIssuer false: the filter keys by jti alone
 	a := r.vm(1, "jtiguard.")
@@ -77,28 +78,96 @@ func TestDeltaRemovalOfOneIssuerKeepsTheOther(t *testing.T) {
 		t.Error(`after the source unrevoked ("a", x.example) only, the filter holds no revocation of "a": ("a", y.example) is still revoked at the source and in a snapshot of v2`)
 	}
 	snap, _, _ := a.reader.Refresh()
-	if snap.Cutoffs() == 0 {
-		t.Error(`after the source removed the cutoff of ("u", x.example) only, the filter holds no cutoff of "u": ("u", y.example, revoked_before 1700000000) is gone too`)
-	}
-	// The delta asked for a full snapshot, at once: v2 as the source holds it.
-	a.sync.Tick()
-	c := a.host.pending()
-	if strings.Contains(c.header(":path"), "since=") {
-		t.Fatalf("after the delta, poll %q; want a full snapshot asked for", c.header(":path"))
-	}
-	a.host.answer(200, [][2]string{{"content-type", jsonCT}}, `{"kind":"snapshot","version":"v2","entries":[
-		{"jti":"a","iss":"https://y.example","exp":1800000000}],
-		"cutoffs":[{"sub":"u","iss":"https://y.example","revoked_before":1700000000}]}`)
-	snap, _, _ = a.reader.Refresh()
 	before, ok := snap.CutoffFor(snap.Hasher().SubjectKey("", "u"), uint32(r.now.Unix()))
-	if snap.Version != "v2" || !a.has(t, "a", r.now) || !ok || before != 1700000000 {
-		t.Errorf("after the full snapshot: version %q, a revoked %v, cutoff of u %d %v; want v2, true, 1700000000", snap.Version, a.has(t, "a", r.now), before, ok)
+	if snap.Version != "v2" || !ok || before != 1700000000 || r.metrics.get("sync.resyncs") != 0 {
+		t.Errorf("after the delta: version %q, cutoff of u %d %v, resyncs %d; want v2, 1700000000, merged without a resync",
+			snap.Version, before, ok, r.metrics.get("sync.resyncs"))
+	}
+	// And removing the other issuer's entry unrevokes "a".
+	r.advance(r.cfg.Interval.D())
+	a.sync.Tick()
+	a.host.answer(200, [][2]string{{"content-type", jsonCT}}, `{"kind":"delta","base":"v2","version":"v3",
+		"added":[],"removed":[{"jti":"a","iss":"https://y.example"}]}`)
+	if a.has(t, "a", r.now) {
+		t.Error(`after both issuers' entries were removed, "a" is still revoked`)
+	}
+}
+
+// TestIssuerEntriesAcrossLeaseChanges: the entries stay apart whoever merges the deltas: a
+// holder that merged an issuer's entry, then another holder that removes the issuer-less one.
+func TestIssuerEntriesAcrossLeaseChanges(t *testing.T) {
+	r := newRig(t)
+	a := r.vm(1, "jtiguard.")
+	b := r.vm(2, "jtiguard.")
+	a.sync.Tick()
+	a.host.answer(200, [][2]string{{"content-type", jsonCT}}, `{"kind":"snapshot","version":"v1","entries":[{"jti":"a","exp":1800000000}]}`)
+	r.advance(r.cfg.LeaseTTL.D() + time.Second) // a stalls; b takes the lease
+	b.sync.Tick()
+	b.host.answer(200, [][2]string{{"content-type", jsonCT}}, `{"kind":"delta","base":"v1","version":"v2",
+		"added":[{"jti":"a","iss":"https://x.example","exp":1800000000}],"removed":[]}`)
+	r.advance(r.cfg.LeaseTTL.D() + time.Second) // b stalls; a takes it back
+	a.sync.Tick()
+	a.host.answer(200, [][2]string{{"content-type", jsonCT}}, `{"kind":"delta","base":"v2","version":"v3",
+		"added":[],"removed":[{"jti":"a"}]}`)
+	if snap, _, _ := a.reader.Refresh(); snap.Version != "v3" || !a.has(t, "a", r.now) {
+		t.Errorf(`version %q, "a" revoked %v: ("a", x.example) still stands at the source`, snap.Version, a.has(t, "a", r.now))
+	}
+}
+
+// TestUUIDSpellingsStayApart: two spellings of one UUID at the source are one key to the
+// filter, but two entries (and two cutoffs): a delta that removes one spelling, or its cutoff,
+// leaves the other revoking.
+func TestUUIDSpellingsStayApart(t *testing.T) {
+	const lower = "6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10"
+	const upper = "6F1E2B0C-7D7C-4C1A-9A57-2B0F7C8E9D10"
+	const hex = "6f1e2b0c7d7c4c1a9a572b0f7c8e9d10"
+	r := newRig(t)
+	a := r.vm(1, "jtiguard.")
+	a.sync.Tick()
+	a.host.answer(200, jsonHeaders, `{"kind":"snapshot","version":"v1","entries":[{"jti":"`+lower+`"},{"jti":"`+upper+`"}],
+		"cutoffs":[{"sub":"`+lower+`","revoked_before":1600000000},{"sub":"`+hex+`","revoked_before":1700000000}]}`)
+	if !a.has(t, hex, r.now) {
+		t.Fatal("a third spelling is not revoked")
+	}
+	r.advance(r.cfg.Interval.D())
+	a.sync.Tick()
+	a.host.answer(200, jsonHeaders, `{"kind":"delta","base":"v1","version":"v2","added":[],"removed":[{"jti":"`+upper+`"}],
+		"cutoffs_removed":[{"sub":"`+lower+`"}]}`)
+	snap, _, _ := a.reader.Refresh()
+	if snap.Version != "v2" || !a.has(t, upper, r.now) {
+		t.Errorf("version %q: the source still revokes %q (only %q was removed), the filter does not", snap.Version, lower, upper)
+	}
+	before, ok := snap.CutoffFor(snap.Hasher().SubjectKey("", upper), uint32(r.now.Unix()))
+	if !ok || before != 1700000000 {
+		t.Errorf("cutoff after removing %q's: %d %v; want %q's, 1700000000", lower, before, ok, hex)
+	}
+}
+
+// TestSharedKeysAreBounded: a list in which more than MaxSharedKey entries share a key (one
+// jti under that many issuers, for a filter that looks up by jti alone) is refused, and the
+// list held stays.
+func TestSharedKeysAreBounded(t *testing.T) {
+	r := newRig(t)
+	a := r.vm(1, "jtiguard.")
+	a.sync.Tick()
+	a.host.answer(200, jsonHeaders, snapshotBody("v1", "held"))
+	var b strings.Builder
+	for i := range MaxSharedKey + 1 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"jti":"a","iss":"https://%d.example"}`, i)
+	}
+	r.advance(r.cfg.Interval.D())
+	a.sync.Tick()
+	a.host.answer(200, jsonHeaders, `{"kind":"snapshot","version":"v2","entries":[`+b.String()+`]}`)
+	if snap, _, _ := a.reader.Refresh(); snap.Version != "v1" || !a.has(t, "held", r.now) || r.metrics.get("sync.rejected") != 1 {
+		t.Errorf("version %q, rejected %d; want the list of %d shared keys refused and v1 kept", snap.Version, r.metrics.get("sync.rejected"), MaxSharedKey+1)
 	}
 }
 
 // TestDeltaWithoutIssuersStillMerges: a source that names no issuer gets its deltas merged,
-// removals and cutoffs included, as before. (A holder that has read no full snapshot itself
-// since it took the lease asks for one first: see Syncer.issuersClear.)
+// removals and cutoffs included.
 func TestDeltaWithoutIssuersStillMerges(t *testing.T) {
 	r := newRig(t)
 	a := r.vm(1, "jtiguard.")

@@ -105,13 +105,6 @@ type Syncer struct {
 	// it is the source's fault, counted and backed off like any bad answer, not a reason to ask
 	// again at once (a source answering every poll so would be polled as fast as it answers).
 	askedFull bool
-	// issuersClear is whether every update this VM applied since its last full snapshot named
-	// no issuer. A filter not keyed by issuer merges the source's entries and cutoffs that
-	// differ only in iss into one: a delta removing one of them, or moving one cutoff earlier,
-	// would take the merged item away or lower it while the others still stand at the source.
-	// Such a delta is applied only while this holds (see apply); otherwise a full snapshot
-	// replaces the list.
-	issuersClear bool
 	// resyncFor is the generation record whose unusable snapshot was last reported, so each
 	// is logged and counted once.
 	resyncFor Generation
@@ -428,11 +421,6 @@ func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error 
 			s.resync = true
 			return fmt.Errorf("%w (base %q)", errResync, upd.Base)
 		}
-		if !s.o.KeyedByIssuer && (!s.issuersClear || upd.Issuers) &&
-			(len(upd.Remove) > 0 || len(upd.RemoveCutoffs) > 0 || len(upd.Add.Cutoffs) > 0) {
-			s.resync = true
-			return fmt.Errorf("%w: it removes entries or changes cutoffs, and the list merges the source's items across issuers (or may: no full snapshot was read here since the lease was taken)", errResync)
-		}
 		held, err := s.loadIDs(snap)
 		if err != nil {
 			s.resync = true
@@ -452,6 +440,9 @@ func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error 
 	if n := len(list.Entries) + len(list.Cutoffs); n > s.cfg.MaxEntries {
 		return fmt.Errorf("%w: %d entries and cutoffs after applying, more than max_entries %d", ErrBadFeed, n, s.cfg.MaxEntries)
 	}
+	if err := list.checkSharedKeys(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadFeed, err)
+	}
 	if snap != nil {
 		if err := s.guardShrink(snap.liveCount(notBefore), len(list.Entries)+len(list.Cutoffs)); err != nil {
 			return err
@@ -461,11 +452,6 @@ func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error 
 		return err
 	}
 	s.resync = false
-	if upd.Kind == KindSnapshot {
-		s.issuersClear = !upd.Issuers
-	} else {
-		s.issuersClear = s.issuersClear && !upd.Issuers
-	}
 	if !hadList && !s.firstLogged {
 		s.firstLogged = true
 		s.log(abi.LogLevelInfo, fmt.Sprintf("sync: first list received: %d entries, %d cutoffs, version %q",

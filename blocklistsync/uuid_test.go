@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// TestUUIDSpellingsShareAKey: every spelling of one UUID that PostgreSQL's uuid input or
-// Python's uuid.UUID reads, and SQLAlchemy's 32 hex digits, is one key, as a jti, a subject
-// and a claim value, on the list's side (keyAndID) and the token's (Hasher) alike; and it is
-// the key of the canonical text, as docs/feed.md documents.
+// TestUUIDSpellingsShareAKey: the spellings of one UUID that PostgreSQL's uuid input reads,
+// those of Python's uuid.UUID short of int()'s own, and SQLAlchemy's 32 hex digits, are one key,
+// as a jti, a subject and a claim value, on the list's side (keyAndID) and the token's (Hasher)
+// alike; and it is the key of the canonical text, as docs/feed.md documents.
 func TestUUIDSpellingsShareAKey(t *testing.T) {
 	h := testHasher
 	const canon = "6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10"
@@ -26,6 +26,8 @@ func TestUUIDSpellingsShareAKey(t *testing.T) {
 		"urn:uuid:" + canon,
 		"URN:UUID:" + strings.ToUpper(canon),
 		"6F1e2B0c-7d7C-4c1A-9a57-2B0f7C8e9D10",
+		"{" + canon, canon + "}", "{{" + canon + "}}", "uuid:" + canon, "urn:" + canon, "uuid:urn:" + canon,
+		"urn:uuid:{" + canon + "}",
 	}
 	for _, s := range spellings {
 		var u [uuidLen]byte
@@ -36,17 +38,18 @@ func TestUUIDSpellingsShareAKey(t *testing.T) {
 			h.ClaimKey("", "sid", s) != h.ClaimKey("", "sid", canon) {
 			t.Errorf("%q: not the key of %q", s, canon)
 		}
-		k, id := keyAndID(h, domainToken, []byte(nil), []byte(s))
+		// The list's key is the token's; the ID is the spelling's own, so that two spellings
+		// at the source stay two entries (removing one leaves the other).
+		k, id := keyAndID(h, domainToken, []byte(nil), []byte(nil), []byte(s))
 		if k != h.TokenKey("", canon) {
 			t.Errorf("%q: the list's key is not the token's", s)
 		}
-		kc, idc := keyAndID(h, domainToken, "", canon)
-		if k != kc || id != idc {
-			t.Errorf("%q: key and ID differ from the canonical text's", s)
+		if _, idc := keyAndID(h, domainToken, "", "", canon); (id == idc) != (s == canon) {
+			t.Errorf("%q: ID equal to the canonical text's: %v", s, id == idc)
 		}
-		ck, cid := claimKeyAndID(h, "", "sid", s)
-		if ck2, cid2 := claimKeyAndID(h, "", "sid", canon); ck != ck2 || cid != cid2 {
-			t.Errorf("%q: claim key and ID differ from the canonical text's", s)
+		ck, cid := claimKeyAndID(h, "", "", "sid", s)
+		if ck2, cid2 := claimKeyAndID(h, "", "", "sid", canon); ck != ck2 || (cid == cid2) != (s == canon) {
+			t.Errorf("%q: claim key differs from the canonical text's, or its ID is not the spelling's own", s)
 		}
 	}
 	var buf [shortMessage]byte
@@ -60,12 +63,12 @@ func TestUUIDSpellingsShareAKey(t *testing.T) {
 func TestNonUUIDsKeepTheirSpelling(t *testing.T) {
 	h := testHasher
 	for _, s := range []string{
-		"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d1",            // 31 digits
-		"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d100",          // 33
-		"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d1g",           // not hex
-		"{6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10",          // one brace
-		"6f1e2b0c 7d7c 4c1a 9a57 2b0f7c8e9d10",           // spaces
-		"urn:uuid:{6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10", // one brace after the prefix
+		"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d1",     // 31 digits
+		"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d100",   // 33
+		"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d1g",    // not hex
+		"6f1e2b0c 7d7c 4c1a 9a57 2b0f7c8e9d10",    // spaces
+		"x:6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10",  // another prefix
+		"6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10{x}", // a brace inside
 		"abc", "", "ABCDEF",
 	} {
 		var u [uuidLen]byte

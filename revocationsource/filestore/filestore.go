@@ -4,13 +4,15 @@
 // changes, so an operator (or a ConfigMap update) can replace it in place.
 //
 // A list served is a list the filter enforces: a jti missing from it is a token let through. So
-// a file that is not plainly a whole list is refused, and the source keeps the last good one:
-// an empty file or one of blank lines (what a writer that truncates and then writes leaves for
-// a moment; an empty list is written as a comment line, or as {"entries":[]}), a text file
-// whose last line has no newline (a line still being written: its jti would be served cut
-// short), a file that changed while it was read, a JSON object without "entries" (an error
-// object, {}), and a JSON array or markup (neither format: read as text they would be one
-// junk jti each).
+// a file that is not plainly a list is refused, and the source keeps the last good one: an
+// empty file or one of blank lines (what a writer that truncates and then writes leaves for a
+// moment; an empty list is written as a comment line, or as {"entries":[]}), a JSON object
+// without "entries" (an error object, {}), and a JSON array or markup (neither format: read as
+// text they would be one junk jti each). A file caught while being written is refused where
+// that can be told: one that changed while it was read, and a text file whose last line has no
+// newline (its jti may be cut short) until the file has not changed for two poll intervals
+// (then it is whole: some writers end without one). A writer that stopped at a line's end
+// cannot be told from a shorter list; replace the file whole (write, then rename over it).
 package filestore
 
 import (
@@ -83,6 +85,12 @@ func (s *Store) Load(_ context.Context) (rs.State, error) {
 	if err != nil {
 		return rs.State{}, err
 	}
+	if unterminated(data) {
+		if age := s.now().Sub(before.mod); age < s.settle() {
+			return rs.State{}, fmt.Errorf("%w: %s: the last line has no newline and the file changed %s ago; read again once it has not changed for %s",
+				ErrIncomplete, s.Path, age.Round(time.Millisecond), s.settle())
+		}
+	}
 	st, err := Parse(data)
 	if err != nil {
 		return rs.State{}, fmt.Errorf("%s: %w", s.Path, err)
@@ -129,6 +137,29 @@ func (s *Store) read(before stamp) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s changed while it was read", ErrIncomplete, s.Path)
 	}
 	return data, nil
+}
+
+// unterminated reports a text file whose last line has no newline.
+func unterminated(data []byte) bool {
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	return len(trimmed) > 0 && trimmed[0] != '{' && data[len(data)-1] != '\n'
+}
+
+// settle is how long a file must not have changed before a last line without its newline is
+// taken as whole.
+func (s *Store) settle() time.Duration {
+	every := s.PollInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	return 2 * every
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // live drops the items past exp + grace.
@@ -198,9 +229,6 @@ func Parse(data []byte) (rs.State, error) {
 			st.Cutoffs = append(st.Cutoffs, rs.Cutoff{Sub: c.Sub, Iss: c.Iss, RevokedBefore: c.RevokedBefore, Exp: c.Exp})
 		}
 		return st, nil
-	}
-	if data[len(data)-1] != '\n' {
-		return rs.State{}, fmt.Errorf("%w: the last line has no newline", ErrIncomplete)
 	}
 	var st rs.State
 	sc := bufio.NewScanner(bytes.NewReader(data))

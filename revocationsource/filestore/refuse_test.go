@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestFileThatIsNotAListIsRefused: a file that is not plainly a whole list (see the package's
@@ -20,7 +21,7 @@ func TestFileThatIsNotAListIsRefused(t *testing.T) {
 		{"error object", `{"error":"database unavailable"}`},
 		{"JSON array of jtis", `["6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10","a1b2c3d4"]`},
 		{"HTML error page", "<html><body>502 Bad Gateway</body></html>\n"},
-		{"last line cut short", "6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10\na1b2"},
+		{"last line cut short, just written", "6f1e2b0c-7d7c-4c1a-9a57-2b0f7c8e9d10\na1b2"},
 		{"entries null", `{"entries":null}`},
 	}
 	for _, tc := range cases {
@@ -75,5 +76,35 @@ func TestFileChangedWhileReadIsRefused(t *testing.T) {
 	}
 	if _, err := s.read(before); !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("read after a change: %v, want ErrIncomplete", err)
+	}
+}
+
+// TestLastLineWithoutNewlineOnceSettled: a text file whose last line has no newline is refused
+// while it may still be written, and read whole once it has not changed for two poll intervals
+// (printf without \n, "\n".join(jtis), a ConfigMap written with |-).
+func TestLastLineWithoutNewlineOnceSettled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "revoked.txt")
+	if err := os.WriteFile(path, []byte("a\nb"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := fi.ModTime().Add(time.Second)
+	s := &Store{Path: path, Now: func() time.Time { return now }}
+	if _, err := s.Load(context.Background()); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("a second after it was written: %v, want ErrIncomplete", err)
+	}
+	now = fi.ModTime().Add(2*time.Second + time.Millisecond)
+	st, err := s.Load(context.Background())
+	if err != nil || len(st.Entries) != 2 || st.Entries[1].JTI != "b" {
+		t.Fatalf("once settled: %+v, %v; want a and b", st, err)
+	}
+	if err := os.WriteFile(path, []byte(`{"entries":[{"jti":"c"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Load(context.Background()); err != nil || len(st.Entries) != 1 {
+		t.Fatalf("JSON without a final newline: %+v, %v; want it read at once", st, err)
 	}
 }
