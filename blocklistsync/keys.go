@@ -14,10 +14,12 @@ import (
 // snapshot keeps. Whoever chooses jti or sub values (any client, for jtis of tokens it gets
 // issued) cannot predict keys, so cannot aim collisions at a revoked entry. Collisions by
 // chance still happen at 64 bits (about n²/2⁶⁵ for n entries), so entries are never merged
-// on their key: each also carries a second, independent 64-bit hash of the same input (its
-// ID), and an entry is identified by both. A worker VM looks up by the key alone, and a key
-// shared by two entries is revoked while either is; the lease holder adds and removes by
-// (key, ID), so removing one of two colliding jtis leaves the other revoked.
+// on their key: each also carries a second, independent 64-bit hash (its ID) of the item as
+// the source named it, and an entry is identified by both. A worker VM looks up by the key
+// alone, and a key shared by two entries is revoked while either is; the lease holder adds
+// and removes by (key, ID), so removing one of two colliding jtis leaves the other revoked.
+// Items that share a key on purpose (keyAndID: one jti under two issuers, two spellings of a
+// UUID) are kept apart the same way.
 
 // Domain bytes keep token keys, subject keys, claim keys and their IDs apart.
 const (
