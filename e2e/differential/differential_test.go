@@ -520,7 +520,11 @@ func throughHarness(ctx context.Context, t target, s shape, ts *tokens) result {
 }
 
 func send(ctx context.Context, addr, letters string, s shape, ts *tokens) result {
-	raw := rawRequest(s, letters, ts)
+	return sendBytes(ctx, addr, s.Method, rawRequest(s, letters, ts))
+}
+
+// sendBytes sends a request already written out and reads what answered it.
+func sendBytes(ctx context.Context, addr, method string, raw []byte) result {
 	ctx, cancel := context.WithTimeout(ctx, reqTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -533,7 +537,7 @@ func send(ctx context.Context, addr, letters string, s shape, ts *tokens) result
 	_ = conn.SetDeadline(deadline)
 	// Write and read at once: a server may answer (413, 400) before it read the whole body.
 	go func() { _, _ = conn.Write(raw) }()
-	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: s.Method})
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
 		return result{From: "error", Msg: "read response: " + err.Error()}
 	}

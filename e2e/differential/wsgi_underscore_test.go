@@ -1,14 +1,9 @@
 package differential
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -76,13 +71,13 @@ func TestBodyHeadersNamedWithUnderscores(t *testing.T) {
 	for _, s := range shapes {
 		raw := []byte("POST /hcqj/protected HTTP/1.1\r\nHost: app.test\r\n" + s.headers +
 			fmt.Sprintf("Content-Length: %d\r\nConnection: close\r\n\r\n", len(s.body)) + s.body)
-		d := sendRaw(ctx, a.addr, raw)
+		d := sendBytes(ctx, a.addr, "POST", raw)
 		t.Logf("%s\n  straight to the app: %s", s.name, describeResult(d, ts))
 		if !d.Auth || d.JTI != "rev-access" { // specs: R of kind access
 			t.Errorf("%s: straight to the app %s, want the revoked token authenticated: the shape no longer probes anything", s.name, describeResult(d, ts))
 		}
 		for _, c := range configs {
-			r := sendRaw(ctx, c.addr, raw)
+			r := sendBytes(ctx, c.addr, "POST", raw)
 			t.Logf("  through %s: %s", c.name, describeResult(r, ts))
 			if violation(r, ts.list) {
 				violations++
@@ -94,47 +89,4 @@ func TestBodyHeadersNamedWithUnderscores(t *testing.T) {
 		}
 	}
 	t.Logf("%d violations", violations)
-}
-
-// sendRaw is send for bytes already written.
-func sendRaw(ctx context.Context, addr string, raw []byte) result {
-	ctx, cancel := context.WithTimeout(ctx, reqTimeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return result{From: "error", Msg: err.Error()}
-	}
-	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	go func() { _, _ = conn.Write(raw) }()
-	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "POST"})
-	if err != nil {
-		return result{From: "error", Msg: "read response: " + err.Error()}
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	r := result{Status: resp.StatusCode}
-	var msg struct {
-		Msg string `json:"msg"`
-	}
-	_ = json.Unmarshal(body, &msg)
-	r.Msg = msg.Msg
-	switch {
-	case resp.Header.Get("X-Diffapp") != "":
-		r.From = "app"
-		if resp.Header.Get("X-Diffapp-Auth") == "1" {
-			r.Auth = true
-			_ = json.Unmarshal([]byte(resp.Header.Get("X-Diffapp-Jti")), &r.JTI)
-			_ = json.Unmarshal([]byte(resp.Header.Get("X-Diffapp-Sub")), &r.Sub)
-			_ = json.Unmarshal([]byte(resp.Header.Get("X-Diffapp-Iat")), &r.Iat)
-		}
-	case strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"):
-		r.From = "filter"
-	default:
-		r.From = "proxy"
-		r.Msg = string(bytes.TrimSpace(body))
-	}
-	return r
 }
