@@ -113,7 +113,8 @@ const uuidLen = 36
 
 // canonicalUUID writes value's canonical text (lower-case hex, hyphens after the 8th, 12th,
 // 16th and 20th digit) into u when value spells a UUID, and reports whether it did. Every key
-// and ID is computed from that text, on the list's side and on the token's alike, so a jti,
+// is computed from that text (an ID from the value as spelled: keyAndID), on the list's side
+// and on the token's alike, so a jti,
 // sub or claim value that is a UUID matches in any spelling: what a uuid column gives the
 // source (PostgreSQL's canonical text, or SQLAlchemy's 32 hex digits on a database without the
 // type) and what the app compares by (PostgreSQL reads upper case, braces and missing hyphens
@@ -122,7 +123,7 @@ const uuidLen = 36
 // digits in any case with hyphens anywhere among them: PostgreSQL's spellings, and Python's short
 // of what its int() adds (underscores, a sign, white space, "0x"). Values that
 // are not UUIDs are hashed as they are. Two distinct jtis that are one UUID in two spellings
-// are one key: the more revoked of the two readings, never the less.
+// are one key (two entries): the more revoked of the two readings, never the less.
 func canonicalUUID[T string | []byte](value T, u *[uuidLen]byte) bool {
 	start, end := 0, len(value)
 	if end < 32 || end > 80 {

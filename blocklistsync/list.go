@@ -134,29 +134,74 @@ func (l *List) Encode(meta Meta) (Encoded, error) {
 }
 
 // MaxSharedKey bounds the entries (and the cutoffs) of one list that share a key: items the
-// filter cannot tell apart but the source names apart (one jti under several issuers when
-// the deployment does not key by issuer, spellings of one UUID; see keyAndID). Keys are
-// keyed hashes, so unrelated items share one about never; a list past the bound is refused,
-// as a lookup walks every entry of its key.
+// filter cannot tell apart but the source names apart (one jti under several issuers when the
+// deployment does not key by issuer, spellings of one UUID; see keyAndID), each kept as its own
+// entry so that a removal takes only the one it names. A lookup walks every entry of its key,
+// so past the bound the rest are folded (foldSharedKeys).
 const MaxSharedKey = 64
 
-// checkSharedKeys refuses a normalized list in which more than MaxSharedKey entries, or
-// cutoffs, share a key.
-func (l *List) checkSharedKeys() error {
-	run := func(n int, key func(int) uint64, what string) error {
-		for i, same := 1, 1; i < n; i++ {
-			if key(i) != key(i-1) {
-				same = 1
-				continue
+// foldedID is the ID of the entry (or cutoff) that holds a key's items past MaxSharedKey. Real
+// IDs are never 0 (nonZero).
+const foldedID = 0
+
+// foldSharedKeys keeps at most MaxSharedKey entries, and cutoffs, under one key in a
+// normalized list: past the bound, the items of the highest IDs are folded into one of ID
+// foldedID that revokes for as long as the latest of them would (the later expiry; for a
+// cutoff also the later revoked_before). A removal that names a folded item then finds nothing
+// to remove, so the key stays revoked until the fold expires: more revoked, never less. The
+// list is never refused for it, so a source's other revocations keep coming through.
+func (l *List) foldSharedKeys() {
+	l.Entries = foldRuns(l.Entries, func(e Entry) uint64 { return e.Key }, func(e Entry) uint64 { return e.ID },
+		func(over []Entry) Entry {
+			f := Entry{Key: over[0].Key, ID: foldedID, Exp: over[0].Exp}
+			for _, e := range over[1:] {
+				f.Exp = laterExp(f.Exp, e.Exp)
 			}
-			if same++; same > MaxSharedKey {
-				return fmt.Errorf("more than %d %s share one key (one jti or subject under that many issuers or spellings)", MaxSharedKey, what)
+			return f
+		})
+	l.Cutoffs = foldRuns(l.Cutoffs, func(c Cutoff) uint64 { return c.Key }, func(c Cutoff) uint64 { return c.ID },
+		func(over []Cutoff) Cutoff {
+			f := Cutoff{Key: over[0].Key, ID: foldedID, RevokedBefore: over[0].RevokedBefore, Exp: over[0].Exp}
+			for _, c := range over[1:] {
+				f.RevokedBefore, f.Exp = max(f.RevokedBefore, c.RevokedBefore), laterExp(f.Exp, c.Exp)
 			}
+			return f
+		})
+}
+
+// foldRuns folds each run of more than MaxSharedKey items with one key (items sorted by key
+// and ID, so an earlier fold, of ID 0, leads its run) into MaxSharedKey: the fold first, then
+// the lowest other IDs. A list without such a run is returned as it is.
+func foldRuns[T any](items []T, key, id func(T) uint64, fold func([]T) T) []T {
+	long := false
+	for i, same := 1, 1; i < len(items) && !long; i++ {
+		if key(items[i]) != key(items[i-1]) {
+			same = 1
+		} else if same++; same > MaxSharedKey {
+			long = true
 		}
-		return nil
 	}
-	if err := run(len(l.Entries), func(i int) uint64 { return l.Entries[i].Key }, "entries"); err != nil {
-		return err
+	if !long {
+		return items
 	}
-	return run(len(l.Cutoffs), func(i int) uint64 { return l.Cutoffs[i].Key }, "cutoffs")
+	out := make([]T, 0, len(items))
+	for i := 0; i < len(items); {
+		j := i + 1
+		for j < len(items) && key(items[j]) == key(items[i]) {
+			j++
+		}
+		run := items[i:j]
+		i = j
+		if len(run) <= MaxSharedKey {
+			out = append(out, run...)
+			continue
+		}
+		var over []T
+		if id(run[0]) == foldedID {
+			over, run = append(over, run[0]), run[1:]
+		}
+		over = append(over, run[MaxSharedKey-1:]...)
+		out = append(append(out, fold(over)), run[:MaxSharedKey-1]...)
+	}
+	return out
 }

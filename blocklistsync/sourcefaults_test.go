@@ -143,26 +143,42 @@ func TestUUIDSpellingsStayApart(t *testing.T) {
 	}
 }
 
-// TestSharedKeysAreBounded: a list in which more than MaxSharedKey entries share a key (one
-// jti under that many issuers, for a filter that looks up by jti alone) is refused, and the
-// list held stays.
-func TestSharedKeysAreBounded(t *testing.T) {
+// TestSharedKeysAreFolded: past MaxSharedKey items under one key (one jti under that many
+// issuers, for a filter that looks up by jti alone), the rest are folded into one entry that
+// keeps the key revoked; the list is taken, and later deltas, with unrelated revocations in
+// them, still are.
+func TestSharedKeysAreFolded(t *testing.T) {
+	issuers := func(from, to int) string {
+		var b strings.Builder
+		for i := from; i < to; i++ {
+			if i > from {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"jti":"a","iss":"https://%d.example","exp":%d}`, i, 1800000000+i)
+		}
+		return b.String()
+	}
 	r := newRig(t)
 	a := r.vm(1, "jtiguard.")
 	a.sync.Tick()
-	a.host.answer(200, jsonHeaders, snapshotBody("v1", "held"))
-	var b strings.Builder
-	for i := range MaxSharedKey + 1 {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"jti":"a","iss":"https://%d.example"}`, i)
+	a.host.answer(200, jsonHeaders, `{"kind":"snapshot","version":"v1","entries":[`+issuers(0, MaxSharedKey+5)+`,{"jti":"held"}]}`)
+	snap, _, _ := a.reader.Refresh()
+	if snap.Version != "v1" || !a.has(t, "a", r.now) || !a.has(t, "held", r.now) || snap.Len() != MaxSharedKey+1 {
+		t.Fatalf("version %q, entries %d; want v1 with %d entries for \"a\" and one for \"held\"", snap.Version, snap.Len(), MaxSharedKey)
+	}
+	// The fold revokes as long as its latest item: past every kept item's expiry, "a" is still revoked.
+	if !snap.Revoked(snap.Hasher().TokenKey("", "a"), 1800000000+MaxSharedKey+3) {
+		t.Error("the folded items' latest expiry was not kept")
 	}
 	r.advance(r.cfg.Interval.D())
 	a.sync.Tick()
-	a.host.answer(200, jsonHeaders, `{"kind":"snapshot","version":"v2","entries":[`+b.String()+`]}`)
-	if snap, _, _ := a.reader.Refresh(); snap.Version != "v1" || !a.has(t, "held", r.now) || r.metrics.get("sync.rejected") != 1 {
-		t.Errorf("version %q, rejected %d; want the list of %d shared keys refused and v1 kept", snap.Version, r.metrics.get("sync.rejected"), MaxSharedKey+1)
+	a.host.answer(200, jsonHeaders, `{"kind":"delta","base":"v1","version":"v2","added":[`+issuers(100, 103)+
+		`,{"jti":"stolen"}],"removed":[{"jti":"a","iss":"https://68.example"}]}`)
+	if snap, _, _ = a.reader.Refresh(); snap.Version != "v2" || !a.has(t, "stolen", r.now) || !a.has(t, "a", r.now) {
+		t.Errorf("version %q, stolen revoked %v, a revoked %v; want the delta taken", snap.Version, a.has(t, "stolen", r.now), a.has(t, "a", r.now))
+	}
+	if r.metrics.get("sync.rejected") != 0 {
+		t.Errorf("rejected %d; want nothing refused", r.metrics.get("sync.rejected"))
 	}
 }
 

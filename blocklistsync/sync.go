@@ -440,9 +440,7 @@ func (s *Syncer) apply(now time.Time, upd *Update, h Hasher, etag string) error 
 	if n := len(list.Entries) + len(list.Cutoffs); n > s.cfg.MaxEntries {
 		return fmt.Errorf("%w: %d entries and cutoffs after applying, more than max_entries %d", ErrBadFeed, n, s.cfg.MaxEntries)
 	}
-	if err := list.checkSharedKeys(); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadFeed, err)
-	}
+	list.foldSharedKeys()
 	if snap != nil {
 		if err := s.guardShrink(snap.liveCount(notBefore), len(list.Entries)+len(list.Cutoffs)); err != nil {
 			return err

@@ -3,6 +3,7 @@ package blocklistsync
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -118,5 +119,37 @@ func TestRandomUUIDSpellings(t *testing.T) {
 		if h.TokenKey("", string(other)) == h.TokenKey("", canon) {
 			t.Fatalf("%q and %q share a key", other, canon)
 		}
+	}
+}
+
+// TestFoldSharedKeys: a run past MaxSharedKey keeps MaxSharedKey items in (key, ID) order, the
+// fold first; the fold holds the latest expiry and revoked_before of what it took; folding again
+// after more items came takes the earlier fold in; other keys are untouched.
+func TestFoldSharedKeys(t *testing.T) {
+	var l List
+	for i := range MaxSharedKey + 10 {
+		l.Entries = append(l.Entries, Entry{Key: 7, ID: uint64(100 + i), Exp: uint32(1000 + i)})
+		l.Cutoffs = append(l.Cutoffs, Cutoff{Key: 7, ID: uint64(100 + i), RevokedBefore: uint32(500 + i), Exp: 0})
+	}
+	l.Entries = append(l.Entries, Entry{Key: 9, ID: 1, Exp: 5})
+	l.Normalize(0)
+	l.foldSharedKeys()
+	if len(l.Entries) != MaxSharedKey+1 || len(l.Cutoffs) != MaxSharedKey {
+		t.Fatalf("entries %d, cutoffs %d; want %d and %d", len(l.Entries), len(l.Cutoffs), MaxSharedKey+1, MaxSharedKey)
+	}
+	if f := l.Entries[0]; f.ID != foldedID || f.Exp != uint32(1000+MaxSharedKey+9) {
+		t.Errorf("fold %+v; want ID 0 and the latest expiry", f)
+	}
+	if f := l.Cutoffs[0]; f.ID != foldedID || f.RevokedBefore != uint32(500+MaxSharedKey+9) || f.Exp != 0 {
+		t.Errorf("cutoff fold %+v; want ID 0, the latest revoked_before, no expiry", f)
+	}
+	if !slices.IsSortedFunc(l.Entries, compareEntries) || l.Entries[len(l.Entries)-1] != (Entry{Key: 9, ID: 1, Exp: 5}) {
+		t.Errorf("entries out of order or another key touched: %v", l.Entries)
+	}
+	l.Entries = append(l.Entries, Entry{Key: 7, ID: 99999, Exp: 1})
+	l.Normalize(0)
+	l.foldSharedKeys()
+	if len(l.Entries) != MaxSharedKey+1 || l.Entries[0].ID != foldedID || l.Entries[0].Exp != uint32(1000+MaxSharedKey+9) {
+		t.Errorf("after a second fold: %d entries, first %+v", len(l.Entries), l.Entries[0])
 	}
 }

@@ -10,8 +10,8 @@
 // without "entries" (an error object, {}), and a JSON array or markup (neither format: read as
 // text they would be one junk jti each). A file caught while being written is refused where
 // that can be told: one that changed while it was read, and a text file whose last line has no
-// newline (its jti may be cut short) until the file has not changed for two poll intervals
-// (then it is whole: some writers end without one). A writer that stopped at a line's end
+// newline (its jti may be cut short) until the file has not changed for settle (then it is
+// taken as whole: some writers end without one). A writer that stopped at a line's end
 // cannot be told from a shorter list; replace the file whole (write, then rename over it).
 package filestore
 
@@ -145,14 +145,19 @@ func unterminated(data []byte) bool {
 	return len(trimmed) > 0 && trimmed[0] != '{' && data[len(data)-1] != '\n'
 }
 
+// minSettle is the least settle: a writer that flushes in blocks (mid-line) and stalls on its
+// own source for less than this is not read cut short; coarse file times (1 s, 2 s on FAT)
+// come off it.
+const minSettle = 10 * time.Second
+
 // settle is how long a file must not have changed before a last line without its newline is
-// taken as whole.
+// taken as whole: two poll intervals, and at least minSettle.
 func (s *Store) settle() time.Duration {
 	every := s.PollInterval
 	if every <= 0 {
 		every = time.Second
 	}
-	return 2 * every
+	return max(2*every, minSettle)
 }
 
 func (s *Store) now() time.Time {

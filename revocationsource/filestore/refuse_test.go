@@ -80,8 +80,8 @@ func TestFileChangedWhileReadIsRefused(t *testing.T) {
 }
 
 // TestLastLineWithoutNewlineOnceSettled: a text file whose last line has no newline is refused
-// while it may still be written, and read whole once it has not changed for two poll intervals
-// (printf without \n, "\n".join(jtis), a ConfigMap written with |-).
+// while it may still be written, and read whole once it has not changed for settle (printf
+// without \n, "\n".join(jtis), a ConfigMap written with |-).
 func TestLastLineWithoutNewlineOnceSettled(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "revoked.txt")
 	if err := os.WriteFile(path, []byte("a\nb"), 0o600); err != nil {
@@ -91,12 +91,12 @@ func TestLastLineWithoutNewlineOnceSettled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := fi.ModTime().Add(time.Second)
+	now := fi.ModTime().Add(minSettle - time.Second)
 	s := &Store{Path: path, Now: func() time.Time { return now }}
 	if _, err := s.Load(context.Background()); !errors.Is(err, ErrIncomplete) {
-		t.Fatalf("a second after it was written: %v, want ErrIncomplete", err)
+		t.Fatalf("a second before it settled: %v, want ErrIncomplete", err)
 	}
-	now = fi.ModTime().Add(2*time.Second + time.Millisecond)
+	now = fi.ModTime().Add(minSettle + time.Millisecond)
 	st, err := s.Load(context.Background())
 	if err != nil || len(st.Entries) != 2 || st.Entries[1].JTI != "b" {
 		t.Fatalf("once settled: %+v, %v; want a and b", st, err)
