@@ -111,19 +111,18 @@ func (h Hasher) key(domain byte, iss, value string) uint64 {
 // uuidLen is the length of a UUID's canonical text.
 const uuidLen = 36
 
-// canonicalUUID writes value's canonical text (lower-case hex, hyphens after the 8th, 12th,
-// 16th and 20th digit) into u when value spells a UUID, and reports whether it did. Every key
-// is computed from that text (an ID from the value as spelled: keyAndID), on the list's side
-// and on the token's alike, so a jti,
-// sub or claim value that is a UUID matches in any spelling: what a uuid column gives the
-// source (PostgreSQL's canonical text, or SQLAlchemy's 32 hex digits on a database without the
-// type) and what the app compares by (PostgreSQL reads upper case, braces and missing hyphens
-// as the same uuid, Python's uuid.UUID too) are then the same key as the token's own spelling.
-// Spelled: "urn:" and "uuid:" prefixes (any case), braces at either end, and exactly 32 hex
-// digits in any case with hyphens anywhere among them: PostgreSQL's spellings, and Python's short
-// of what its int() adds (underscores, a sign, white space, "0x"). Values that
-// are not UUIDs are hashed as they are. Two distinct jtis that are one UUID in two spellings
-// are one key (two entries): the more revoked of the two readings, never the less.
+// canonicalUUID writes value's canonical text (lower-case hex, hyphens after the 8th, 12th, 16th
+// and 20th digit) into u when value spells a UUID, and reports whether it did. Every key is
+// computed from that text (an ID from the value as spelled: keyAndID), on the list's side and on
+// the token's alike, so a jti, sub or claim value that is a UUID matches in any spelling: what a
+// uuid column gives the source (PostgreSQL's canonical text, or SQLAlchemy's 32 hex digits on a
+// database without the type) and what the app compares by (PostgreSQL reads upper case, braces
+// and missing hyphens as the same uuid, Python's uuid.UUID too) are then the same key as the
+// token's own spelling. Spelled: "urn:" and "uuid:" prefixes (any case), braces at either end,
+// and exactly 32 hex digits in any case with hyphens anywhere among them: PostgreSQL's
+// spellings, and Python's short of what its int() adds (underscores, a sign, white space, "0x").
+// Values that are not UUIDs are hashed as they are. Two distinct jtis that are one UUID in two
+// spellings are one key (two entries): the more revoked of the two readings, never the less.
 func canonicalUUID[T string | []byte](value T, u *[uuidLen]byte) bool {
 	start, end := 0, len(value)
 	if end < 32 || end > 80 {
