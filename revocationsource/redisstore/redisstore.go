@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -93,20 +94,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{c: cfg.Client, cfg: cfg, db: cfg.Client.Options().DB}
-	if err := s.ensureNotifications(ctx, true); err != nil {
+	if err := s.ensureNotifications(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
 // ensureNotifications checks that keyspace notifications are on, turning
-// them on when configured to, whenever the Redis server may have forgotten
-// them: at the first contact, when its run_id changed (a restart: Redis
-// forgets CONFIG SET unless its config file has the setting), and when force
-// is set (the follower reconnects, which is also how a restart shows). Off,
-// changes are seen only at the next full reconciliation, which is logged at
-// error level. It fails only when Redis cannot be reached at all.
-func (s *Store) ensureNotifications(ctx context.Context, force bool) error {
+// them on when configured to: at the first contact, at every full read, and
+// when the follower (re)subscribes. Redis forgets CONFIG SET at a restart
+// (its run_id changes, which is logged) unless its config file has the
+// setting, and another client may change the flags at any time. Off, changes
+// are seen only at the next full reconciliation, which is logged at error
+// level. It fails only when Redis cannot be reached at all.
+func (s *Store) ensureNotifications(ctx context.Context) error {
 	if err := s.c.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis ping: %w", err)
 	}
@@ -118,9 +119,6 @@ func (s *Store) ensureNotifications(ctx context.Context, force bool) error {
 	prev := s.runID
 	s.runID = runID
 	s.mu.Unlock()
-	if prev == runID && !force {
-		return nil
-	}
 	log := s.cfg.Logger
 	if prev != "" && prev != runID && runID != "unknown" {
 		log.Warn("Redis restarted (new run_id): checking keyspace notifications again", "run_id", runID)
@@ -244,7 +242,7 @@ func expOf(ms int64) (exp int64, ok bool) {
 // Load SCANs string keys under the prefix (bounded by MaxEntries) and reads
 // their expiry times in pipelines.
 func (s *Store) Load(ctx context.Context) (rs.State, error) {
-	if err := s.ensureNotifications(ctx, false); err != nil {
+	if err := s.ensureNotifications(ctx); err != nil {
 		return rs.State{}, err
 	}
 	var st rs.State
@@ -353,14 +351,56 @@ func (s *Store) loadCutoffs(ctx context.Context) ([]rs.Cutoff, error) {
 	out := make([]rs.Cutoff, 0, len(m))
 	for f, v := range m {
 		var key [2]string
-		var val cutoffValue
-		if json.Unmarshal([]byte(f), &key) != nil || json.Unmarshal([]byte(v), &val) != nil {
-			s.cfg.Logger.Warn("skipping malformed cutoff field", "key", s.cfg.CutoffsKey)
+		if json.Unmarshal([]byte(f), &key) != nil {
+			// No subject to revoke by: nothing can be kept for it.
+			s.cfg.Logger.Warn("skipping a cutoff field that names no [iss, sub]", "key", s.cfg.CutoffsKey)
 			continue
 		}
-		out = append(out, rs.Cutoff{Iss: key[0], Sub: key[1], RevokedBefore: val.RevokedBefore, Exp: val.Exp})
+		before, exp, ok := parseCutoffValue(v)
+		if !ok {
+			// The subject was logged out, but when is unreadable: every token of it stays
+			// revoked (as the SQL store keeps an unreadable time revoked), until the value is
+			// fixed. Skipping it would un-revoke them.
+			s.cfg.Logger.Warn("unreadable cutoff value: revoking every token of the subject until it is fixed", "key", s.cfg.CutoffsKey)
+			before, exp = rs.MaxUnixSeconds, 0
+		}
+		out = append(out, rs.Cutoff{Iss: key[0], Sub: key[1], RevokedBefore: before, Exp: exp})
 	}
 	return out, nil
+}
+
+// parseCutoffValue reads {"revoked_before": …, "exp": …}. Times may be written with a fraction
+// (Python's json.dumps(time.time())): revoked_before is rounded up, so that a token issued in
+// the second of the logout stays revoked, and exp up, so that the cutoff lasts its last second.
+func parseCutoffValue(v string) (before, exp int64, ok bool) {
+	var val struct {
+		RevokedBefore *json.Number `json:"revoked_before"`
+		Exp           *json.Number `json:"exp"`
+	}
+	d := json.NewDecoder(strings.NewReader(v))
+	d.UseNumber()
+	if d.Decode(&val) != nil || val.RevokedBefore == nil {
+		return 0, 0, false
+	}
+	up := func(n json.Number) (int64, bool) {
+		if i, err := n.Int64(); err == nil {
+			return i, i >= 0
+		}
+		f, err := n.Float64()
+		if err != nil || f < 0 || f > rs.MaxUnixSeconds || math.IsNaN(f) {
+			return 0, false
+		}
+		return int64(math.Ceil(f)), true
+	}
+	if before, ok = up(*val.RevokedBefore); !ok {
+		return 0, 0, false
+	}
+	if val.Exp != nil {
+		if exp, ok = up(*val.Exp); !ok {
+			return 0, 0, false
+		}
+	}
+	return before, exp, true
 }
 
 // batchWindow gathers notifications for a moment so that a burst of writes
@@ -375,7 +415,7 @@ const (
 func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 	// The syncer restarts Follow after the subscription broke (a Redis
 	// restart among other things): check notifications again first.
-	if err := s.ensureNotifications(ctx, true); err != nil {
+	if err := s.ensureNotifications(ctx); err != nil {
 		return err
 	}
 	prefix := fmt.Sprintf("__keyspace@%d__:", s.db)
@@ -398,6 +438,11 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 		wanted++
 	}
 	subscribed := 0
+	// reread: every subscription is confirmed, so every change from now on is notified; what
+	// changed between the last full read (the syncer's, before Follow) and this moment was
+	// not, so the store is read whole once more and reconciled (a logout in that window, as
+	// long as a SCAN of the database, was lost).
+	reread := false
 	for {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
@@ -415,6 +460,7 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 				if subscribed++; subscribed > wanted {
 					return ErrResubscribed
 				}
+				reread = reread || subscribed == wanted
 			case *redis.Message:
 				switch k := strings.TrimPrefix(m.Channel, prefix); {
 				case k == s.cfg.CutoffsKey:
@@ -477,6 +523,17 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 				return err
 			}
 			if err := sink.ReconcileCutoffs(cs, since); err != nil && !errors.Is(err, rs.ErrStaleReconcile) {
+				return err
+			}
+		}
+		if reread {
+			reread = false
+			since := sink.Seq()
+			st, err := s.Load(ctx)
+			if err != nil {
+				return err
+			}
+			if err := sink.Reconcile(st, since); err != nil && !errors.Is(err, rs.ErrStaleReconcile) {
 				return err
 			}
 		}

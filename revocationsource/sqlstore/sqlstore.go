@@ -171,10 +171,10 @@ type Store struct {
 }
 
 type queries struct {
-	load, poll, insert, deleteJTI, pruneScan, pruneRow string
-	loadCutoffs, upsertCutoff, deleteCutoff, pruneCut  string
-	claims                                             claimQueries
-	loadFilter                                         filter
+	load, poll, topID, insert, deleteJTI, pruneScan, pruneRow string
+	loadCutoffs, upsertCutoff, deleteCutoff, pruneCut         string
+	claims                                                    claimQueries
+	loadFilter                                                filter
 }
 
 // filter is an optional WHERE on Load that leaves out rows long expired, so
@@ -473,6 +473,7 @@ func (s *Store) buildQueries() queries {
 		idArg = "CAST($1 AS BIGINT)" // any integer id type; int4 has its own cross-type operator
 	}
 	q.poll = fmt.Sprintf("SELECT %s FROM %s WHERE %s > %s ORDER BY %s LIMIT %s", cols, t, id, idArg, id, s.ph(2))
+	q.topID = fmt.Sprintf("SELECT MAX(%s) FROM %s", id, t)
 	q.pruneScan = fmt.Sprintf("SELECT %s FROM %s", cols, t)
 	q.pruneRow = fmt.Sprintf("DELETE FROM %s WHERE %s = %s AND %s = %s", t, id, s.ph(1), textExpr(jti), s.ph(2))
 
@@ -868,6 +869,17 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 
 // PollOnce reads rows added since the last read and the cutoffs table.
 func (s *Store) PollOnce(ctx context.Context, sink rs.Sink) error {
+	// The table's ids went back below the highest seen: its last rows were deleted (the
+	// source's prune, the app's cleanup) and SQLite without AUTOINCREMENT, Flask-SQLAlchemy's
+	// default, gives the next row the lowest free id again. Follow from there, or the next
+	// logouts would wait for the full reconciliation.
+	var top sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, s.q.topID).Scan(&top); err != nil {
+		return s.classify(ctx, fmt.Errorf("poll blocklist: %w", err))
+	}
+	if cur := s.maxID.Load(); top.Int64 < cur {
+		s.maxID.CompareAndSwap(cur, top.Int64)
+	}
 	for {
 		from := s.maxID.Load()
 		rows, err := s.db.QueryContext(ctx, s.q.poll, max(0, from-idLookback), pollBatch)
