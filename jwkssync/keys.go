@@ -229,12 +229,18 @@ func (b *Builder) Accept(doc []byte) (*Accepted, error) {
 			out.Skipped = append(out.Skipped, name+": "+err.Error())
 			continue
 		}
-		if m.use != "" && m.use != "sig" {
-			continue
+		if m.use != "" && m.use != "sig" || m.keyOps != nil && !slices.Contains(m.keyOps, "verify") {
+			continue // an encryption key (RFC 7517: use, key_ops)
 		}
 		f := jwkFamily(m.kty, m.crv)
 		if f == famNone {
 			out.Skipped = append(out.Skipped, fmt.Sprintf("%s: unsupported key type %q (curve %q)", name, truncate(m.kty, 16), truncate(m.crv, 16)))
+			continue
+		}
+		if f == famHMAC {
+			// A JWK Set endpoint serves a public document: an HMAC key in it is a secret
+			// anyone who fetched it knows, and anyone could sign tokens with it.
+			out.Skipped = append(out.Skipped, name+": a symmetric (oct) key in a fetched JWK Set is public; HMAC secrets belong in jwt.hmac_secrets")
 			continue
 		}
 		var algs []string
@@ -353,7 +359,10 @@ func joinJWKS(keys []json.RawMessage) []byte {
 }
 
 // members are the JWK members read here, by exact name as jwtverify reads them.
-type members struct{ kty, crv, kid, alg, use string }
+type members struct {
+	kty, crv, kid, alg, use string
+	keyOps                  []string // nil when absent
+}
 
 func jwkMembers(raw json.RawMessage) (members, error) {
 	var obj map[string]json.RawMessage
@@ -371,6 +380,11 @@ func jwkMembers(raw json.RawMessage) (members, error) {
 		}
 		if err := json.Unmarshal(v, x.dst); err != nil {
 			return m, fmt.Errorf("member %q is not a string", x.name)
+		}
+	}
+	if v, ok := obj["key_ops"]; ok {
+		if err := json.Unmarshal(v, &m.keyOps); err != nil || m.keyOps == nil {
+			return m, errors.New(`member "key_ops" is not an array of strings`)
 		}
 	}
 	return m, nil

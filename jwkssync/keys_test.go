@@ -51,7 +51,31 @@ func TestAcceptKeyByKey(t *testing.T) {
 		{"unknown kty", map[string]string{"kty": "XYZ", "kid": "bad"}, `unsupported key type "XYZ"`},
 		{"X25519", map[string]string{"kty": "OKP", "crv": "X25519", "kid": "bad", "x": b64u(make([]byte, 32))}, `unsupported key type "OKP" (curve "X25519")`},
 		{"unknown curve", ecWith(func(m map[string]string) { m["crv"] = "P-192" }), `unsupported key type "EC" (curve "P-192")`},
-		{"HMAC secret that is a public key", map[string]string{"kty": "oct", "kid": "bad", "k": b64u([]byte("-----BEGIN PUBLIC KEY-----\nMIIB"))}, "secret is a PEM key or certificate"},
+		{"HMAC key", map[string]string{"kty": "oct", "kid": "bad", "k": b64u([]byte("a long enough shared secret"))}, "a symmetric (oct) key in a fetched JWK Set is public"},
+		{"key_ops without verify", func() map[string]any {
+			m := map[string]any{}
+			for k, v := range jwkRSA("enc", "", &k.rsa.PublicKey) {
+				m[k] = v
+			}
+			m["key_ops"] = []string{"encrypt", "wrapKey"}
+			return m
+		}(), "-"},
+		{"key_ops with verify", func() map[string]any {
+			m := map[string]any{}
+			for k, v := range jwkRSA("ok", "", &k.rsa.PublicKey) {
+				m[k] = v
+			}
+			m["key_ops"] = []string{"verify"}
+			return m
+		}(), ""},
+		{"key_ops not an array", func() map[string]any {
+			m := map[string]any{}
+			for k, v := range jwkRSA("bad", "", &k.rsa.PublicKey) {
+				m[k] = v
+			}
+			m["key_ops"] = "verify"
+			return m
+		}(), `member "key_ops" is not an array of strings`},
 		{"not an object", "a string", "not a JSON object"},
 		{"member not a string", map[string]any{"kty": "EC", "crv": 256}, `member "crv" is not a string`},
 		{"member names matched exactly", map[string]string{"KTY": "EC", "kid": "bad"}, `unsupported key type ""`},

@@ -794,9 +794,11 @@ func (c *Checker) onResponse(i int, id ID, uri string, hops, numHeaders, bodySiz
 		c.fail(i, now, err.Error(), true)
 		return
 	}
-	if c.usable(s, now) && tok.IssuedAt.Before(s.m.iat) {
+	if !s.m.iat.IsZero() && tok.IssuedAt.Before(s.m.iat) {
 		// A replayed or stale copy (a CDN edge behind) must not undo a revocation the held
-		// list already shows.
+		// list already shows, and no more once the held list has aged past max_age: an
+		// endpoint that fails until then and serves an old copy must not get it taken. The
+		// list stays unusable (fail_mode) until one at least as new comes.
 		c.fail(i, now, fmt.Sprintf("served a list issued at %s, older than the one held (%s); keeping the held one",
 			tok.IssuedAt.UTC().Format(time.RFC3339), s.m.iat.UTC().Format(time.RFC3339)), true)
 		return
