@@ -326,6 +326,10 @@ func validateJWT(j *JWTConfig, getenv func(string) string, bad func(string, stri
 			bad("jwt.trust_upstream", "needs exactly one of payload_in_metadata (jwt_authn's payload_in_metadata; Istio: \"payload\") or payload_header")
 		case tu.PayloadHeader != "" && !credentials.ValidHeaderName(tu.PayloadHeader):
 			bad("jwt.trust_upstream.payload_header", "must be a valid HTTP header name, got %q", tu.PayloadHeader)
+		case tu.PayloadInMetadata != "" && len(j.Audiences) > 0:
+			// jwt_authn's metadata holds aud as a string or a list it serializes its own way:
+			// the filter cannot read every form, and must not seem to check what it cannot.
+			bad("jwt.audiences", "cannot be checked with trust_upstream.payload_in_metadata: set them on jwt_authn's provider (audiences; Istio: RequestAuthentication jwtRules audiences), or use payload_header")
 		}
 		if len(j.HMACSecrets)+len(j.PublicKeys) > 0 || len(j.JWKS) > 0 || j.RemoteJWKS != nil {
 			bad("jwt.trust_upstream", "verifies no signatures, so hmac_secrets, public_keys, jwks and remote_jwks must be empty")

@@ -160,7 +160,7 @@ func (p *pluginContext) decideRequest(headers [][2]string, body []byte, final bo
 	case v.ok:
 		m.allowed++
 		switch {
-		case unchecked:
+		case unchecked || v.unchecked:
 			m.failedOpen++
 			p.out = allowUnchecked
 		case v.forward == nil:
@@ -205,6 +205,7 @@ type validation struct {
 	missing     string
 	missingKind credentials.Kind
 	forward     *forwarded // when ok: the token's jwt.claims_to_headers values
+	unchecked   bool       // when ok: its signature was not checked (tokenInfo.unchecked)
 }
 
 // failWith records the first failure.
@@ -218,7 +219,7 @@ func (v *validation) failWith(d decision) {
 // that the route's token_types allows, into v. The request passes when one of them is valid
 // for its kind: unless a rule says, the proxy does not know which kind of route it is.
 func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time, pol *policy, v *validation) {
-	v.ok, v.failed, v.missing, v.forward = false, false, "", nil
+	v.ok, v.failed, v.missing, v.forward, v.unchecked = false, false, "", nil, false
 	first := -1
 	for k := range res.Selected {
 		kind := credentials.Kind(k)
@@ -247,10 +248,10 @@ func (p *pluginContext) validateSelected(res *credentials.Result, now time.Time,
 				// A refresh token is let through for a refresh route, but its claims are
 				// not forwarded: an application trusting the headers would take a
 				// long-lived refresh token for an identity.
-				v.ok, v.failed = true, false
+				v.ok, v.failed, v.unchecked = true, false, info.unchecked
 				return
 			default:
-				v.ok, v.failed, v.forward = true, false, info.forward
+				v.ok, v.failed, v.forward, v.unchecked = true, false, info.forward, info.unchecked
 				return
 			}
 		}
@@ -275,7 +276,7 @@ func (p *pluginContext) verified(sel *credentials.Selection, now time.Time) (tok
 	probe(ptPreVerify)
 	info, rej := p.verifier.verify(token)
 	probe(ptVerify)
-	if rej == nil {
+	if rej == nil && !info.unchecked {
 		p.cache.putVerified(token, info, nowNano, p.scanner, p.cfg.KeyedByIssuer(), sel.Known)
 	}
 	probe(ptPutVerified)

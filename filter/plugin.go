@@ -150,7 +150,7 @@ func (p *pluginContext) OnPluginStart(configSize int) types.OnPluginStartStatus 
 	}
 	if rj := cfg.JWT.RemoteJWKS; rj != nil {
 		p.jwks = jwkssync.NewSyncer(*rj, jwkssync.Options{
-			Keys: jwkssync.KeysFor(cfg.Prefix), Store: hostStore{}, Host: hostCalls{}, Now: p.now,
+			Keys: jwkssync.KeysForEndpoint(cfg.Prefix, *rj), Store: hostStore{}, Host: hostCalls{}, Now: p.now,
 			Builder: cfg.JWT.jwks, FailOpen: cfg.FailMode == FailOpen, OnChange: p.keysChanged,
 			MetricsPrefix: cfg.Prefix,
 		})

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -195,6 +196,17 @@ func (p *pluginContext) metadataInfo(id *identity, now time.Time) (tokenInfo, *r
 	}
 	if id.jtis.n == 0 || id.jtis.v[0] == "" {
 		return tokenInfo{}, &rejection{rejectInvalid, "Missing claim: jti"}
+	}
+	if len(p.cfg.JWT.Issuers) > 0 {
+		// As jwtverify checks a payload header's: jwt_authn may run providers of other issuers
+		// (Istio's RequestAuthentication takes several jwtRules), and this filter's list of
+		// them is what it promises to hold tokens to.
+		switch iss := read("iss"); {
+		case iss == nil:
+			return tokenInfo{}, &rejection{rejectInvalid, `Token is missing the "iss" claim`}
+		case !slices.Contains(p.cfg.JWT.Issuers, string(iss)):
+			return tokenInfo{}, &rejection{rejectInvalid, "Invalid issuer"}
+		}
 	}
 	info.refresh = string(read("type")) == "refresh"
 	return info, nil

@@ -19,6 +19,10 @@ type tokenInfo struct {
 	// forward is what jwt.claims_to_headers sends upstream for this token (nil: nothing),
 	// read once when its signature verified.
 	forward *forwarded
+	// unchecked: the signature was not verified (the remote JWKS has not arrived, and
+	// fail_mode is open); only the claims were. Such a token is neither cached as verified
+	// nor reported as jtiguard_allowed.
+	unchecked bool
 }
 
 // rejectKind sorts validation failures into flask-jwt-extended's responses.
@@ -80,7 +84,9 @@ func (v *verifier) verify(token string) (tokenInfo, *rejection) {
 			_, rest, _ := strings.Cut(token, ".")
 			payload, _, _ := strings.Cut(rest, ".")
 			// Not verified: nothing of it is forwarded.
-			return v.result(v.v.VerifyPayload(payload, &v.claims))
+			info, rej := v.result(v.v.VerifyPayload(payload, &v.claims))
+			info.unchecked = true
+			return info, rej
 		}
 	}
 	info, rej := v.result(err)

@@ -1,7 +1,9 @@
 package jwkssync
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -64,6 +66,16 @@ type Keys struct {
 // KeysFor returns the keys under prefix.
 func KeysFor(prefix string) Keys {
 	return Keys{Generation: prefix + "jwks.gen", KeySet: prefix + "jwks.keys", Lease: prefix + "jwks.lease"}
+}
+
+// KeysForEndpoint returns the keys of the key set fetched from c's endpoint under prefix: the
+// endpoint (cluster, authority, path) is part of the names. Configurations that share a
+// prefix in one store (the old one draining beside the new after a change of remote_jwks, two
+// WasmPlugins on one Istio proxy) then never take each other's keys: a configuration moved
+// off an endpoint stops trusting its keys at once, and each fetches its own.
+func KeysForEndpoint(prefix string, c Config) Keys {
+	h := sha256.Sum256([]byte(c.Cluster + "\x00" + c.Authority + "\x00" + c.Path))
+	return KeysFor(prefix + "jwks." + hex.EncodeToString(h[:6]) + ".")
 }
 
 // Generation is the small record every VM reads on its tick.
