@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -74,8 +77,16 @@ func KeysFor(prefix string) Keys {
 // WasmPlugins on one Istio proxy) then never take each other's keys: a configuration moved
 // off an endpoint stops trusting its keys at once, and each fetches its own.
 func KeysForEndpoint(prefix string, c Config) Keys {
-	h := sha256.Sum256([]byte(c.Cluster + "\x00" + c.Authority + "\x00" + c.Path))
-	return KeysFor(prefix + "jwks." + hex.EncodeToString(h[:6]) + ".")
+	h := sha256.New()
+	for _, part := range []string{c.Cluster, c.Authority, c.Path} {
+		h.Write([]byte(part + "\x00"))
+	}
+	// The headers too (a tenant header may pick another key set), in name order.
+	names := slices.Sorted(maps.Keys(c.Headers))
+	for _, n := range names {
+		h.Write([]byte(strings.ToLower(n) + "\x00" + c.Headers[n] + "\x00"))
+	}
+	return KeysFor(prefix + "jwks." + hex.EncodeToString(h.Sum(nil)[:6]) + ".")
 }
 
 // Generation is the small record every VM reads on its tick.

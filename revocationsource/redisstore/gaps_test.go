@@ -168,7 +168,8 @@ func TestCutoffValues(t *testing.T) {
 		{`{"revoked_before":-1}`, 0, 0, false},
 		{`{"exp":5}`, 0, 0, false},
 		{`1700000000`, 0, 0, false},
-		{`{"revoked_before":1e20}`, 0, 0, false},
+		{`{"revoked_before":1e20}`, 4294967295, 0, true},
+		{`{"revoked_before":1700000000000,"exp":1800000000000}`, 4294967295, 0, true}, // milliseconds: every token, no expiry
 	} {
 		before, exp, ok := parseCutoffValue(tc.v)
 		if before != tc.before || exp != tc.exp || ok != tc.ok {

@@ -382,15 +382,18 @@ func parseCutoffValue(v string) (before, exp int64, ok bool) {
 	if d.Decode(&val) != nil || val.RevokedBefore == nil {
 		return 0, 0, false
 	}
+	// up reads a time in seconds, a fraction rounded up; past what the feed carries (a time
+	// in milliseconds, say) it is MaxUnixSeconds: for revoked_before every token of the
+	// subject, for exp no expiry. Never less revoked than written.
 	up := func(n json.Number) (int64, bool) {
 		if i, err := n.Int64(); err == nil {
-			return i, i >= 0
+			return min(i, rs.MaxUnixSeconds), i >= 0
 		}
 		f, err := n.Float64()
-		if err != nil || f < 0 || f > rs.MaxUnixSeconds || math.IsNaN(f) {
+		if err != nil || f < 0 || math.IsNaN(f) {
 			return 0, false
 		}
-		return int64(math.Ceil(f)), true
+		return int64(min(math.Ceil(f), rs.MaxUnixSeconds)), true
 	}
 	if before, ok = up(*val.RevokedBefore); !ok {
 		return 0, 0, false
@@ -398,6 +401,9 @@ func parseCutoffValue(v string) (before, exp int64, ok bool) {
 	if val.Exp != nil {
 		if exp, ok = up(*val.Exp); !ok {
 			return 0, 0, false
+		}
+		if exp == rs.MaxUnixSeconds {
+			exp = 0
 		}
 	}
 	return before, exp, true
@@ -528,13 +534,14 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 		}
 		if reread {
 			reread = false
+			// A read that fails (more keys than --max-entries, Redis slow) must not stop the
+			// following: the list held stays, new changes keep coming, and the periodic
+			// reconciliation tries the whole store again.
 			since := sink.Seq()
-			st, err := s.Load(ctx)
-			if err != nil {
-				return err
-			}
-			if err := sink.Reconcile(st, since); err != nil && !errors.Is(err, rs.ErrStaleReconcile) {
-				return err
+			if st, err := s.Load(ctx); err != nil {
+				s.cfg.Logger.Warn("reading the store after subscribing failed; keeping the list and following changes", "err", err)
+			} else if err := sink.Reconcile(st, since); err != nil && !errors.Is(err, rs.ErrStaleReconcile) {
+				s.cfg.Logger.Warn("reconciling after subscribing failed; keeping the list and following changes", "err", err)
 			}
 		}
 	}

@@ -878,7 +878,9 @@ func (s *Store) PollOnce(ctx context.Context, sink rs.Sink) error {
 		return s.classify(ctx, fmt.Errorf("poll blocklist: %w", err))
 	}
 	if cur := s.maxID.Load(); top.Int64 < cur {
-		s.maxID.CompareAndSwap(cur, top.Int64)
+		// From the start, once: rows may have been inserted with reused ids between the
+		// deletion and this poll, more than the lookback covers.
+		s.maxID.CompareAndSwap(cur, 0)
 	}
 	for {
 		from := s.maxID.Load()
