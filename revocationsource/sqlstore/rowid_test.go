@@ -32,23 +32,7 @@ func indexHas(idx *rs.Index, jti string) bool {
 // reconciliation). The poll now follows the table's highest id down.
 func TestSQLiteRowidsReusedAfterPruneAreFollowed(t *testing.T) {
 	ctx := context.Background()
-	d := newDB(t, SQLite, "")
-	d.exec(t, flaskDDL[SQLite]["v1"]...)
-	// 300 access tokens revoked three hours ago: past 15m + the 1h grace.
-	old := time.Now().UTC().Add(-3 * time.Hour).Format("2006-01-02 15:04:05.000000")
-	for i := 0; i < 300; i++ {
-		d.exec(t, fmt.Sprintf(`INSERT INTO token_blocklist (jti, created_at) VALUES ('old-%d', '%s')`, i, old))
-	}
-	s := d.open(t, Config{AccessTokenExpires: 15 * time.Minute, RefreshTokenExpires: 15 * time.Minute})
-	idx := rs.NewIndex(nil, 0)
-	sy := &rs.Syncer{Store: s, Index: idx}
-	if err := sy.ReconcileOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	n, err := s.Prune(ctx)
-	if err != nil || n != 300 {
-		t.Fatalf("prune = %d, %v", n, err)
-	}
+	d, s, idx, sy := prunedFlaskTable(t, 300)
 	// The app's logout, as flask-jwt-extended's example writes it.
 	now := time.Now().UTC().Format("2006-01-02 15:04:05.000000")
 	d.exec(t, `INSERT INTO token_blocklist (jti, created_at) VALUES ('fresh-logout', '`+now+`')`)
@@ -77,4 +61,28 @@ func TestSQLiteRowidsReusedAfterPruneAreFollowed(t *testing.T) {
 	if !indexHas(idx, "second-logout") {
 		t.Fatal("after a reconciliation, the next reused id is still not followed")
 	}
+}
+
+// prunedFlaskTable is flask-jwt-extended's SQLite table after n access tokens revoked three
+// hours ago (past 15 m and the 1 h grace) were read by the source and pruned: empty, its next
+// rows to take the ids 1, 2, ...
+func prunedFlaskTable(t *testing.T, n int) (*testDB, *Store, *rs.Index, *rs.Syncer) {
+	t.Helper()
+	ctx := context.Background()
+	d := newDB(t, SQLite, "")
+	d.exec(t, flaskDDL[SQLite]["v1"]...)
+	old := time.Now().UTC().Add(-3 * time.Hour).Format("2006-01-02 15:04:05.000000")
+	for i := 0; i < n; i++ {
+		d.exec(t, fmt.Sprintf(`INSERT INTO token_blocklist (jti, created_at) VALUES ('old-%d', '%s')`, i, old))
+	}
+	s := d.open(t, Config{AccessTokenExpires: 15 * time.Minute, RefreshTokenExpires: 15 * time.Minute})
+	idx := rs.NewIndex(nil, 0)
+	sy := &rs.Syncer{Store: s, Index: idx}
+	if err := sy.ReconcileOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pruned, err := s.Prune(ctx); err != nil || pruned != int64(n) {
+		t.Fatalf("prune = %d, %v; want %d", pruned, err, n)
+	}
+	return d, s, idx, sy
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	rs "github.com/jtiguard/jtiguard/revocationsource"
 )
 
 // TestRowidReuseBurst: after the prune emptied the table, more than idLookback logouts
@@ -14,21 +12,7 @@ import (
 // MAX(id)=300 would read ids > 44 and skip 1..44; the poll reads from the start once instead.
 func TestRowidReuseBurst(t *testing.T) {
 	ctx := context.Background()
-	d := newDB(t, SQLite, "")
-	d.exec(t, flaskDDL[SQLite]["v1"]...)
-	old := time.Now().UTC().Add(-3 * time.Hour).Format("2006-01-02 15:04:05.000000")
-	for i := 0; i < 600; i++ {
-		d.exec(t, fmt.Sprintf(`INSERT INTO token_blocklist (jti, created_at) VALUES ('old-%d', '%s')`, i, old))
-	}
-	s := d.open(t, Config{AccessTokenExpires: 15 * time.Minute, RefreshTokenExpires: 15 * time.Minute})
-	idx := rs.NewIndex(nil, 0)
-	sy := &rs.Syncer{Store: s, Index: idx}
-	if err := sy.ReconcileOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Prune(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, s, idx, _ := prunedFlaskTable(t, 600)
 	now := time.Now().UTC().Format("2006-01-02 15:04:05.000000")
 	for i := 0; i < 300; i++ {
 		d.exec(t, fmt.Sprintf(`INSERT INTO token_blocklist (jti, created_at) VALUES ('new-%d', '%s')`, i, now))
