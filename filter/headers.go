@@ -83,11 +83,14 @@ func validateClaimHeaders(cfg *Config, bad func(string, string, ...any)) {
 		switch {
 		case !credentials.ValidHeaderName(c.Header):
 			bad(field+".header", "must be a valid HTTP header name (no pseudo-header), got %q", c.Header)
-		case slices.Contains(refusedHeaders, h):
+		// Compared as the application behind the proxy may read names (sameHeaderName: '_' as
+		// '-'): a claim mapped to x_csrf_token or to authorization's WSGI twin would be read as
+		// the header it spells.
+		case slices.ContainsFunc(refusedHeaders, func(r string) bool { return len(r) == len(h) && sameHeaderName(r, h) }):
 			bad(field+".header", "%q cannot be set from a claim (framing, routing or credentials header)", c.Header)
-		case h == tokenHeader && cfg.Token.Has(LocationHeaders):
+		case len(h) == len(tokenHeader) && sameHeaderName(h, tokenHeader) && cfg.Token.Has(LocationHeaders):
 			bad(field+".header", "%q is token.header_name, where the token is read", c.Header)
-		case slices.ContainsFunc(m[:i], func(o ClaimHeader) bool { return o.Header == h }):
+		case slices.ContainsFunc(m[:i], func(o ClaimHeader) bool { return len(o.Header) == len(h) && sameHeaderName(o.Header, h) }):
 			bad(field+".header", "%q is mapped twice", c.Header)
 		}
 		c.Header = h
