@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -429,6 +430,15 @@ func parseJWK(raw json.RawMessage) (kid string, out jwkKey, err error) {
 	kid = j["kid"]
 	if use := j["use"]; use != "" && use != "sig" {
 		return kid, jwkKey{}, nil // an encryption key is not for us
+	}
+	if v, ok := members["key_ops"]; ok {
+		var ops []string
+		if err := json.Unmarshal(v, &ops); err != nil || ops == nil {
+			return kid, jwkKey{}, errors.New(`member "key_ops" is not an array of strings`)
+		}
+		if !slices.Contains(ops, "verify") {
+			return kid, jwkKey{}, nil // RFC 7517 4.3: not for verifying signatures
+		}
 	}
 	if _, ok := j["d"]; ok {
 		return kid, jwkKey{}, errors.New(`holds a private key ("d"): give only the public key`)

@@ -242,3 +242,23 @@ func TestJWKSUseSkipped(t *testing.T) {
 		t.Fatalf("only an encryption key: err = %v", err)
 	}
 }
+
+// A key whose key_ops (RFC 7517 4.3) do not include verify is left out, as one with use enc;
+// key_ops must be an array of strings.
+func TestJWKSKeyOps(t *testing.T) {
+	k := testKeys()
+	doc := func(ops string) []byte {
+		return []byte(strings.Replace(string(jwks(t, jwkRSA("r", "", &k.rsa.PublicKey))), `"kty"`, `"key_ops":`+ops+`,"kty"`, 1))
+	}
+	if _, err := jwtverify.NewKeySet(jwtverify.Keys{Algorithms: []string{"RS256"}, JWKS: doc(`["encrypt","wrapKey"]`)}); err == nil ||
+		!strings.Contains(err.Error(), "RS256 allowed but no RSA public key") {
+		t.Errorf("only a key for encrypt and wrapKey: err = %v; want it left out", err)
+	}
+	if _, err := jwtverify.NewKeySet(jwtverify.Keys{Algorithms: []string{"RS256"}, JWKS: doc(`["verify"]`)}); err != nil {
+		t.Errorf("a key for verify: %v", err)
+	}
+	if _, err := jwtverify.NewKeySet(jwtverify.Keys{Algorithms: []string{"RS256"}, JWKS: doc(`"verify"`)}); err == nil ||
+		!strings.Contains(err.Error(), `member "key_ops" is not an array of strings`) {
+		t.Errorf("key_ops not an array: err = %v", err)
+	}
+}
