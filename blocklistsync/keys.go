@@ -92,20 +92,26 @@ func (h Hasher) SubjectKey(iss, sub string) uint64 { return h.key(domainSubject,
 // name is part of the hashed input, so sid=x and another claim=x are different keys, and
 // the domain keeps any claim key apart from jti keys, so a claim entry never revokes a
 // token by its jti. A revocation source sends these as {"claim": …, "value": …} entries.
-func (h Hasher) ClaimKey(iss, claim, value string) uint64 {
-	var u [uuidLen]byte
-	if canonicalUUID(value, &u) {
-		return primary(hashClaim(h, domainClaim, iss, claim, u[:]))
-	}
-	return primary(hashClaim(h, domainClaim, iss, claim, value))
-}
+func (h Hasher) ClaimKey(iss, claim, value string) uint64 { return claimKeyOf(h, iss, claim, value) }
 
-func (h Hasher) key(domain byte, iss, value string) uint64 {
+func (h Hasher) key(domain byte, iss, value string) uint64 { return keyOf(h, domain, iss, value) }
+
+// keyOf is the key of (iss, value): of value's canonical text when it spells a UUID.
+func keyOf[T string | []byte](h Hasher, domain byte, iss, value T) uint64 {
 	var u [uuidLen]byte
 	if canonicalUUID(value, &u) {
 		return primary(hashIn(h, domain, iss, u[:]))
 	}
 	return primary(hashIn(h, domain, iss, value))
+}
+
+// claimKeyOf is keyOf for a claim entry.
+func claimKeyOf[T string | []byte](h Hasher, iss, claim, value T) uint64 {
+	var u [uuidLen]byte
+	if canonicalUUID(value, &u) {
+		return primary(hashClaim(h, domainClaim, iss, claim, u[:]))
+	}
+	return primary(hashClaim(h, domainClaim, iss, claim, value))
 }
 
 // uuidLen is the length of a UUID's canonical text.
@@ -247,13 +253,7 @@ func nonZero(k uint64) uint64 {
 // stay distinct entries, as colliding keys do: removing one leaves the other revoking, and a
 // subject's cutoffs under one key are read as the latest of them (Snapshot.CutoffFor).
 func keyAndID[T string | []byte](h Hasher, domain byte, keyIss, iss, value T) (key, id uint64) {
-	var u [uuidLen]byte
-	if canonicalUUID(value, &u) {
-		key = primary(hashIn(h, domain, keyIss, u[:]))
-	} else {
-		key = primary(hashIn(h, domain, keyIss, value))
-	}
-	return key, hashIn(h, domain|domainID, iss, value)
+	return keyOf(h, domain, keyIss, value), hashIn(h, domain|domainID, iss, value)
 }
 
 // claimHeader is a claim message's fixed part: the domain, u32 len(iss) and u32 len(claim).
@@ -293,11 +293,5 @@ func hashClaim[T, V string | []byte](h Hasher, domain byte, iss, claim T, value 
 
 // claimKeyAndID is keyAndID for a claim entry.
 func claimKeyAndID[T string | []byte](h Hasher, keyIss, iss, claim, value T) (key, id uint64) {
-	var u [uuidLen]byte
-	if canonicalUUID(value, &u) {
-		key = primary(hashClaim(h, domainClaim, keyIss, claim, u[:]))
-	} else {
-		key = primary(hashClaim(h, domainClaim, keyIss, claim, value))
-	}
-	return key, hashClaim(h, domainClaim|domainID, iss, claim, value)
+	return claimKeyOf(h, keyIss, claim, value), hashClaim(h, domainClaim|domainID, iss, claim, value)
 }

@@ -135,7 +135,7 @@ func NewBuilder(inline jwtverify.Keys) (*Builder, error) {
 		}
 		for _, raw := range keys {
 			m, err := jwkMembers(raw)
-			if err != nil || m.use != "" && m.use != "sig" {
+			if err != nil || !m.forVerifying() {
 				continue // jwtverify names the problem, or skips the key, in the build below
 			}
 			if f := jwkFamily(m.kty, m.crv); f != famNone {
@@ -229,8 +229,8 @@ func (b *Builder) Accept(doc []byte) (*Accepted, error) {
 			out.Skipped = append(out.Skipped, name+": "+err.Error())
 			continue
 		}
-		if m.use != "" && m.use != "sig" || m.keyOps != nil && !slices.Contains(m.keyOps, "verify") {
-			continue // an encryption key (RFC 7517: use, key_ops)
+		if !m.forVerifying() {
+			continue // an encryption key
 		}
 		f := jwkFamily(m.kty, m.crv)
 		if f == famNone {
@@ -362,6 +362,12 @@ func joinJWKS(keys []json.RawMessage) []byte {
 type members struct {
 	kty, crv, kid, alg, use string
 	keyOps                  []string // nil when absent
+}
+
+// forVerifying reports a key that may verify signatures (RFC 7517 4.2 use, 4.3 key_ops), as
+// jwtverify reads them: others are left out silently.
+func (m members) forVerifying() bool {
+	return (m.use == "" || m.use == "sig") && (m.keyOps == nil || slices.Contains(m.keyOps, "verify"))
 }
 
 func jwkMembers(raw json.RawMessage) (members, error) {

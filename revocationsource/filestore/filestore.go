@@ -173,11 +173,7 @@ func (s *Store) live(st rs.State) rs.State {
 	if grace <= 0 {
 		grace = rs.DefaultExpiryGrace
 	}
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
-	cut := now().Add(-grace).Unix()
+	cut := s.now().Add(-grace).Unix()
 	keep := func(exp int64) bool { return exp == 0 || exp > cut }
 	entries := st.Entries[:0]
 	for _, e := range st.Entries {

@@ -48,15 +48,7 @@ func TestFollowSurvivesTooManyEntries(t *testing.T) {
 	idx := rs.NewIndex(nil, 0)
 	done := make(chan error, 1)
 	go func() { done <- s.Follow(ctx, idx) }()
-	has := func(jti string) bool {
-		_, e, _ := idx.Snapshot()
-		for _, x := range e {
-			if x.JTI == jti {
-				return true
-			}
-		}
-		return false
-	}
+	has := func(jti string) bool { return indexHas(idx, jti) }
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		raw.Set(ctx, s.key("new-logout"), "", time.Hour)

@@ -50,15 +50,7 @@ func TestRevocationBetweenLoadAndSubscribeIsKept(t *testing.T) {
 	idx := rs.NewIndex(nil, 0)
 	sy := &rs.Syncer{Store: w, Index: idx, ReconcileEvery: time.Hour}
 	go func() { _ = sy.Run(ctx) }()
-	has := func(jti string) bool {
-		_, e, _ := idx.Snapshot()
-		for _, x := range e {
-			if x.JTI == jti {
-				return true
-			}
-		}
-		return false
-	}
+	has := func(jti string) bool { return indexHas(idx, jti) }
 	waitFor(t, "ready", sy.Ready)
 	// A later write proves the subscription is up and its events applied.
 	waitFor(t, "subscription", func() bool {

@@ -147,15 +147,7 @@ func TestFollowKeyspaceNotifications(t *testing.T) {
 	idx := rs.NewIndex(nil, 0)
 	followed := make(chan error, 1)
 	go func() { followed <- s.Follow(ctx, idx) }()
-	has := func(jti string) bool {
-		_, e, _ := idx.Snapshot()
-		for _, x := range e {
-			if x.JTI == jti {
-				return true
-			}
-		}
-		return false
-	}
+	has := func(jti string) bool { return indexHas(idx, jti) }
 	// The subscription is asynchronous: write until the first event lands.
 	waitFor(t, "subscription", func() bool {
 		raw.Set(ctx, s.key("first"), "", time.Hour)
@@ -269,15 +261,7 @@ func TestNotificationsBackAfterRedisRestart(t *testing.T) {
 	defer cancel()
 	sy := &rs.Syncer{Store: s, Index: idx, ReconcileEvery: time.Hour} // only notifications bring changes in quickly
 	go func() { _ = sy.Run(ctx) }()
-	has := func(jti string) bool {
-		_, e, _ := idx.Snapshot()
-		for _, x := range e {
-			if x.JTI == jti {
-				return true
-			}
-		}
-		return false
-	}
+	has := func(jti string) bool { return indexHas(idx, jti) }
 	waitFor(t, "a write before the restart", func() bool {
 		raw.Set(ctx, "bl:before", "", time.Hour)
 		return has("before")
@@ -330,15 +314,7 @@ func TestExpiredKeysHeldForTheGrace(t *testing.T) {
 	idx := rs.NewIndex(nil, 0)
 	sy := &rs.Syncer{Store: s, Index: idx, ReconcileEvery: 200 * time.Millisecond}
 	go func() { _ = sy.Run(ctx) }()
-	has := func(jti string) bool {
-		_, e, _ := idx.Snapshot()
-		for _, x := range e {
-			if x.JTI == jti {
-				return true
-			}
-		}
-		return false
-	}
+	has := func(jti string) bool { return indexHas(idx, jti) }
 	waitFor(t, "keys in the list", func() bool {
 		raw.Set(ctx, s.key("short"), "", 1200*time.Millisecond)
 		raw.Set(ctx, s.key("deleted"), "", time.Hour)
@@ -376,4 +352,15 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// indexHas reports whether idx holds a jti entry for jti.
+func indexHas(idx *rs.Index, jti string) bool {
+	_, e, _ := idx.Snapshot()
+	for _, x := range e {
+		if x.JTI == jti {
+			return true
+		}
+	}
+	return false
 }

@@ -869,18 +869,20 @@ func (s *Store) Follow(ctx context.Context, sink rs.Sink) error {
 
 // PollOnce reads rows added since the last read and the cutoffs table.
 func (s *Store) PollOnce(ctx context.Context, sink rs.Sink) error {
-	// The table's ids went back below the highest seen: its last rows were deleted (the
-	// source's prune, the app's cleanup) and SQLite without AUTOINCREMENT, Flask-SQLAlchemy's
-	// default, gives the next row the lowest free id again. Follow from there, or the next
-	// logouts would wait for the full reconciliation.
-	var top sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, s.q.topID).Scan(&top); err != nil {
-		return s.classify(ctx, fmt.Errorf("poll blocklist: %w", err))
-	}
-	if cur := s.maxID.Load(); top.Int64 < cur {
-		// From the start, once: rows may have been inserted with reused ids between the
-		// deletion and this poll, more than the lookback covers.
-		s.maxID.CompareAndSwap(cur, 0)
+	// SQLite without AUTOINCREMENT (Flask-SQLAlchemy's default) gives a new row max(id)+1:
+	// once its last rows are deleted (the source's prune, the app's cleanup), new rows take
+	// ids below the highest seen. When the table's highest id falls below it, the poll reads
+	// from the start once (more rows than the lookback may have come in meanwhile), or the
+	// next logouts would wait for the full reconciliation. A PostgreSQL sequence never
+	// reuses an id.
+	if !s.pg {
+		var top sql.NullInt64
+		if err := s.db.QueryRowContext(ctx, s.q.topID).Scan(&top); err != nil {
+			return s.classify(ctx, fmt.Errorf("poll blocklist: %w", err))
+		}
+		if cur := s.maxID.Load(); top.Int64 < cur {
+			s.maxID.CompareAndSwap(cur, 0)
+		}
 	}
 	for {
 		from := s.maxID.Load()
